@@ -1,0 +1,148 @@
+"""Binary codes: sign → bits → packed bytes, Hamming distance, and the codes file.
+
+Packing follows ``np.packbits`` (big-endian within each byte: bit 0 of the code is
+the most significant bit of byte 0), which is the byte layout FAISS binary indexes
+expect, so packed codes can be handed to ``faiss.IndexBinaryFlat`` unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .errors import DeephashError
+from .utils.io import atomic_write
+
+CODES_FORMAT = "deephash-codes/1"
+
+
+def check_bits(bits: int) -> int:
+    """Code lengths are whole bytes so packed rows never carry padding bits."""
+    if not isinstance(bits, (int, np.integer)) or bits < 8 or bits > 1024 or bits % 8:
+        raise DeephashError(f"bits must be a multiple of 8 between 8 and 1024, got {bits!r}")
+    return int(bits)
+
+
+def binarize(outputs) -> np.ndarray:
+    """Real-valued network outputs (N, bits) → {0,1} uint8; output ≥ 0 ↦ 1 (sign with sign(0)=+1)."""
+    if hasattr(outputs, "detach"):
+        outputs = outputs.detach().cpu().numpy()
+    return (np.asarray(outputs) >= 0).astype(np.uint8)
+
+
+def pack_bits(bits01: np.ndarray) -> np.ndarray:
+    """(N, bits) of {0,1} → (N, bits/8) uint8 in np.packbits order."""
+    bits01 = np.asarray(bits01)
+    if bits01.ndim != 2:
+        raise DeephashError(f"expected a 2-D (n, bits) array of 0/1, got shape {bits01.shape}")
+    check_bits(bits01.shape[1])
+    return np.packbits(bits01.astype(bool), axis=1)
+
+
+def unpack_bits(codes: np.ndarray, bits: int | None = None) -> np.ndarray:
+    """(N, nbytes) uint8 → (N, bits) uint8 of {0,1}."""
+    out = np.unpackbits(np.asarray(codes, dtype=np.uint8), axis=1)
+    return out if bits is None else out[:, :bits]
+
+
+def encode_outputs(outputs) -> np.ndarray:
+    """Network outputs → packed codes, the form every index and file uses."""
+    return pack_bits(binarize(outputs))
+
+
+def hamming_distances(q: np.ndarray, db: np.ndarray, chunk: int = 1024) -> np.ndarray:
+    """Exact (nq, ndb) Hamming distances between packed codes, by XOR + popcount.
+
+    Rows are viewed as 64-bit words when the width allows, so popcount runs on
+    whole words; queries are processed in chunks to bound memory.
+    """
+    q = np.ascontiguousarray(q, dtype=np.uint8)
+    db = np.ascontiguousarray(db, dtype=np.uint8)
+    if q.ndim != 2 or db.ndim != 2 or q.shape[1] != db.shape[1]:
+        raise DeephashError(f"code widths differ: queries {q.shape}, database {db.shape}")
+    nbytes = q.shape[1]
+    word = np.uint64 if nbytes % 8 == 0 else np.uint8
+    qv, dv = q.view(word), db.view(word)
+    out = np.empty((q.shape[0], db.shape[0]), dtype=np.int32)
+    for s in range(0, q.shape[0], chunk):
+        x = np.bitwise_xor(qv[s : s + chunk, None, :], dv[None, :, :])
+        out[s : s + chunk] = np.bitwise_count(x).sum(axis=2, dtype=np.int32)
+    return out
+
+
+@dataclass
+class CodesFile:
+    """Packed codes with what is needed to use them later: ids, paths, labels, provenance."""
+
+    codes: np.ndarray
+    bits: int
+    ids: np.ndarray | None = None
+    paths: list[str] | None = None
+    labels: np.ndarray | None = None
+    class_names: list[str] | None = None
+    meta: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.codes = np.ascontiguousarray(self.codes, dtype=np.uint8)
+        check_bits(self.bits)
+        if self.codes.ndim != 2 or self.codes.shape[1] * 8 != self.bits:
+            raise DeephashError(f"codes of shape {self.codes.shape} do not hold {self.bits}-bit codes")
+        n = len(self.codes)
+        self.ids = np.arange(n, dtype=np.int64) if self.ids is None else np.asarray(self.ids, dtype=np.int64)
+        if len(self.ids) != n:
+            raise DeephashError(f"{len(self.ids)} ids for {n} codes")
+        if self.paths is not None and len(self.paths) != n:
+            raise DeephashError(f"{len(self.paths)} paths for {n} codes")
+        if self.labels is not None and len(self.labels) != n:
+            raise DeephashError(f"{len(self.labels)} label rows for {n} codes")
+
+    def __len__(self) -> int:
+        return len(self.codes)
+
+    def save(self, path: str | os.PathLike) -> Path:
+        path = Path(path)
+        header = {
+            "format": CODES_FORMAT,
+            "bits": self.bits,
+            "count": len(self),
+            "class_names": self.class_names,
+            "meta": self.meta,
+        }
+        arrays = {"codes": self.codes, "ids": self.ids, "header": np.array(json.dumps(header))}
+        if self.paths is not None:
+            arrays["paths"] = np.array(self.paths, dtype=str)
+        if self.labels is not None:
+            arrays["labels"] = np.asarray(self.labels, dtype=np.uint8)
+        atomic_write(path, lambda fh: np.savez(fh, **arrays))
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "CodesFile":
+        path = Path(path)
+        if not path.is_file():
+            raise DeephashError(f"codes file not found: {path}")
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                header = json.loads(str(z["header"]))
+                arrays = {k: z[k] for k in z.files}
+        except (zipfile.BadZipFile, ValueError, KeyError, OSError, EOFError, json.JSONDecodeError) as e:
+            raise DeephashError(f"{path} is not a readable deephash codes file ({type(e).__name__}: {e})") from e
+        if header.get("format") != CODES_FORMAT:
+            raise DeephashError(f"{path}: unknown codes format {header.get('format')!r}")
+        out = cls(
+            codes=arrays["codes"],
+            bits=header["bits"],
+            ids=arrays["ids"],
+            paths=[str(p) for p in arrays["paths"]] if "paths" in arrays else None,
+            labels=arrays.get("labels"),
+            class_names=header.get("class_names"),
+            meta=header.get("meta", {}),
+        )
+        if len(out) != header["count"]:
+            raise DeephashError(f"{path}: header says {header['count']} codes, file holds {len(out)}")
+        return out
