@@ -22,10 +22,22 @@ CODES_FORMAT = "deephash-codes/1"
 
 
 def check_bits(bits: int) -> int:
-    """Code lengths are whole bytes so packed rows never carry padding bits."""
+    """Index widths are whole bytes (a multiple of 8 from 8 to 1024)."""
     if not isinstance(bits, (int, np.integer)) or bits < 8 or bits > 1024 or bits % 8:
         raise DeephashError(f"bits must be a multiple of 8 between 8 and 1024, got {bits!r}")
     return int(bits)
+
+
+def check_code_length(bits: int) -> int:
+    """Learned code lengths can be any size 1..1024 (the DSH paper uses 12 and 36); they are
+    packed into ceil(bits/8) bytes with zero padding, which leaves Hamming distances unchanged."""
+    if not isinstance(bits, (int, np.integer)) or bits < 1 or bits > 1024:
+        raise DeephashError(f"code length must be between 1 and 1024 bits, got {bits!r}")
+    return int(bits)
+
+
+def packed_width(bits: int) -> int:
+    return (check_code_length(bits) + 7) // 8
 
 
 def binarize(outputs) -> np.ndarray:
@@ -36,11 +48,11 @@ def binarize(outputs) -> np.ndarray:
 
 
 def pack_bits(bits01: np.ndarray) -> np.ndarray:
-    """(N, bits) of {0,1} → (N, bits/8) uint8 in np.packbits order."""
+    """(N, bits) of {0,1} → (N, ceil(bits/8)) uint8 in np.packbits order, zero-padded."""
     bits01 = np.asarray(bits01)
     if bits01.ndim != 2:
         raise DeephashError(f"expected a 2-D (n, bits) array of 0/1, got shape {bits01.shape}")
-    check_bits(bits01.shape[1])
+    check_code_length(bits01.shape[1])
     return np.packbits(bits01.astype(bool), axis=1)
 
 
@@ -89,8 +101,7 @@ class CodesFile:
 
     def __post_init__(self):
         self.codes = np.ascontiguousarray(self.codes, dtype=np.uint8)
-        check_bits(self.bits)
-        if self.codes.ndim != 2 or self.codes.shape[1] * 8 != self.bits:
+        if self.codes.ndim != 2 or self.codes.shape[1] != packed_width(self.bits):
             raise DeephashError(f"codes of shape {self.codes.shape} do not hold {self.bits}-bit codes")
         n = len(self.codes)
         self.ids = np.arange(n, dtype=np.int64) if self.ids is None else np.asarray(self.ids, dtype=np.int64)

@@ -1,0 +1,50 @@
+"""Datasets: every source gives named splits of ``HashDataset`` (image tensor, multi-hot labels).
+
+``load_source(spec)`` recognises: ``digits`` (embedded), the official CIFAR-10 python
+archive or folder, an image-folder tree or archive of one, a multi-label list file, or a
+folder of list files (train.txt / test.txt / database.txt). ``make_split`` applies a named
+protocol to get train / query / database sets.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import DeephashError
+from .base import ArrayDataset, FileDataset, HashDataset, one_hot, to_tensor
+from .cifar import is_cifar_python, load_cifar10_python
+from .digits import load_digits_dataset
+from .folder import load_image_folder, load_image_folder_archive
+from .images import list_images, load_image
+from .listfile import is_list_dir, load_list_dir, read_list_file
+from .protocols import PROTOCOLS, Split, make_split, split_indices
+
+
+def load_source(spec: str | Path, image_size: int | tuple[int, int] | None = None,
+                images_root: str | Path | None = None, progress: bool = True) -> dict[str, HashDataset]:
+    """Open a dataset by name or path and return its splits (e.g. {"train", "test"} or {"all"})."""
+    if str(spec) == "digits":
+        return load_digits_dataset(image_size if isinstance(image_size, int) else 32)
+    path = Path(spec).expanduser()
+    if not path.exists():
+        raise DeephashError(f"dataset not found: {spec} (give 'digits', a CIFAR-10 archive or folder, "
+                            "an image folder, or a label list file)")
+    if is_cifar_python(path):
+        return load_cifar10_python(path)
+    if path.is_file() and path.name.endswith((".tar.gz", ".tgz", ".tar")):
+        return load_image_folder_archive(path, image_size, progress=progress)
+    if path.is_file() and path.suffix in (".txt", ".lst", ".list"):
+        return {"all": read_list_file(path, images_root, image_size)}
+    if is_list_dir(path):
+        return load_list_dir(path, images_root, image_size)
+    if path.is_dir():
+        return load_image_folder(path, image_size)
+    raise DeephashError(f"unrecognised dataset {path}: expected a CIFAR-10 archive/folder, an image-folder "
+                        "tree or .tar.gz of one, or a .txt label list")
+
+
+__all__ = [
+    "ArrayDataset", "FileDataset", "HashDataset", "PROTOCOLS", "Split", "list_images", "load_cifar10_python",
+    "load_digits_dataset", "load_image", "load_image_folder", "load_image_folder_archive", "load_source",
+    "make_split", "one_hot", "read_list_file", "split_indices", "to_tensor",
+]

@@ -1,0 +1,3 @@
+from .dsh import DSHLoss
+
+__all__ = ["DSHLoss"]

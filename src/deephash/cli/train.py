@@ -1,0 +1,60 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ..train.config import TrainConfig
+from ._app import app
+
+
+@app.command()
+def train(
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML file of TrainConfig keys; flags override it."),
+    data: Optional[str] = typer.Option(None, help="'digits', a CIFAR-10 archive/folder, an image folder (or .tar.gz), a label list."),
+    protocol: Optional[str] = typer.Option(None, help="Split protocol: dsh, cifar10, cifar10-1, cifar10-2, per-class, holdout, given."),
+    bits: Optional[int] = typer.Option(None, help="Code length (multiple of 8)."),
+    model: Optional[str] = typer.Option(None, help="Architecture from the model registry (default dsh, the paper's net)."),
+    epochs: Optional[int] = typer.Option(None),
+    iterations: Optional[int] = typer.Option(None, help="Stop after this many iterations (overrides epochs)."),
+    batch_size: Optional[int] = typer.Option(None),
+    optimizer: Optional[str] = typer.Option(None, help="sgd, adam or adamw."),
+    lr: Optional[float] = typer.Option(None),
+    weight_decay: Optional[float] = typer.Option(None),
+    schedule: Optional[str] = typer.Option(None, help="step, cosine, constant or onecycle."),
+    margin: Optional[float] = typer.Option(None, help="DSH margin m (default 2·bits)."),
+    alpha: Optional[float] = typer.Option(None, help="Weight of the binary regulariser (default 0.01)."),
+    crop_pad: Optional[int] = typer.Option(None, help="Random crop after padding by this many pixels."),
+    mirror: Optional[bool] = typer.Option(None, "--mirror/--no-mirror"),
+    balanced: Optional[bool] = typer.Option(None, "--balanced/--no-balanced", help="Class-balanced batches."),
+    image_size: Optional[int] = typer.Option(None),
+    weights: Optional[str] = typer.Option(None, help="Local backbone weights file (e.g. ImageNet)."),
+    init_from: Optional[str] = typer.Option(None, help="Start from another checkpoint (e.g. the 12-bit model)."),
+    seed: Optional[int] = typer.Option(None),
+    threads: Optional[int] = typer.Option(None, help="Torch threads (0 = all cores)."),
+    out: Optional[str] = typer.Option(None, help="Run folder for checkpoints (default runs/dsh)."),
+    resume: Optional[Path] = typer.Option(None, help="Continue exactly from this checkpoint (or its run folder)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+) -> None:
+    """Train a DSH hashing network; a checkpoint is written atomically after every epoch."""
+    from ..train.run import split_for_config
+    from ..train.trainer import train as run_train
+
+    flags = {k: v for k, v in dict(
+        data=data, protocol=protocol, bits=bits, model=model, epochs=epochs, iterations=iterations,
+        batch_size=batch_size, optimizer=optimizer, lr=lr, weight_decay=weight_decay, schedule=schedule,
+        margin=margin, alpha=alpha, crop_pad=crop_pad, mirror=mirror, balanced=balanced, image_size=image_size,
+        weights=weights, init_from=init_from, seed=seed, threads=threads, out=out).items() if v is not None}
+    cfg = TrainConfig.from_yaml(config, **flags) if config else TrainConfig.from_dict(flags)
+    cfg.validate()
+    split = split_for_config(cfg, progress=not quiet)
+    typer.echo(f"data {cfg.data}: {split.describe()}")
+    result = run_train(cfg, split.train, resume=resume, progress=not quiet)
+    last = result.history[-1] if result.history else {}
+    summary = {"checkpoint": str(result.checkpoint), "bits": cfg.bits, "epochs": last.get("epoch"),
+               "iterations": last.get("step"), "final_loss": last.get("loss"), "seconds": round(result.seconds, 1),
+               "train_images_per_second": round(result.images_per_second, 1), **split.sizes()}
+    Path(cfg.out, "train.json").write_text(json.dumps(summary, indent=2))
+    typer.echo(json.dumps(summary))

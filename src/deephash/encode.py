@@ -1,0 +1,75 @@
+"""Images → packed codes with a trained model: batched, with progress; unreadable files are
+skipped and counted rather than ending the run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from .data import ArrayDataset, FileDataset, HashDataset
+from .errors import DeephashError
+from .models import HashNet
+
+
+@dataclass
+class EncodeResult:
+    codes: np.ndarray          # (n_ok, bits/8) uint8
+    indices: np.ndarray        # dataset positions that were encoded
+    failures: list[tuple[str, str]]  # (path, reason) of skipped items
+
+
+class _Tolerant(Dataset):
+    """Wraps a FileDataset so one bad file yields None instead of an exception."""
+
+    def __init__(self, ds: FileDataset):
+        self.ds = ds
+
+    def __len__(self):
+        return len(self.ds)
+
+    def __getitem__(self, i):
+        try:
+            return i, self.ds[i][0], None
+        except DeephashError as e:
+            return i, None, str(e)
+
+
+def _collate(items):
+    ok = [(i, x) for i, x, _ in items if x is not None]
+    bad = [(i, err) for i, x, err in items if x is None]
+    idx = torch.tensor([i for i, _ in ok], dtype=torch.long)
+    x = torch.stack([x for _, x in ok]) if ok else None
+    return idx, x, bad
+
+
+@torch.inference_mode()
+def encode_dataset(model: HashNet, dataset: HashDataset, batch_size: int = 256, workers: int = 0,
+                   progress: bool = True) -> EncodeResult:
+    model.eval()
+    size = tuple(model.image_size)
+    chunks, indices, failures = [], [], []
+    if isinstance(dataset, ArrayDataset):
+        images = torch.from_numpy(dataset.images)
+        for s in tqdm(range(0, len(dataset), batch_size), desc="encode", disable=not progress, leave=False):
+            x = images[s:s + batch_size].permute(0, 3, 1, 2).float().div_(255.0)
+            if tuple(x.shape[2:]) != size:
+                x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
+            chunks.append(model.encode(x))
+        return EncodeResult(np.concatenate(chunks), np.arange(len(dataset)), [])
+    if not isinstance(dataset, FileDataset):
+        raise DeephashError(f"cannot encode a {type(dataset).__name__}")
+    ds = FileDataset(dataset.paths, dataset.labels, dataset.class_names, size, dataset.name)
+    loader = DataLoader(_Tolerant(ds), batch_size=batch_size, num_workers=workers, collate_fn=_collate)
+    for idx, x, bad in tqdm(loader, desc="encode", disable=not progress, leave=False):
+        failures += [(ds.paths[i], err) for i, err in bad]
+        if x is not None:
+            chunks.append(model.encode(x))
+            indices.append(idx.numpy())
+    if not chunks:
+        raise DeephashError(f"none of the {len(ds)} images could be read (first error: {failures[0][1]})")
+    return EncodeResult(np.concatenate(chunks), np.concatenate(indices), failures)

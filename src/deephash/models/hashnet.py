@@ -1,0 +1,59 @@
+"""``HashNet``: backbone → linear hash layer, with its input normalisation built in.
+
+Models take float images in [0, 1] (N, 3, H, W) and do their own normalisation from
+buffers saved in the state dict, so a checkpoint alone is enough to encode images.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..codes import encode_outputs
+
+
+class HashNet(nn.Module):
+    def __init__(self, backbone: nn.Module, feature_dim: int, bits: int, image_size: tuple[int, int],
+                 mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0)):
+        super().__init__()
+        self.backbone = backbone
+        self.hash = nn.Linear(feature_dim, bits)
+        self.bits = bits
+        self.image_size = tuple(image_size)
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
+
+    def set_normalization(self, mean, std) -> None:
+        self.mean.copy_(torch.as_tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
+        self.std.copy_(torch.as_tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.backbone((x - self.mean) / self.std)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Relaxed codes: real outputs whose signs are the bits."""
+        return self.hash(self.features(x))
+
+    @torch.inference_mode()
+    def encode(self, x: torch.Tensor) -> np.ndarray:
+        """Packed binary codes (N, bits/8) uint8, in np.packbits order."""
+        was_training = self.training
+        self.eval()
+        try:
+            return encode_outputs(self(x))
+        finally:
+            self.train(was_training)
+
+    def parameter_groups(self, lr: float, weight_decay: float, bias_lr_mult: float = 1.0,
+                         hash_lr_mult: float = 1.0) -> list[dict]:
+        """Caffe-style groups: biases get ``bias_lr_mult``× lr and no weight decay (the DSH recipe);
+        the hash layer can get its own multiplier (fine-tuning a new code length)."""
+        groups: dict[tuple, list] = {}
+        for name, p in self.named_parameters():
+            if not p.requires_grad:
+                continue
+            is_bias = p.ndim == 1
+            mult = (bias_lr_mult if is_bias else 1.0) * (hash_lr_mult if name.startswith("hash.") else 1.0)
+            groups.setdefault((mult, 0.0 if is_bias else weight_decay), []).append(p)
+        return [{"params": ps, "lr": lr * m, "weight_decay": wd} for (m, wd), ps in groups.items()]

@@ -1,0 +1,109 @@
+"""One factory over a registry of architectures: ``create_model(name, bits=...)``.
+
+Pretrained weights come only from a local file (``weights=path``): nothing is
+downloaded at run time.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+
+from ..codes import check_code_length
+from ..errors import DeephashError
+from .dsh_net import DSHBackbone
+from .hashnet import HashNet
+
+_REGISTRY: dict[str, Callable[..., tuple[nn.Module, int, dict]]] = {}
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def register_model(name: str):
+    """Register ``fn(image_size, **kw) -> (backbone, feature_dim, default_normalisation)``."""
+
+    def deco(fn):
+        _REGISTRY[name] = fn
+        return fn
+
+    return deco
+
+
+def list_models() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def _size(image_size) -> tuple[int, int]:
+    return (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+
+
+def create_model(name: str, bits: int, image_size: int | tuple[int, int] = 32, weights: str | Path | None = None,
+                 **kwargs) -> HashNet:
+    """Build a hashing network; ``weights`` is a local backbone state-dict file (e.g. ImageNet)."""
+    if name not in _REGISTRY:
+        raise DeephashError(f"unknown model {name!r}; available: {', '.join(list_models())}")
+    check_code_length(bits)
+    size = _size(image_size)
+    backbone, dim, norm = _REGISTRY[name](size, **kwargs)
+    if weights is not None:
+        load_backbone_weights(backbone, weights)
+    return HashNet(backbone, dim, bits, size, **norm)
+
+
+def load_backbone_weights(backbone: nn.Module, path: str | Path) -> None:
+    path = Path(path)
+    if not path.is_file():
+        raise DeephashError(f"weights file not found: {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise DeephashError(f"cannot read weights file {path}: {e}") from None
+    if isinstance(state, dict) and "state_dict" in state:
+        state = state["state_dict"]
+    own = backbone.state_dict()
+    usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    if not usable:
+        raise DeephashError(f"{path}: no tensor matches the backbone's parameters (wrong architecture?)")
+    backbone.load_state_dict(usable, strict=False)
+
+
+@register_model("dsh")
+def _dsh(size, batch_norm: bool = False, width: int = 1):
+    net = DSHBackbone(size, batch_norm=batch_norm, width=width)
+    # The paper subtracts the mean of 0..255 pixels; std = 1/255 reproduces that scale.
+    return net, net.out_features, {"mean": (0.5, 0.5, 0.5), "std": (1 / 255, 1 / 255, 1 / 255)}
+
+
+def _torchvision(arch: str, head_attr: str):
+    def build(size, **kw):
+        import torchvision.models as tvm
+
+        net = getattr(tvm, arch)(weights=None, **kw)
+        head = getattr(net, head_attr)
+        if isinstance(head, nn.Sequential):
+            dim = next(m for m in reversed(head) if isinstance(m, nn.Linear)).in_features
+        else:
+            dim = head.in_features
+        setattr(net, head_attr, nn.Identity())
+        return net, dim, {"mean": IMAGENET_MEAN, "std": IMAGENET_STD}
+
+    return build
+
+
+for _arch, _head in [("resnet18", "fc"), ("resnet34", "fc"), ("resnet50", "fc"), ("mobilenet_v3_small", "classifier"),
+                     ("efficientnet_b0", "classifier")]:
+    register_model(_arch)(_torchvision(_arch, _head))
+
+
+@register_model("googlenet")
+def _googlenet(size, **kw):
+    import torchvision.models as tvm
+
+    net = tvm.googlenet(weights=None, aux_logits=False, init_weights=True, **kw)
+    dim = net.fc.in_features
+    net.fc = nn.Identity()
+    return net, dim, {"mean": IMAGENET_MEAN, "std": IMAGENET_STD}

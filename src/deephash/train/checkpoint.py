@@ -1,0 +1,60 @@
+"""Checkpoints: written atomically and verified by sha256 on load.
+
+File layout: ``DEEPHASH-CKPT/1\\n`` + 64 hex digits of sha256(body) + ``\\n`` + body,
+where body is a ``torch.save`` of the payload. A truncated or altered file fails the
+digest check with a clear message instead of a deep unpickling error.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+from pathlib import Path
+
+import torch
+
+from ..errors import DeephashError
+from ..models import HashNet, create_model
+from ..utils.io import atomic_write
+
+MAGIC = b"DEEPHASH-CKPT/1\n"
+
+
+def save_checkpoint(path: str | os.PathLike, payload: dict) -> Path:
+    buf = io.BytesIO()
+    torch.save(payload, buf)
+    body = buf.getvalue()
+    digest = hashlib.sha256(body).hexdigest().encode()
+    atomic_write(path, lambda fh: (fh.write(MAGIC), fh.write(digest + b"\n"), fh.write(body)))
+    return Path(path)
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict:
+    path = Path(path)
+    if path.is_dir():
+        path = path / "last.ckpt"
+    if not path.is_file():
+        raise DeephashError(f"checkpoint not found: {path}")
+    data = path.read_bytes()
+    if not data.startswith(MAGIC):
+        raise DeephashError(f"{path} is not a deephash checkpoint")
+    head = len(MAGIC)
+    digest, body = data[head:head + 64], data[head + 65:]
+    if hashlib.sha256(body).hexdigest().encode() != digest:
+        raise DeephashError(f"checkpoint {path} is corrupt or truncated (checksum mismatch)")
+    try:
+        return torch.load(io.BytesIO(body), map_location="cpu", weights_only=False)
+    except Exception as e:
+        raise DeephashError(f"cannot read checkpoint {path}: {e}") from None
+
+
+def model_from_checkpoint(ckpt: dict | str | os.PathLike) -> HashNet:
+    """Rebuild the model from the architecture recorded in the checkpoint: no other input needed."""
+    if not isinstance(ckpt, dict):
+        ckpt = load_checkpoint(ckpt)
+    cfg = ckpt["config"]
+    model = create_model(cfg["model"], bits=cfg["bits"], image_size=cfg["image_size"], **cfg.get("model_kwargs", {}))
+    model.load_state_dict(ckpt["model"])
+    model.eval()
+    return model

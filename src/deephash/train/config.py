@@ -1,0 +1,94 @@
+"""Training configuration: one dataclass, settable from a YAML file and/or CLI flags."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from ..errors import DeephashError
+
+
+@dataclass
+class TrainConfig:
+    data: str = "digits"
+    protocol: str | None = None
+    seed: int = 0
+    model: str = "dsh"
+    model_kwargs: dict = field(default_factory=dict)
+    weights: str | None = None
+    init_from: str | None = None
+    bits: int = 48
+    image_size: int = 32
+    epochs: int = 30
+    iterations: int | None = None
+    batch_size: int = 200
+    optimizer: str = "sgd"
+    lr: float = 1e-3
+    momentum: float = 0.9
+    weight_decay: float = 0.004
+    bias_lr_mult: float = 2.0
+    hash_lr_mult: float = 1.0
+    schedule: str = "step"
+    milestones: list = field(default_factory=lambda: [60 / 70, 65 / 70])
+    gamma: float = 0.1
+    warmup_steps: int = 0
+    margin: float | None = None
+    alpha: float = 0.01
+    mirror: bool = True
+    crop_pad: int = 0
+    normalize: str = "auto"
+    balanced: bool = False
+    threads: int = 0
+    out: str = "runs/dsh"
+
+    OPTIMIZERS = ("sgd", "adam", "adamw")
+    SCHEDULES = ("step", "cosine", "constant", "onecycle")
+
+    def validate(self) -> "TrainConfig":
+        from ..codes import check_code_length
+
+        check_code_length(self.bits)
+        if self.optimizer not in self.OPTIMIZERS:
+            raise DeephashError(f"optimizer must be one of {self.OPTIMIZERS}, got {self.optimizer!r}")
+        if self.schedule not in self.SCHEDULES:
+            raise DeephashError(f"schedule must be one of {self.SCHEDULES}, got {self.schedule!r}")
+        if self.normalize not in ("auto", "dataset", "model"):
+            raise DeephashError(f"normalize must be auto, dataset or model, got {self.normalize!r}")
+        for name in ("epochs", "batch_size", "image_size"):
+            if getattr(self, name) < 1:
+                raise DeephashError(f"{name} must be ≥ 1, got {getattr(self, name)}")
+        if self.batch_size < 2:
+            raise DeephashError("batch_size must be ≥ 2 (pairs are formed inside a batch)")
+        if self.iterations is not None and self.iterations < 1:
+            raise DeephashError(f"iterations must be ≥ 1, got {self.iterations}")
+        if self.lr <= 0:
+            raise DeephashError(f"lr must be > 0, got {self.lr}")
+        return self
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise DeephashError(f"unknown config keys: {', '.join(unknown)}")
+        return cls(**d)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path, **overrides) -> "TrainConfig":
+        path = Path(path)
+        if not path.is_file():
+            raise DeephashError(f"config file not found: {path}")
+        try:
+            d = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise DeephashError(f"{path}: invalid YAML: {e}") from None
+        if not isinstance(d, dict):
+            raise DeephashError(f"{path}: expected a mapping of config keys")
+        d.update({k: v for k, v in overrides.items() if v is not None})
+        return cls.from_dict(d)
