@@ -114,3 +114,64 @@ def ap_deterministic(srt: Sorted, ks, weighted: bool = False) -> dict[int, np.nd
     cum_gain = np.cumsum(srt.gain, axis=1, dtype=np.float64) if weighted else cum_rel
     num = np.cumsum(np.where(srt.rel, cum_gain / ranks, 0.0), axis=1)
     return {k: _div(num[:, k - 1], cum_rel[:, k - 1]) for k in ks}
+
+
+def discount_prefix(n: int) -> np.ndarray:
+    """D[0..n], D[i] = sum_{j=1..i} 1/log2(j+1): DCG weight of the first i ranks."""
+    return np.concatenate([[0.0], np.cumsum(1.0 / np.log2(np.arange(2, n + 2, dtype=np.float64)))])
+
+
+def _expected_prefix(n: np.ndarray, values: np.ndarray, k: int, weights: np.ndarray | None) -> np.ndarray:
+    """E[sum_{i<=K} w_i x_i] over tie orderings: each rank in a group holds the group's mean x.
+
+    ``values`` are per-group sums of x; ``weights`` the prefix sums of w (None: w = 1).
+    """
+    after = np.minimum(np.cumsum(n, axis=1), k).astype(np.int64)
+    before = np.minimum(np.cumsum(n, axis=1) - n, k).astype(np.int64)
+    cover = (after - before) if weights is None else (weights[after] - weights[before])
+    return (_div(values, n) * cover).sum(axis=1)
+
+
+def precision_at_k(h: Histograms, srt: Sorted, ks) -> tuple[np.ndarray, np.ndarray]:
+    """P@K for each K: (deterministic, tie_aware), each (c, len(ks))."""
+    cum_rel = np.cumsum(srt.rel[:, : max(ks)], axis=1, dtype=np.float64)
+    det = np.stack([cum_rel[:, k - 1] / k for k in ks], axis=1)
+    tie = np.stack([_expected_prefix(h.n, h.rel, k, None) / k for k in ks], axis=1)
+    return det, tie
+
+
+def acg_at_k(h: Histograms, srt: Sorted, ks) -> tuple[np.ndarray, np.ndarray]:
+    """ACG@K for each K: (deterministic, tie_aware), each (c, len(ks))."""
+    cum_gain = np.cumsum(srt.gain[:, : max(ks)], axis=1, dtype=np.float64)
+    det = np.stack([cum_gain[:, k - 1] / k for k in ks], axis=1)
+    tie = np.stack([_expected_prefix(h.n, h.gain, k, None) / k for k in ks], axis=1)
+    return det, tie
+
+
+def ideal_dcg(gain: np.ndarray, ks, D: np.ndarray) -> np.ndarray:
+    """IDCG@K from the histogram of gain levels: the best order puts high gains first."""
+    levels = int(gain.max(initial=0)) + 1
+    count = row_histograms(gain.astype(np.int64), levels)[:, ::-1]  # highest gain first
+    value = np.exp2(np.arange(levels - 1, -1, -1, dtype=np.float64)) - 1
+    return np.stack([_expected_prefix(count, count * value, k, D) for k in ks], axis=1)
+
+
+def ndcg_at_k(h: Histograms, srt: Sorted, gain: np.ndarray, ks, D: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """NDCG@K for each K: (deterministic, tie_aware). The ideal DCG is order-free, so the
+    tie-aware value is E[DCG@K] / IDCG@K exactly."""
+    top = srt.gain[:, : max(ks)].astype(np.float64)
+    dcg = np.cumsum((np.exp2(top) - 1) * np.diff(D[: top.shape[1] + 1]), axis=1)
+    ideal = ideal_dcg(gain, ks, D)
+    det = _div(np.stack([dcg[:, k - 1] for k in ks], axis=1), ideal)
+    tie = _div(np.stack([_expected_prefix(h.n, h.dcg_gain, k, D) for k in ks], axis=1), ideal)
+    return det, tie
+
+
+def radius_precision_recall(h: Histograms) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Precision, recall and retrieved count within every radius 0..bits, each (c, bits+1).
+
+    Set metrics: the same under any tie order. Nothing retrieved gives precision 0.
+    """
+    retrieved = np.cumsum(h.n, axis=1)
+    hits = np.cumsum(h.rel, axis=1)
+    return _div(hits, retrieved), _div(hits, h.n_relevant[:, None]), retrieved

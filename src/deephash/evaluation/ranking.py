@@ -20,6 +20,8 @@ from ..errors import DeephashError
 # Queries per chunk are chosen so a chunk's (queries x database) arrays hold about this many
 # elements: a few tens of MB per float64 array, whatever the database size.
 CHUNK_ELEMENTS = 1 << 22
+# ... and at most this many queries, which bounds the (queries x distance values) arrays.
+CHUNK_QUERIES = 4096
 # Show a progress bar when the whole job has more (query, database) pairs than this.
 PROGRESS_PAIRS = 50_000_000
 
@@ -110,7 +112,7 @@ class Chunk:
 def iter_chunks(inputs: Inputs, progress: bool | None = None) -> Iterator[Chunk]:
     """Yield query chunks; memory stays bounded by ``CHUNK_ELEMENTS`` whatever the sizes."""
     nq, ndb = inputs.n_queries, inputs.n_database
-    step = max(1, CHUNK_ELEMENTS // ndb)
+    step = max(1, min(CHUNK_QUERIES, CHUNK_ELEMENTS // ndb))
     if progress is None:
         progress = nq * ndb > PROGRESS_PAIRS
     dtype = np.uint8 if inputs.bits < 256 else np.uint16

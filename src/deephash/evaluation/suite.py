@@ -9,7 +9,17 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import DeephashError
-from .metrics import Histograms, Sorted, ap_deterministic, ap_tie_aware
+from .metrics import (
+    Histograms,
+    Sorted,
+    acg_at_k,
+    ap_deterministic,
+    ap_tie_aware,
+    discount_prefix,
+    ndcg_at_k,
+    precision_at_k,
+    radius_precision_recall,
+)
 from .ranking import check_inputs, iter_chunks
 from .ties import harmonic
 
@@ -115,4 +125,126 @@ def mean_average_precision(
         "k": None if topk is None else k,
         **acc.counts(),
         "rules": {"ties": TIE_RULES, "empty": EMPTY_RULES[empty], "ap": AP_RULE, "relevance": RELEVANCE_RULE},
+    }
+
+
+RADIUS_RULE = (
+    "P and R within Hamming radius r are set metrics over items at distance <= r, identical under any "
+    "tie order; a query that retrieves nothing within the radius has precision 0"
+)
+GRADED_RULE = (
+    "wAP@K: AP@K with ACG@i in place of precision@i; ACG@K = mean gain of the top K; "
+    "NDCG@K = sum (2^gain - 1) / log2(i + 1) over the top K, divided by the same for the ideal order"
+)
+DEFAULT_CURVE_K = (1, 5, 10, 20, 50, 100, 200, 300, 400, 500, 600, 700, 800, 900, 1000)
+
+
+def _ks(values, n_database: int, what: str, notes: list) -> list[int]:
+    ks = []
+    for k in values:
+        eff = effective_k(k, n_database, what)
+        if eff != k:
+            notes.append(f"{what} {k} exceeds the database size {n_database}; evaluated at K={eff}")
+        if eff not in ks:
+            ks.append(eff)
+    return ks
+
+
+def evaluate(
+    query_codes,
+    db_codes,
+    query_labels,
+    db_labels,
+    bits: int | None = None,
+    topk=(1000,),
+    radius: int = 2,
+    ndcg_k=(100,),
+    curve_k=None,
+    empty: str = "exclude",
+    protocol: str | None = None,
+    progress: bool | None = None,
+) -> dict:
+    """Every ranking metric of Hamming search, each deterministic and tie-aware, in one pass.
+
+    Codes are packed uint8 (n, bits/8); labels multi-hot (n, classes), single- or multi-label.
+    ``topk`` sets mAP@K, wAP@K and P@K; ``ndcg_k`` sets NDCG@K and ACG@K; ``curve_k`` the
+    precision@K curve; ``radius`` the Hamming ball for P/R within radius (the PR curve covers
+    every radius 0..bits). ``protocol`` is recorded as given (e.g. "cifar10-1"). Returns a
+    JSON-serialisable dict: ``metrics`` maps names to {"deterministic", "tie_aware"},
+    ``curves`` holds the P@K and radius PR curves, ``rules`` states how every number was made.
+    """
+    inputs = check_inputs(query_codes, db_codes, query_labels, db_labels, bits)
+    check_empty(empty)
+    bits, ndb = inputs.bits, inputs.n_database
+    if isinstance(radius, bool) or not isinstance(radius, (int, np.integer)) or not 0 <= radius <= bits:
+        raise DeephashError(f"radius must be an integer between 0 and {bits}, got {radius!r}")
+    notes: list[str] = []
+    topk = _ks(topk, ndb, "topk", notes)
+    ndcg_k = _ks(ndcg_k, ndb, "ndcg_k", notes)
+    curve_k = sorted({min(int(k), ndb) for k in (DEFAULT_CURVE_K if curve_k is None else curve_k)})
+    _ks(curve_k, ndb, "curve_k", [])
+    H, D = harmonic(ndb), discount_prefix(ndb)
+    ap_ks = [ndb, *(k for k in topk if k != ndb)]
+
+    acc = MeanOverQueries(empty)
+    nothing_in_radius = 0
+    for chunk in iter_chunks(inputs, progress):
+        h, srt = Histograms.of(chunk, bits), Sorted.of(chunk)
+        mask = acc.mask(h.n_relevant)
+        for weighted, name in ((False, "mAP"), (True, "wAP")):
+            det, tie = ap_deterministic(srt, ap_ks, weighted), ap_tie_aware(h, H, ap_ks, weighted)
+            for k in ap_ks:
+                for key in ([name] if k == ndb else []) + ([f"{name}@{k}"] if k in topk else []):
+                    acc.add((key, "deterministic"), det[k], mask)
+                    acc.add((key, "tie_aware"), tie[k], mask)
+        for name, (det, tie) in (
+            ("P", precision_at_k(h, srt, topk)),
+            ("NDCG", ndcg_at_k(h, srt, chunk.gain, ndcg_k, D)),
+            ("ACG", acg_at_k(h, srt, ndcg_k)),
+        ):
+            for i, k in enumerate(topk if name == "P" else ndcg_k):
+                acc.add((f"{name}@{k}", "deterministic"), det[:, i], mask)
+                acc.add((f"{name}@{k}", "tie_aware"), tie[:, i], mask)
+        det, tie = precision_at_k(h, srt, curve_k)
+        acc.add(("curve_p", "deterministic"), det, mask)
+        acc.add(("curve_p", "tie_aware"), tie, mask)
+        precision, recall, retrieved = radius_precision_recall(h)
+        acc.add("pr_precision", precision, mask)
+        acc.add("pr_recall", recall, mask)
+        nothing_in_radius += int((retrieved[:, radius] == 0)[mask].sum())
+
+    metrics: dict = {}
+    for key in acc.sums:
+        if isinstance(key, tuple) and not key[0].startswith("curve"):
+            metrics.setdefault(key[0], {})[key[1]] = acc.mean(key)
+    pr_p, pr_r = acc.mean("pr_precision"), acc.mean("pr_recall")
+    for name, values in ((f"P@H<={radius}", pr_p), (f"R@H<={radius}", pr_r)):
+        metrics[name] = {"deterministic": values[radius], "tie_aware": values[radius]}
+    return {
+        "protocol": protocol,
+        "bits": bits,
+        "n_queries": inputs.n_queries,
+        "n_database": ndb,
+        **acc.counts(),
+        "empty": empty,
+        "multi_label": bool((inputs.query_labels.sum(1) > 1).any() or (inputs.db_labels.sum(1) > 1).any()),
+        "metrics": metrics,
+        "radius": {"r": radius, "n_queries_nothing_retrieved": nothing_in_radius},
+        "curves": {
+            "precision_at_k": {
+                "k": curve_k,
+                "deterministic": acc.mean(("curve_p", "deterministic")),
+                "tie_aware": acc.mean(("curve_p", "tie_aware")),
+            },
+            "pr_radius": {"radius": list(range(bits + 1)), "precision": pr_p, "recall": pr_r},
+        },
+        "rules": {
+            "ties": TIE_RULES,
+            "empty": EMPTY_RULES[empty],
+            "relevance": RELEVANCE_RULE,
+            "ap": AP_RULE,
+            "graded": GRADED_RULE,
+            "radius": RADIUS_RULE,
+        },
+        "notes": notes,
     }
