@@ -8,7 +8,7 @@ from ..errors import DeephashError
 from ._app import app, fail
 
 # Command modules register themselves on ``app`` when imported.
-from . import encode as _encode, train as _train, version as _version  # noqa: F401,E402
+from . import demo as _demo, encode as _encode, train as _train, version as _version  # noqa: F401,E402
 
 
 def main(argv: list[str] | None = None) -> None:

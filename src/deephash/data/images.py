@@ -41,7 +41,7 @@ def load_image(path: str | Path, size: tuple[int, int] | None = None) -> np.ndar
         raise DeephashError(f"cannot read image {path}: {e}") from None
     if size is not None and img.size != (size[1], size[0]):
         img = img.resize((size[1], size[0]), Image.BILINEAR)
-    return np.asarray(img, dtype=np.uint8)
+    return np.array(img, dtype=np.uint8)
 
 
 def list_images(root: str | Path) -> list[Path]:

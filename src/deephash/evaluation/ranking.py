@@ -83,8 +83,10 @@ def check_inputs(query_codes, db_codes, query_labels, db_labels, bits: int | Non
             f"code widths differ: queries have {qc.shape[1] * 8} bits, database has {dc.shape[1] * 8} bits"
         )
     width = qc.shape[1] * 8
-    if bits is not None and int(bits) != width:
-        raise DeephashError(f"bits={bits} but the packed codes hold {width} bits")
+    if bits is not None:
+        if not width - 8 < int(bits) <= width:
+            raise DeephashError(f"bits={bits} but the packed codes hold {width} bits")
+        width = int(bits)  # shorter codes are zero-padded to whole bytes; padding adds no distance
     ql = _as_labels(query_labels, len(qc), "query")
     dl = _as_labels(db_labels, len(dc), "database")
     if ql.shape[1] != dl.shape[1]:

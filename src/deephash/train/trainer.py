@@ -74,6 +74,7 @@ class Trainer:
         self.data = data
         self.images = torch.from_numpy(data.images)
         self.labels = torch.from_numpy(data.labels.astype(np.float32))
+        torch.manual_seed(cfg.seed)  # the initial weights are part of the run's identity
         self.model = create_model(cfg.model, cfg.bits, cfg.image_size, weights=cfg.weights, **cfg.model_kwargs)
         if self._dataset_normalisation():
             mean = data.images.reshape(-1, 3).mean(0) / 255.0
@@ -83,6 +84,7 @@ class Trainer:
         self.loss = DSHLoss(cfg.bits, cfg.margin, cfg.alpha)
         self.miner = AllPairsMiner()
         self.optimizer = make_optimizer(self.model, cfg)
+        self.base_lrs = [g["lr"] for g in self.optimizer.param_groups]  # before any schedule or resume
         self.steps_per_epoch = len(self._batches(0))
         self.total_steps = cfg.iterations or cfg.epochs * self.steps_per_epoch
         self.epochs = math.ceil(self.total_steps / self.steps_per_epoch)
@@ -144,7 +146,7 @@ class Trainer:
     def fit(self) -> TrainResult:
         set_threads(self.cfg.threads)
         self.out.mkdir(parents=True, exist_ok=True)
-        base_lrs = [g["lr"] for g in self.optimizer.param_groups]
+        base_lrs = self.base_lrs
         start = time.perf_counter()
         seen = 0
         self.model.train()

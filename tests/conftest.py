@@ -1,0 +1,63 @@
+import os
+import pickle
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory, monkeypatch):
+    """Decoded-dataset caches go to a per-session temp folder, never to the user's cache."""
+    monkeypatch.setenv("DEEPHASH_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+def make_cifar_batches(root: Path, per_batch: int = 20, seed: int = 0) -> Path:
+    """Files in the exact official CIFAR-10 python format, with few images."""
+    rng = np.random.default_rng(seed)
+    d = root / "cifar-10-batches-py"
+    d.mkdir(parents=True)
+    names = [b"airplane", b"automobile", b"bird", b"cat", b"deer", b"dog", b"frog", b"horse", b"ship", b"truck"]
+    with open(d / "batches.meta", "wb") as fh:
+        pickle.dump({b"label_names": names, b"num_cases_per_batch": per_batch, b"num_vis": 3072}, fh)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        labels = [int(v) for v in rng.integers(0, 10, per_batch)]
+        data = rng.integers(0, 256, (per_batch, 3072), dtype=np.uint8)
+        with open(d / name, "wb") as fh:
+            pickle.dump({b"batch_label": name.encode(), b"labels": labels, b"data": data,
+                         b"filenames": [f"{name}_{i}.png".encode() for i in range(per_batch)]}, fh)
+    return d
+
+
+@pytest.fixture
+def cifar_dir(tmp_path):
+    return make_cifar_batches(tmp_path)
+
+
+@pytest.fixture
+def cifar_tar(tmp_path):
+    d = make_cifar_batches(tmp_path / "src")
+    out = tmp_path / "cifar-10-python.tar.gz"
+    with tarfile.open(out, "w:gz") as tar:
+        tar.add(d, arcname="cifar-10-batches-py")
+    return out
+
+
+def write_image_folder(root: Path, splits=("train", "test"), classes=("cat", "dog", "ship"), per_class=4,
+                       size=(32, 32), seed=0) -> Path:
+    rng = np.random.default_rng(seed)
+    for split in splits:
+        for c in classes:
+            d = root / split / c if split else root / c
+            d.mkdir(parents=True, exist_ok=True)
+            for i in range(per_class):
+                arr = rng.integers(0, 256, (*size, 3), dtype=np.uint8)
+                Image.fromarray(arr).save(d / f"{i:04d}.jpg" if i % 2 else d / f"{i:04d}.png")
+    return root
+
+
+@pytest.fixture
+def image_folder(tmp_path):
+    return write_image_folder(tmp_path / "folder")

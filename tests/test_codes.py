@@ -1,0 +1,81 @@
+import numpy as np
+import pytest
+
+from deephash import CodesFile, DeephashError, encode_outputs, hamming_distances, pack_bits, unpack_bits
+
+
+def bit_by_bit_pack(bits01):
+    """Straightforward reference: bit t of a code is bit (7 - t % 8) of byte t // 8."""
+    n, b = bits01.shape
+    out = np.zeros((n, (b + 7) // 8), dtype=np.uint8)
+    for i in range(n):
+        for t in range(b):
+            if bits01[i, t]:
+                out[i, t // 8] |= 1 << (7 - t % 8)
+    return out
+
+
+@pytest.mark.parametrize("bits", [8, 12, 16, 36, 48, 64, 128])
+def test_packing_matches_bit_by_bit(bits):
+    rng = np.random.default_rng(bits)
+    b = rng.integers(0, 2, (17, bits))
+    packed = pack_bits(b)
+    assert packed.dtype == np.uint8 and packed.shape == (17, (bits + 7) // 8)
+    np.testing.assert_array_equal(packed, bit_by_bit_pack(b))
+    np.testing.assert_array_equal(unpack_bits(packed, bits), b)
+
+
+def test_sign_convention_and_faiss_order():
+    out = np.array([[0.5, -0.1, 0.0, -3, 1, 1, -1, -1, 2, -2, 2, -2, 2, -2, 2, -2]])
+    codes = encode_outputs(out)
+    assert codes.tolist() == [[0b10101100, 0b10101010]]
+
+
+def test_hamming_matches_naive_and_padding_adds_nothing():
+    rng = np.random.default_rng(0)
+    for bits in (12, 64, 72):
+        q, db = rng.integers(0, 2, (9, bits)), rng.integers(0, 2, (31, bits))
+        naive = (q[:, None, :] != db[None, :, :]).sum(2)
+        np.testing.assert_array_equal(hamming_distances(pack_bits(q), pack_bits(db), chunk=4), naive)
+
+
+def test_hamming_width_mismatch_is_clear():
+    with pytest.raises(DeephashError, match="widths differ"):
+        hamming_distances(np.zeros((2, 2), np.uint8), np.zeros((2, 3), np.uint8))
+
+
+def test_codes_file_round_trip(tmp_path):
+    rng = np.random.default_rng(1)
+    cf = CodesFile(pack_bits(rng.integers(0, 2, (5, 12))), 12, ids=[10, 11, 12, 13, 14],
+                   paths=[f"img{i}.jpg" for i in range(5)], labels=np.eye(5, dtype=np.uint8),
+                   class_names=list("abcde"), meta={"checkpoint": "x.ckpt"})
+    path = cf.save(tmp_path / "codes.npz")
+    back = CodesFile.load(path)
+    np.testing.assert_array_equal(back.codes, cf.codes)
+    np.testing.assert_array_equal(back.ids, cf.ids)
+    assert back.bits == 12 and back.paths == cf.paths and back.class_names == list("abcde")
+    np.testing.assert_array_equal(back.labels, cf.labels)
+    assert back.meta == {"checkpoint": "x.ckpt"}
+
+
+def test_codes_file_refuses_corrupt_and_truncated(tmp_path):
+    cf = CodesFile(np.zeros((100, 8), np.uint8), 64)
+    path = cf.save(tmp_path / "c.npz")
+    data = path.read_bytes()
+    (tmp_path / "t.npz").write_bytes(data[: len(data) // 2])
+    with pytest.raises(DeephashError, match="not a readable"):
+        CodesFile.load(tmp_path / "t.npz")
+    bad = bytearray(data)
+    bad[len(bad) // 3] ^= 0xFF
+    (tmp_path / "b.npz").write_bytes(bytes(bad))
+    with pytest.raises(DeephashError):
+        CodesFile.load(tmp_path / "b.npz")
+    with pytest.raises(DeephashError, match="not found"):
+        CodesFile.load(tmp_path / "missing.npz")
+
+
+def test_codes_file_validates_shapes():
+    with pytest.raises(DeephashError, match="do not hold"):
+        CodesFile(np.zeros((3, 2), np.uint8), 24)
+    with pytest.raises(DeephashError, match="ids"):
+        CodesFile(np.zeros((3, 2), np.uint8), 16, ids=[1, 2])

@@ -1,0 +1,101 @@
+import numpy as np
+import pytest
+import torch
+
+from deephash import DeephashError
+from deephash.data import load_source, make_split
+from deephash.train.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+from deephash.train.config import TrainConfig
+from deephash.train.trainer import Trainer, lr_factor, train
+
+
+@pytest.fixture(scope="module")
+def small_digits():
+    ds = load_source("digits")["all"]
+    return ds.subset(np.arange(240))
+
+
+def cfg(tmp_path, **kw):
+    base = dict(bits=16, epochs=2, batch_size=40, out=str(tmp_path / "run"), threads=1, crop_pad=2)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_resume_continues_exactly(tmp_path, small_digits):
+    straight = train(cfg(tmp_path / "a", epochs=3), small_digits, progress=False)
+    first = Trainer(cfg(tmp_path / "b", epochs=3), small_digits, progress=False)
+    first.epochs = 1  # stop after one epoch, as an interrupted run would
+    first.fit()
+    resumed = train(cfg(tmp_path / "b", epochs=3), small_digits, resume=tmp_path / "b" / "run", progress=False)
+    for (k, a), (_, b) in zip(straight.model.state_dict().items(), resumed.model.state_dict().items()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=k)
+    assert [h["step"] for h in resumed.history] == [h["step"] for h in straight.history]
+
+
+def test_checkpoint_is_self_contained_and_verified(tmp_path, small_digits):
+    res = train(cfg(tmp_path, epochs=1), small_digits, progress=False)
+    ckpt = load_checkpoint(res.checkpoint)
+    assert ckpt["bits"] == 16 and ckpt["class_names"] == [str(i) for i in range(10)]
+    model = model_from_checkpoint(res.checkpoint)
+    x = torch.rand(3, 3, 32, 32)
+    np.testing.assert_array_equal(model.encode(x), res.model.encode(x))
+    data = res.checkpoint.read_bytes()
+    (tmp_path / "trunc.ckpt").write_bytes(data[:-100])
+    with pytest.raises(DeephashError, match="corrupt or truncated"):
+        load_checkpoint(tmp_path / "trunc.ckpt")
+    flipped = bytearray(data)
+    flipped[-500] ^= 1
+    (tmp_path / "flip.ckpt").write_bytes(bytes(flipped))
+    with pytest.raises(DeephashError, match="corrupt or truncated"):
+        load_checkpoint(tmp_path / "flip.ckpt")
+    (tmp_path / "junk.ckpt").write_bytes(b"hello")
+    with pytest.raises(DeephashError, match="not a deephash checkpoint"):
+        load_checkpoint(tmp_path / "junk.ckpt")
+
+
+def test_resume_with_other_bit_length_is_refused(tmp_path, small_digits):
+    res = train(cfg(tmp_path, epochs=1), small_digits, progress=False)
+    with pytest.raises(DeephashError, match="16-bit model but this run is configured for 24 bits"):
+        train(cfg(tmp_path / "x", bits=24), small_digits, resume=res.checkpoint, progress=False)
+
+
+def test_atomic_save_keeps_previous_file_on_failure(tmp_path):
+    path = tmp_path / "c.ckpt"
+    save_checkpoint(path, {"a": 1})
+
+    class Boom:
+        def __reduce__(self):
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        save_checkpoint(path, {"a": Boom()})
+    assert load_checkpoint(path) == {"a": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["c.ckpt"]
+
+
+def test_training_reduces_loss_and_fine_tune_from_other_length(tmp_path, small_digits):
+    res = train(cfg(tmp_path, epochs=4, optimizer="adam", schedule="cosine", balanced=True), small_digits,
+                progress=False)
+    assert res.history[-1]["loss"] < res.history[0]["loss"]
+    ft = Trainer(cfg(tmp_path / "ft", bits=24, init_from=str(res.checkpoint), hash_lr_mult=10), small_digits,
+                 progress=False)
+    torch.testing.assert_close(ft.model.backbone.conv[0].weight, res.model.backbone.conv[0].weight)
+    assert ft.model.hash.out_features == 24
+
+
+def test_lr_schedules():
+    c = TrainConfig(schedule="step", milestones=[0.5, 0.75], gamma=0.1)
+    assert [lr_factor(c, s, 100) for s in (0, 49, 50, 75, 99)] == pytest.approx([1, 1, 0.1, 0.01, 0.01])
+    c = TrainConfig(schedule="cosine")
+    assert lr_factor(c, 0, 100) == 1.0 and lr_factor(c, 100, 100) == pytest.approx(0.0)
+
+
+def test_config_errors(tmp_path):
+    with pytest.raises(DeephashError, match="optimizer"):
+        TrainConfig(optimizer="rmsprop").validate()
+    (tmp_path / "c.yaml").write_text("bits: 24\nnot_a_key: 1\n")
+    with pytest.raises(DeephashError, match="unknown config keys: not_a_key"):
+        TrainConfig.from_yaml(tmp_path / "c.yaml")
+    (tmp_path / "d.yaml").write_text("bits: 24\nepochs: 2\n")
+    c = TrainConfig.from_yaml(tmp_path / "d.yaml", epochs=5)
+    assert c.bits == 24 and c.epochs == 5
