@@ -11,7 +11,7 @@ from ..errors import DeephashError
 from . import kernels
 from .faiss_engine import FaissFlatEngine
 from .flat import FlatEngine
-from .mih import SMALL_N, MIHEngine
+from .mih import MAX_SUBSTRING_BITS, SMALL_N, MIHEngine
 from .storage import MetadataStore, load_index, save_index
 from .threads import default_threads
 
@@ -36,8 +36,12 @@ class HammingIndex:
         self.nbytes = self.bits // 8
         self.W = -(-self.nbytes // 8)
         self.engine = _check_engine(engine)
-        if mih_m is not None and not (1 <= int(mih_m) <= self.bits):
-            raise DeephashError(f"mih_m must be between 1 and {self.bits}, got {mih_m!r}")
+        lo_m = -(-self.bits // MAX_SUBSTRING_BITS)
+        if mih_m is not None and not (lo_m <= int(mih_m) <= self.bits):
+            raise DeephashError(
+                f"mih_m must be between {lo_m} and {self.bits} for {self.bits}-bit codes "
+                f"(substrings of at most {MAX_SUBSTRING_BITS} bits), got {mih_m!r}"
+            )
         self.mih_m = None if mih_m is None else int(mih_m)
         self.threads = threads or default_threads()
         self.checkpoint: dict | None = None
@@ -114,10 +118,12 @@ class HammingIndex:
         if self._id_order is None:
             self._id_order = np.argsort(self._ids, kind="stable")
             self._sorted_ids = self._ids[self._id_order]
-        at = np.searchsorted(self._sorted_ids, ids)
-        at = np.minimum(at, max(len(self._sorted_ids) - 1, 0))
-        found = (len(self._sorted_ids) > 0) & (self._sorted_ids[at] == ids) if len(ids) else np.zeros(0, bool)
-        if not np.all(found):
+        if len(self._sorted_ids) == 0:
+            found, at = np.zeros(len(ids), bool), np.zeros(len(ids), np.int64)
+        else:
+            at = np.minimum(np.searchsorted(self._sorted_ids, ids), len(self._sorted_ids) - 1)
+            found = self._sorted_ids[at] == ids
+        if not found.all():
             raise DeephashError(f"ids not in the index: {ids[~found][:5].tolist()}")
         return self._id_order[at]
 
