@@ -50,6 +50,7 @@ class HammingIndex:
         self._ids = np.empty(0, np.int64)
         self._next_id = 0
         self._store = MetadataStore()
+        self._manifest: dict | None = None  # as read by load(), for info()
         self._invalidate()
 
     # ---- contents -------------------------------------------------------------------
@@ -254,18 +255,25 @@ class HammingIndex:
         index.checkpoint = manifest.get("checkpoint")
         index.class_names = manifest.get("class_names")
         index._store = MetadataStore(Path(meta_path))
+        index._manifest = manifest
         index._invalidate()
         return index
 
     def info(self) -> dict:
-        return {
+        out = {
             "bits": self.bits,
             "count": len(self),
             "engine": self.engine,
             "mih_m": self.mih_m,
             "next_id": self._next_id,
             "checkpoint": self.checkpoint,
+            "class_names": self.class_names,
         }
+        if self._manifest is not None:
+            out["format"] = self._manifest.get("format")
+            out["version"] = self._manifest.get("version")
+            out["files"] = self._manifest.get("files")
+        return out
 
 
 def _check_engine(engine: str) -> str:
