@@ -8,19 +8,15 @@ from ..errors import DeephashError
 from ._app import app, fail
 
 # Command modules register themselves on ``app`` when imported.
-from . import demo as _demo, encode as _encode, train as _train, version as _version  # noqa: F401,E402
+from . import demo, encode, index, train, version  # noqa: F401,E402
 
 
 def main(argv: list[str] | None = None) -> None:
     try:
         app(args=argv, standalone_mode=True)
     except DeephashError as e:
-        typer_fail(str(e))
-
-
-def typer_fail(message: str) -> None:
-    print(f"error: {message}", file=sys.stderr)
-    sys.exit(2)
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
 
 
 __all__ = ["app", "fail", "main"]

@@ -1,0 +1,9 @@
+"""Hamming-space index: exact k-NN and radius search over packed binary codes.
+
+``HammingIndex`` picks an engine (linear scan or multi-index hashing) and persists to a
+versioned, checksummed directory; see ``hamming_index`` and ``storage``.
+"""
+
+from .hamming_index import ENGINES, HammingIndex
+
+__all__ = ["ENGINES", "HammingIndex"]

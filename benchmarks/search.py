@@ -1,0 +1,157 @@
+"""Search throughput of deephash's HammingIndex vs FAISS binary indexes, with exactness checks.
+
+Not a test: run by hand, e.g.
+    python benchmarks/search.py                # 1M and 10M codes, 100 queries
+    python benchmarks/search.py --quick        # < 1 minute
+    python benchmarks/search.py --sizes 1M --queries 200
+
+Every row is checked against a numpy brute force on a sample of queries (same distance
+multiset per query for k-NN; same id set for radius search). The load average is printed
+because the machine may be shared; compare ratios measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+import faiss  # noqa: E402
+
+from deephash.codes import hamming_distances  # noqa: E402
+from deephash.index import HammingIndex  # noqa: E402
+
+
+def parse_size(s: str) -> int:
+    s = s.strip().upper()
+    mult = {"K": 10**3, "M": 10**6}.get(s[-1], 1)
+    return int(float(s[:-1] if s[-1] in "KM" else s) * mult)
+
+
+def random_codes(rng, n, bits):
+    return rng.integers(0, 256, (n, bits // 8), dtype=np.uint8)
+
+
+def clustered_codes(rng, n, nq, bits, centres):
+    """Learned-code lookalike: cluster centres with each bit flipped w.p. 1/16 (about bits/16 flips)."""
+    c = rng.integers(0, 256, (centres, bits // 8), dtype=np.uint8)
+
+    def draw(m):
+        noise = rng.integers(0, 256, (m, bits // 8), dtype=np.uint8)
+        for _ in range(3):
+            noise &= rng.integers(0, 256, (m, bits // 8), dtype=np.uint8)
+        return c[rng.integers(0, centres, m)] ^ noise
+
+    return draw(n), draw(nq)
+
+
+def brute(q, db):
+    """Exact distances of a few queries to all codes, chunked to bound memory."""
+    return np.concatenate([hamming_distances(q, db[s : s + 500_000]) for s in range(0, len(db), 500_000)], axis=1)
+
+
+def timed(fn, q):
+    fn(q[:2])  # warm up (JIT, lazy table builds)
+    t = time.perf_counter()
+    out = fn(q)
+    return len(q) / (time.perf_counter() - t), out
+
+
+def check_knn(D, ref, k):
+    want = np.sort(ref, axis=1)[:, :k]
+    return bool((np.sort(D[: len(ref)], axis=1) == want).all())
+
+
+def check_range(lims, I, ref, r):
+    for i in range(len(ref)):
+        got = np.sort(I[lims[i] : lims[i + 1]])
+        if not np.array_equal(got, np.flatnonzero(ref[i] <= r)):
+            return False
+    return True
+
+
+def run_dataset(name, db, q, ks, radii, nsample, rows, nq_knn):
+    n, bits = len(db), db.shape[1] * 8
+    sample = q[:nsample]
+    ref = brute(sample, db)
+    ours = HammingIndex(bits)
+    ours.add(db)
+    t = time.perf_counter()
+    ours._engine("mih")
+    build = time.perf_counter() - t
+    fl = faiss.IndexBinaryFlat(bits)
+    fl.add(db)
+    mih = ours._engine("mih")
+    nhash = mih.m
+    b = min(int(mih.widths.min()), 24)
+    mh = faiss.IndexBinaryMultiHash(bits, nhash, b)
+    mh.add(db)
+    print(f"\n## {name}: n={n:,} bits={bits} queries knn={nq_knn} range={len(q)}  (MIH m={mih.m}, build {build:.1f}s; "
+          f"FAISS MultiHash nhash={nhash} b={b} nflip=r//nhash)  load {os.getloadavg()[0]:.2f}", flush=True)
+
+    def row(task, engine, qps, exact, base=None):
+        ratio = f"{qps / base:8.1f}x" if base else "        "
+        print(f"  {task:10s} {engine:22s} {qps:12.1f} QPS {ratio}  exact={exact}", flush=True)
+        rows.append((name, task, engine, qps, exact))
+
+    qk = q[:nq_knn]
+    for k in ks:
+        qf, (D, _) = timed(lambda x: fl.search(x, k), qk)
+        row(f"knn k={k}", "faiss IndexBinaryFlat", qf, check_knn(D, ref, k))
+        for eng in ("auto", "flat"):
+            qo, (D, _) = timed(lambda x: ours.search(x, k, engine=eng), qk)
+            row(f"knn k={k}", f"deephash {eng}", qo, check_knn(D, ref, k), qf)
+    for r in radii:
+        # FAISS radii are exclusive: r + 1 asks for d <= r; r // nhash flips per table make it exact.
+        mh.nflip = r // nhash
+        qm, (lims, _, I) = timed(lambda x: mh.range_search(x, r + 1), q)
+        row(f"range r<={r}", "faiss MultiHash", qm, check_range(lims, I, ref, r))
+        qo, (lims, _, I) = timed(lambda x: ours.range_search(x, r), q)
+        row(f"range r<={r}", "deephash auto", qo, check_range(lims, I, ref, r), qm)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", default="1M,10M", help="database sizes for the 64-bit runs, e.g. 1M,10M")
+    ap.add_argument("--queries", type=int, default=100, help="queries for k-NN rows")
+    ap.add_argument("--range-queries", type=int, default=2000, help="queries for radius rows (they are fast)")
+    ap.add_argument("--check", type=int, default=20, help="queries checked against brute force per dataset")
+    ap.add_argument("--centres", default="10,100", help="cluster counts for the clustered datasets")
+    ap.add_argument("--quick", action="store_true", help="small sizes and fewer datasets (< 1 minute)")
+    ap.add_argument("--seed", type=int, default=0)
+    a = ap.parse_args(argv)
+    if a.quick:
+        a.sizes, a.queries, a.range_queries, a.centres = "200K", min(a.queries, 50), 500, "100"
+    sizes = [parse_size(s) for s in a.sizes.split(",")]
+    centres = [int(c) for c in a.centres.split(",")]
+    rng = np.random.default_rng(a.seed)
+    print(f"deephash search benchmark  cpus={os.cpu_count()} load={os.getloadavg()} faiss={faiss.__version__} "
+          f"faiss_threads={faiss.omp_get_max_threads()}", flush=True)
+    rows = []
+    nq = max(a.queries, a.range_queries)
+    for n in sizes:
+        run_dataset(f"random-64-{n:,}", random_codes(rng, n, 64), random_codes(rng, nq, 64),
+                    (10, 100), (0, 1, 2), a.check, rows, a.queries)
+    n0 = sizes[0]
+    for bits in (16, 32, 128):
+        run_dataset(f"random-{bits}-{n0:,}", random_codes(rng, n0, bits), random_codes(rng, nq, bits),
+                    (10,), (0, 1, 2), a.check, rows, a.queries)
+    for n in sizes:
+        for c in centres:
+            db, q = clustered_codes(rng, n, nq, 64, c)
+            run_dataset(f"clustered-64-{c}c-{n:,}", db, q, (10,), (2,), a.check, rows, a.queries)
+    bad = [r for r in rows if r[4] is False]
+    print(f"\nexactness: {len(rows) - len(bad)}/{len(rows)} rows exact or n/a; load {os.getloadavg()}")
+    for r in bad:
+        print("  NOT EXACT:", r)
+    return 1 if any(r[2].startswith("deephash") for r in bad) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,105 @@
+"""``deephash index build|add|remove|info``: manage an on-disk Hamming index."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import typer
+
+from ..codes import CodesFile
+from ..errors import DeephashError
+from ..index import ENGINES, HammingIndex
+from ._app import app, fail
+
+index_app = typer.Typer(help="Build and maintain a Hamming index of binary codes.", no_args_is_help=True)
+app.add_typer(index_app, name="index")
+
+
+def _metadata(cf: CodesFile) -> list[dict] | None:
+    """Per-code metadata from a codes file: its path and label row, when it has them."""
+    if cf.paths is None and cf.labels is None:
+        return None
+    out = []
+    for i in range(len(cf)):
+        md = {}
+        if cf.paths is not None:
+            md["path"] = cf.paths[i]
+        if cf.labels is not None:
+            md["labels"] = np.asarray(cf.labels[i]).tolist()
+        out.append(md)
+    return out
+
+
+def _run(fn):
+    try:
+        fn()
+    except DeephashError as e:
+        fail(str(e))
+
+
+@index_app.command()
+def build(
+    codes: Path = typer.Option(..., "--codes", help="codes file (.npz) written by `deephash encode`"),
+    out: Path = typer.Option(..., "--out", help="index directory to create or overwrite"),
+    engine: str = typer.Option("auto", "--engine", help=f"default search engine: {'|'.join(ENGINES)}"),
+    mih_m: int = typer.Option(None, "--mih-m", help="MIH substrings (default: about bits/log2(n))"),
+) -> None:
+    """Build an index from a codes file; ids, paths and labels become per-id metadata."""
+
+    def go():
+        cf = CodesFile.load(codes)
+        index = HammingIndex(cf.bits, engine=engine, mih_m=mih_m)
+        index.add(cf.codes, ids=cf.ids, metadata=_metadata(cf))
+        index.checkpoint = cf.meta.get("checkpoint") if isinstance(cf.meta, dict) else None
+        index.class_names = cf.class_names
+        index.save(out)
+        typer.echo(f"indexed {len(index)} codes of {cf.bits} bits into {out}")
+
+    _run(go)
+
+
+@index_app.command()
+def add(
+    index_dir: Path = typer.Option(..., "--index", help="index directory"),
+    codes: Path = typer.Option(..., "--codes", help="codes file (.npz) with the codes to add"),
+) -> None:
+    """Add the codes of a codes file (their ids must be new) and save."""
+
+    def go():
+        index = HammingIndex.load(index_dir, mmap=False)
+        cf = CodesFile.load(codes)
+        if cf.bits != index.bits:
+            raise DeephashError(f"{codes} holds {cf.bits}-bit codes but the index is {index.bits}-bit")
+        index.add(cf.codes, ids=cf.ids, metadata=_metadata(cf))
+        index.save(index_dir)
+        typer.echo(f"added {len(cf)} codes; index holds {len(index)}")
+
+    _run(go)
+
+
+@index_app.command()
+def remove(
+    index_dir: Path = typer.Option(..., "--index", help="index directory"),
+    ids: str = typer.Option(..., "--ids", help="comma-separated ids, e.g. 1,2,3"),
+) -> None:
+    """Remove codes by id and save."""
+
+    def go():
+        try:
+            wanted = [int(s) for s in ids.split(",") if s.strip()]
+        except ValueError as e:
+            raise DeephashError(f"--ids must be comma-separated integers, got {ids!r}") from e
+        index = HammingIndex.load(index_dir, mmap=False)
+        n = index.remove(wanted)
+        index.save(index_dir)
+        typer.echo(f"removed {n} codes; index holds {len(index)}")
+
+    _run(go)
+
+
+@index_app.command()
+def info(index_dir: Path = typer.Option(..., "--index", help="index directory")) -> None:
+    """Print the index manifest summary as JSON (checksums are verified)."""
+    _run(lambda: typer.echo(json.dumps(HammingIndex.load(index_dir).info(), indent=2)))

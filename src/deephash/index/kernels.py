@@ -1,0 +1,378 @@
+"""Numba kernels for Hamming search on codes viewed as rows of uint64 words.
+
+Codes arrive as packed bytes (np.packbits order); the engines view or zero-pad them
+to whole 64-bit words, which changes no distance (zero XOR zero adds nothing).
+
+Results are exchanged as int64 *keys* ``distance << 40 | position`` so that one
+integer comparison orders by distance, then by insertion position: that is the
+documented deterministic tie rule, and it makes top-k merges a plain sort.
+All kernels release the GIL so Python threads can run them on query blocks.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, types
+from numba.extending import intrinsic
+
+POS_BITS = 40
+POS_MASK = (1 << POS_BITS) - 1
+EMPTY_KEY = np.iinfo(np.int64).max
+TILE = 4096  # database rows per tile: 32 KiB of 64-bit codes, stays in L1/L2 while queries sweep it
+CHUNK = 32  # rows summarised by one min() before looking at rows one by one
+
+
+@intrinsic
+def popcount(typingctx, x):
+    """Hardware popcount (LLVM ctpop); returns int64 so comparisons stay integral."""
+    sig = types.int64(types.uint64)
+
+    def codegen(context, builder, signature, args):
+        return builder.ctpop(args[0])
+
+    return sig, codegen
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _row_distance(db, row, W, q, qoff):
+    s = 0
+    for w in range(W):
+        s += popcount(db[row * W + w] ^ q[qoff + w])
+    return s
+
+
+@njit(nogil=True, cache=True)
+def _tile_distances(db, t0, m, W, q, qoff, dt):
+    """Distances of rows t0..t0+m to one query into dt; unrolled for short codes so LLVM vectorizes."""
+    seg = db[t0 * W : (t0 + m) * W]
+    if W == 1:
+        a = q[qoff]
+        for i in range(m):
+            dt[i] = popcount(seg[i] ^ a)
+    elif W == 2:
+        a = q[qoff]
+        b = q[qoff + 1]
+        for i in range(m):
+            dt[i] = popcount(seg[2 * i] ^ a) + popcount(seg[2 * i + 1] ^ b)
+    elif W == 4:
+        a = q[qoff]
+        b = q[qoff + 1]
+        c = q[qoff + 2]
+        e = q[qoff + 3]
+        for i in range(m):
+            dt[i] = (
+                popcount(seg[4 * i] ^ a)
+                + popcount(seg[4 * i + 1] ^ b)
+                + popcount(seg[4 * i + 2] ^ c)
+                + popcount(seg[4 * i + 3] ^ e)
+            )
+    else:
+        for i in range(m):
+            s = 0
+            for w in range(W):
+                s += popcount(seg[i * W + w] ^ q[qoff + w])
+            dt[i] = s
+
+
+@njit(nogil=True, cache=True)
+def _compact(buf, k):
+    """Keep the k smallest keys of a full buffer; return the new acceptance threshold."""
+    buf.sort()
+    for i in range(k, buf.shape[0]):
+        buf[i] = EMPTY_KEY
+    return buf[k - 1]
+
+
+@njit(nogil=True, cache=True)
+def flat_knn(db, W, lo, hi, q, k, out):
+    """Exact top-k keys of each query over database rows [lo, hi).
+
+    db: flat uint64 (n*W,), q: flat uint64 (nq*W,), out: int64 (nq, k) filled with keys
+    sorted ascending, EMPTY_KEY where fewer than k rows exist. Rows are visited in
+    position order, so a row tying the current k-th distance can never displace it.
+    """
+    nq = q.shape[0] // W
+    cap = max(2 * k, k + 64)
+    buf = np.full((nq, cap), EMPTY_KEY, np.int64)
+    size = np.zeros(nq, np.int64)
+    thr = np.full(nq, EMPTY_KEY, np.int64)  # accept key iff key < thr
+    thr_d = np.full(nq, 1 << 20, np.int64)  # cheap prefilter: accept only d <= thr_d
+    dt = np.empty(TILE, np.uint16)
+    for t0 in range(lo, hi, TILE):
+        m = min(TILE, hi - t0)
+        for qi in range(nq):
+            _tile_distances(db, t0, m, W, q, qi * W, dt)
+            T = thr_d[qi]
+            for c in range(0, m, CHUNK):
+                ce = min(c + CHUNK, m)
+                mn = np.uint16(65535)
+                for j in range(c, ce):
+                    mn = min(mn, dt[j])
+                if mn > T:
+                    continue
+                for j in range(c, ce):
+                    d = np.int64(dt[j])
+                    if d <= T:
+                        key = (d << POS_BITS) | (t0 + j)
+                        if key < thr[qi]:
+                            buf[qi, size[qi]] = key
+                            size[qi] += 1
+                            if size[qi] == cap:
+                                thr[qi] = _compact(buf[qi], k)
+                                size[qi] = k
+                                T = thr[qi] >> POS_BITS
+                                thr_d[qi] = T
+    for qi in range(nq):
+        row = buf[qi, : size[qi]]
+        row.sort()
+        for i in range(k):
+            out[qi, i] = row[i] if i < row.shape[0] else EMPTY_KEY
+
+
+@njit(nogil=True, cache=True)
+def _grow(a, need):
+    if need <= a.shape[0]:
+        return a
+    b = np.empty(max(need, 2 * a.shape[0]), a.dtype)
+    b[: a.shape[0]] = a
+    return b
+
+
+@njit(nogil=True, cache=True)
+def flat_range(db, W, n, q, r):
+    """All (query, key) pairs with distance <= r (inclusive), grouped by query, keys ascending."""
+    nq = q.shape[0] // W
+    qs = np.empty(1024, np.int64)
+    keys = np.empty(1024, np.int64)
+    cnt = 0
+    dt = np.empty(TILE, np.uint16)
+    for t0 in range(0, n, TILE):
+        m = min(TILE, n - t0)
+        for qi in range(nq):
+            _tile_distances(db, t0, m, W, q, qi * W, dt)
+            for c in range(0, m, CHUNK):
+                ce = min(c + CHUNK, m)
+                mn = np.uint16(65535)
+                for j in range(c, ce):
+                    mn = min(mn, dt[j])
+                if mn > r:
+                    continue
+                for j in range(c, ce):
+                    d = np.int64(dt[j])
+                    if d <= r:
+                        if cnt == keys.shape[0]:
+                            keys = _grow(keys, cnt + 1)
+                            qs = _grow(qs, cnt + 1)
+                        keys[cnt] = (d << POS_BITS) | (t0 + j)
+                        qs[cnt] = qi
+                        cnt += 1
+    return _group_by_query(qs[:cnt], keys[:cnt], nq)
+
+
+@njit(nogil=True, cache=True)
+def _group_by_query(qs, keys, nq):
+    lims = np.zeros(nq + 1, np.int64)
+    for i in range(qs.shape[0]):
+        lims[qs[i] + 1] += 1
+    for i in range(nq):
+        lims[i + 1] += lims[i]
+    fill = lims[:-1].copy()
+    out = np.empty(keys.shape[0], np.int64)
+    for i in range(qs.shape[0]):
+        out[fill[qs[i]]] = keys[i]
+        fill[qs[i]] += 1
+    for i in range(nq):
+        out[lims[i] : lims[i + 1]].sort()
+    return lims, out
+
+
+@njit(nogil=True, cache=True)
+def substring_keys(codes, start, width):
+    """Integer value of bits [start, start+width) of each packed row (width <= 32, MSB first)."""
+    n = codes.shape[0]
+    out = np.empty(n, np.int64)
+    b0 = start >> 3
+    b1 = (start + width - 1) >> 3
+    nb = b1 - b0 + 1
+    shift = (b1 + 1) * 8 - (start + width)
+    mask = (np.int64(1) << width) - 1
+    for i in range(n):
+        v = np.int64(0)
+        for b in range(nb):
+            v = (v << 8) | np.int64(codes[i, b0 + b])
+        out[i] = (v >> shift) & mask
+    return out
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _next_mask(x):
+    """Gosper's hack: the next larger integer with the same number of set bits."""
+    c = x & -x
+    r = x + c
+    return (((r ^ x) >> 2) // c) | r
+
+
+@njit(nogil=True, cache=True)
+def _probe_step(
+    j, rho, qi, W, m, q, qkeys, widths, offs, offs_base, perm, pcodes, reordered, db, masks, buf, state, hist, cost, budget
+):
+    """Probe every bucket of table j at substring distance exactly rho; push owned rows.
+
+    A row is verified once overall: only in the table where it is first reached in the
+    probe order (table i at radius rho is step m*rho + i), which replaces a 'seen' array.
+    state = [size, thr]; returns the updated cost, or -1 when the budget is exhausted.
+    """
+    width = widths[j]
+    if rho > width:
+        return cost
+    n = perm.shape[1]
+    cap = buf.shape[0]
+    k = cap // 2
+    base = offs_base[j]
+    key0 = qkeys[qi, j]
+    qoff = qi * W
+    x = np.empty(W, np.uint64)
+    mask = (np.int64(1) << rho) - 1
+    limit = np.int64(1) << width
+    while mask < limit:
+        key = key0 ^ mask
+        lo = offs[base + key]
+        hi = offs[base + key + 1]
+        cost += 8 + (hi - lo)
+        thr_d = state[1] >> POS_BITS
+        for t in range(lo, hi):
+            if reordered:
+                d = 0
+                for w in range(W):
+                    x[w] = pcodes[(j * n + t) * W + w] ^ q[qoff + w]
+                    d += popcount(x[w])
+            else:
+                row = perm[j, t]
+                d = 0
+                for w in range(W):
+                    x[w] = db[row * W + w] ^ q[qoff + w]
+                    d += popcount(x[w])
+            if d > thr_d:
+                continue
+            owner = True
+            for i in range(m):
+                if i == j:
+                    continue
+                di = 0
+                for w in range(W):
+                    di += popcount(x[w] & masks[i, w])
+                if di < rho or (i < j and di == rho):
+                    owner = False
+                    break
+            if not owner:
+                continue
+            kk = (d << POS_BITS) | perm[j, t]
+            if kk < state[1]:
+                buf[state[0]] = kk
+                state[0] += 1
+                hist[d] += 1
+                if state[0] == cap:
+                    state[1] = _compact(buf, k)
+                    state[0] = k
+                    thr_d = state[1] >> POS_BITS
+        if cost > budget:
+            return -1
+        if rho == 0:
+            break
+        mask = _next_mask(mask)
+    return cost
+
+
+@njit(nogil=True, cache=True)
+def mih_knn(q, W, bits, k, qkeys, widths, offs, offs_base, perm, pcodes, reordered, db, masks, budget, out, failed):
+    """Exact k-NN by multi-index hashing, growing the radius one probe step at a time.
+
+    After step r every row with distance <= r has been verified (pigeonhole over the m
+    substrings), so the search stops once k verified rows lie within r. A query whose
+    cost passes `budget` is flagged in `failed` for the caller to answer by linear scan.
+    """
+    nq = q.shape[0] // W
+    m = widths.shape[0]
+    cap = 2 * k
+    buf = np.empty(cap, np.int64)
+    hist = np.zeros(bits + 1, np.int64)
+    state = np.zeros(2, np.int64)
+    for qi in range(nq):
+        buf[:] = EMPTY_KEY
+        hist[:] = 0
+        state[0] = 0
+        state[1] = EMPTY_KEY
+        cost = 0
+        failed[qi] = False
+        within = 0
+        for r in range(bits + 1):
+            cost = _probe_step(
+                r % m, r // m, qi, W, m, q, qkeys, widths, offs, offs_base, perm, pcodes, reordered, db, masks,
+                buf, state, hist, cost, budget,
+            )
+            if cost < 0:
+                failed[qi] = True
+                break
+            within += hist[r]
+            if within >= k:
+                break
+        if failed[qi]:
+            continue
+        row = buf[: state[0]]
+        row.sort()
+        for i in range(k):
+            out[qi, i] = row[i] if i < row.shape[0] else EMPTY_KEY
+
+
+@njit(nogil=True, cache=True)
+def mih_range(q, W, bits, radius, qkeys, widths, offs, offs_base, perm, pcodes, reordered, db, masks, budget, failed):
+    """Exact radius search (distance <= radius) by probing steps 0..radius; keys grouped by query."""
+    nq = q.shape[0] // W
+    m = widths.shape[0]
+    qs = np.empty(1024, np.int64)
+    keys = np.empty(1024, np.int64)
+    cnt = 0
+    big = 1 << 16
+    buf = np.empty(2 * big, np.int64)  # cap//2 = big: never compacts below `big` keys
+    hist = np.zeros(bits + 1, np.int64)
+    state = np.zeros(2, np.int64)
+    limit = (np.int64(radius) << POS_BITS) | POS_MASK
+    for qi in range(nq):
+        failed[qi] = False
+        start = cnt
+        cost = 0
+        for r in range(radius + 1):
+            state[0] = 0
+            state[1] = limit + 1
+            cost = _probe_step(
+                r % m, r // m, qi, W, m, q, qkeys, widths, offs, offs_base, perm, pcodes, reordered, db, masks,
+                buf, state, hist, cost, budget,
+            )
+            if cost < 0 or state[0] >= big:
+                failed[qi] = True
+                break
+            s = state[0]
+            keys = _grow(keys, cnt + s)
+            qs = _grow(qs, cnt + s)
+            keys[cnt : cnt + s] = buf[:s]
+            qs[cnt : cnt + s] = qi
+            cnt += s
+        if failed[qi]:
+            cnt = start
+    return _group_by_query(qs[:cnt], keys[:cnt], nq)
+
+
+@njit(nogil=True, cache=True)
+def counting_sort(keys, nbuckets):
+    """Stable sort of small integer keys: CSR offsets (nbuckets+1,) and the row order."""
+    offs = np.zeros(nbuckets + 1, np.int64)
+    for i in range(keys.shape[0]):
+        offs[keys[i] + 1] += 1
+    for b in range(nbuckets):
+        offs[b + 1] += offs[b]
+    fill = offs[:-1].copy()
+    perm = np.empty(keys.shape[0], np.int64)
+    for i in range(keys.shape[0]):
+        perm[fill[keys[i]]] = i
+        fill[keys[i]] += 1
+    return offs, perm

@@ -1,0 +1,131 @@
+"""Multi-index hashing (Norouzi, Punjani & Fleet, CVPR 2012 / TPAMI 2014).
+
+Codes are split into m disjoint substrings, each indexed by one table. By pigeonhole, a
+code within distance r of the query has some substring within floor(r/m) of the
+query's; more precisely, writing r = m*a + b, one of the first b+1 substrings is within
+a or one of the others within a-1. So probing table (r mod m) at substring radius
+(r div m) at step r, for r = 0, 1, 2, ..., has found every code within r after step r:
+exact range search, and exact k-NN by growing r until k codes lie within it.
+
+Tables are CSR buckets built by a counting sort over substring values (no dicts), and
+each table keeps its own copy of the codes in bucket order when memory allows, so a
+bucket is verified by a contiguous scan instead of random reads.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from . import kernels
+from .flat import FlatEngine, concat_ranges
+from .threads import run_parallel
+
+MAX_SUBSTRING_BITS = 24  # direct bucket tables of 2^w offsets stay <= 128 MiB each
+REORDER_BUDGET_BYTES = 2 << 30  # per-table reordered code copies, in total
+SMALL_N = 20_000  # below this a linear scan is already cheap
+
+
+def choose_m(bits: int, n: int) -> int:
+    """m ~ bits / log2(n) (substring buckets hold about one code), width capped for the tables."""
+    m = round(bits / math.log2(max(n, 2)))
+    return int(min(bits, max(m, 1, math.ceil(bits / MAX_SUBSTRING_BITS))))
+
+
+class MIHEngine:
+    name = "mih"
+
+    def __init__(self, codes: np.ndarray, words: np.ndarray, m: int | None = None):
+        n, nbytes = codes.shape
+        bits = nbytes * 8
+        self.n, self.W, self.bits = n, words.shape[1], bits
+        self.m = choose_m(bits, n) if m is None else int(m)
+        edges = np.linspace(0, bits, self.m + 1).round().astype(np.int64)
+        self.starts, self.widths = edges[:-1], np.diff(edges)
+        self.db = words.reshape(-1)
+        self.flat = FlatEngine(words)
+        self.reordered = self.m * words.nbytes <= REORDER_BUDGET_BYTES
+        self.masks = np.zeros((self.m, self.W), np.uint64)
+        offs, perm = [], np.empty((self.m, n), np.int64)
+        pcodes = np.empty((self.m if self.reordered else 0, n, self.W), np.uint64)
+        for j in range(self.m):
+            keys = kernels.substring_keys(codes, int(self.starts[j]), int(self.widths[j]))
+            o, perm[j] = kernels.counting_sort(keys, 1 << int(self.widths[j]))
+            offs.append(o)
+            if self.reordered:
+                np.take(words, perm[j], axis=0, out=pcodes[j])
+            sel = np.zeros(self.W * 64, np.uint8)
+            sel[self.starts[j] : self.starts[j] + self.widths[j]] = 1
+            self.masks[j] = np.packbits(sel).view(np.uint64)
+        self.offs_base = np.zeros(self.m + 1, np.int64)
+        np.cumsum([len(o) for o in offs], out=self.offs_base[1:])
+        self.offs = np.concatenate(offs)
+        self.perm = perm
+        self.pcodes = pcodes.reshape(-1)
+        # Give up on a query once it costs about a tenth of a linear scan, in verified-code units.
+        self.budget = max(n // 10, 4096)
+
+    def _qkeys(self, qcodes: np.ndarray) -> np.ndarray:
+        out = np.empty((len(qcodes), self.m), np.int64)
+        for j in range(self.m):
+            out[:, j] = kernels.substring_keys(qcodes, int(self.starts[j]), int(self.widths[j]))
+        return out
+
+    def _args(self):
+        return (self.widths, self.offs, self.offs_base, self.perm, self.pcodes, self.reordered, self.db, self.masks)
+
+    def knn_keys(self, qcodes, qwords, k: int, threads: int, fallback: bool = True) -> np.ndarray:
+        nq = len(qwords)
+        qkeys = self._qkeys(qcodes)
+        out = np.empty((nq, k), np.int64)
+        failed = np.zeros(nq, np.bool_)
+        budget = self.budget if fallback else np.iinfo(np.int64).max
+
+        def job(s, e):
+            kernels.mih_knn(
+                qwords[s:e].reshape(-1), self.W, self.bits, k, qkeys[s:e], *self._args(), budget, out[s:e], failed[s:e]
+            )
+
+        # Probe a small sample first: if most of it fails (long codes, random data, big k)
+        # a linear scan over the whole batch is cheaper than spending each query's budget.
+        head = min(nq, 8) if fallback and nq > 32 else nq
+        run_parallel(job, head, threads)
+        if head < nq:
+            if failed[:head].mean() > 0.5:
+                failed[head:] = True
+            else:
+                run_parallel(lambda s, e: job(head + s, head + e), nq - head, threads)
+        if failed.any():
+            idx = np.flatnonzero(failed)
+            out[idx] = self.flat.knn_keys(np.ascontiguousarray(qwords[idx]), k, threads)
+        self.last_fallback = int(failed.sum())
+        return out
+
+    def range_keys(self, qcodes, qwords, r: int, threads: int, fallback: bool = True):
+        nq = len(qwords)
+        qkeys = self._qkeys(qcodes)
+        failed = np.zeros(nq, np.bool_)
+        budget = self.budget if fallback else np.iinfo(np.int64).max
+        results = {}
+
+        def job(s, e):
+            results[s] = kernels.mih_range(
+                qwords[s:e].reshape(-1), self.W, self.bits, r, qkeys[s:e], *self._args(), budget, failed[s:e]
+            )
+
+        run_parallel(job, nq, threads)
+        lims, keys = concat_ranges([results[s] for s in sorted(results)], nq)
+        self.last_fallback = int(failed.sum())
+        if not failed.any():
+            return lims, keys
+        idx = np.flatnonzero(failed)
+        flims, fkeys = self.flat.range_keys(np.ascontiguousarray(qwords[idx]), r, threads)
+        counts = np.diff(lims)
+        counts[idx] = np.diff(flims)
+        parts = [keys[lims[i] : lims[i + 1]] for i in range(nq)]
+        for t, i in enumerate(idx):
+            parts[i] = fkeys[flims[t] : flims[t + 1]]
+        out_lims = np.zeros(nq + 1, np.int64)
+        np.cumsum(counts, out=out_lims[1:])
+        return out_lims, np.concatenate(parts) if parts else keys

@@ -1,0 +1,198 @@
+"""Exactness of every engine against a brute-force reference (ties by insertion position)."""
+
+import numpy as np
+import pytest
+
+from deephash.codes import hamming_distances
+from deephash.errors import DeephashError
+from deephash.index import HammingIndex
+from deephash.index import hamming_index as hi_mod
+
+EXACT_ENGINES = ["flat", "mih", "auto"]
+
+
+def ref_knn(q, db, ids, k):
+    d = hamming_distances(q, db)
+    pos = np.broadcast_to(np.arange(len(db)), d.shape)
+    order = np.lexsort((pos, d), axis=1)[:, :k]
+    return np.take_along_axis(d, order, 1), ids[order]
+
+
+def ref_range(q, db, ids, r):
+    d = hamming_distances(q, db)
+    out = []
+    for row in d:
+        hit = np.flatnonzero(row <= r)
+        hit = hit[np.lexsort((hit, row[hit]))]
+        out.append((row[hit], ids[hit]))
+    return out
+
+
+def make(rng, n, bits, distinct=None):
+    if distinct is None:
+        return rng.integers(0, 256, (n, bits // 8), dtype=np.uint8)
+    pool = rng.integers(0, 256, (distinct, bits // 8), dtype=np.uint8)
+    return pool[rng.integers(0, distinct, n)]
+
+
+def check_knn(index, q, db, ids, k, engine):
+    D, I = index.search(q, k, engine=engine)
+    assert D.shape == I.shape == (len(q), k) and D.dtype == np.int32 and I.dtype == np.int64
+    kk = min(k, len(db))
+    rd, ri = ref_knn(q, db, ids, kk)
+    if engine == "faiss-flat":  # FAISS orders ties its own way: compare distance multisets
+        np.testing.assert_array_equal(np.sort(D[:, :kk], 1), rd)
+    else:
+        np.testing.assert_array_equal(D[:, :kk], rd)
+        np.testing.assert_array_equal(I[:, :kk], ri)
+    assert (D[:, kk:] == -1).all() and (I[:, kk:] == -1).all()
+
+
+def check_range(index, q, db, ids, r, engine):
+    lims, D, I = index.range_search(q, r, engine=engine)
+    assert lims.shape == (len(q) + 1,) and lims[0] == 0 and lims[-1] == len(I) == len(D)
+    for i, (rd, ri) in enumerate(ref_range(q, db, ids, r)):
+        got_d, got_i = D[lims[i] : lims[i + 1]], I[lims[i] : lims[i + 1]]
+        if engine == "faiss-flat":
+            assert sorted(got_i.tolist()) == sorted(ri.tolist())
+        else:
+            np.testing.assert_array_equal(got_d, rd)
+            np.testing.assert_array_equal(got_i, ri)
+
+
+@pytest.mark.parametrize("bits", [8, 16, 24, 64, 128, 256])
+@pytest.mark.parametrize("engine", EXACT_ENGINES + ["faiss-flat"])
+def test_knn_and_range_match_brute_force(bits, engine):
+    rng = np.random.default_rng(bits)
+    n = 700
+    db = make(rng, n, bits)
+    ids = rng.permutation(10 * n)[:n].astype(np.int64)
+    q = np.concatenate([make(rng, 12, bits), db[:4]])  # some queries are database codes (distance 0)
+    index = HammingIndex(bits)
+    index.add(db, ids=ids)
+    for k in (1, 7, 64, n + 5):
+        check_knn(index, q, db, ids, k, engine)
+    radii = range(bits + 1) if bits <= 24 else [0, 1, 2, 5, bits // 4, bits // 2, bits]
+    for r in radii:
+        check_range(index, q[:6], db, ids, r, engine)
+
+
+@pytest.mark.parametrize("engine", EXACT_ENGINES)
+@pytest.mark.parametrize("bits", [16, 64, 128])
+def test_heavy_ties_break_by_insertion_position(bits, engine):
+    rng = np.random.default_rng(1)
+    db = make(rng, 3000, bits, distinct=5)
+    ids = np.arange(3000, dtype=np.int64)[::-1].copy()  # ids opposite to positions
+    q = make(rng, 8, bits, distinct=5)
+    index = HammingIndex(bits)
+    index.add(db, ids=ids)
+    for k in (1, 10, 700, 2999):
+        check_knn(index, q, db, ids, k, engine)
+    for r in (0, 1, bits // 2):
+        check_range(index, q, db, ids, r, engine)
+
+
+@pytest.mark.parametrize("m", [3, 4, 5, 8, 64])
+def test_mih_any_number_of_substrings(m):
+    rng = np.random.default_rng(m)
+    db = make(rng, 2000, 64, distinct=400)
+    q = make(rng, 10, 64)
+    ids = np.arange(2000, dtype=np.int64)
+    index = HammingIndex(64, engine="mih", mih_m=m)
+    index.add(db)
+    assert index._engine(None).m == m
+    for k in (1, 10, 300):
+        check_knn(index, q, db, ids, k, None)
+    for r in (0, 3, 9, 20):
+        check_range(index, q, db, ids, r, None)
+
+
+def test_auto_falls_back_to_scan_per_query_and_stays_exact(monkeypatch):
+    monkeypatch.setattr(hi_mod, "SMALL_N", 0)
+    rng = np.random.default_rng(3)
+    db = make(rng, 5000, 64, distinct=2500)
+    ids = np.arange(5000, dtype=np.int64)
+    q = np.concatenate([make(rng, 40, 64), db[:40]])
+    index = HammingIndex(64)
+    index.add(db)
+    eng = index._engine(None)
+    assert eng.name == "mih"
+    for budget in (0, 2000, 10**9):
+        eng.budget = budget
+        check_knn(index, q, db, ids, 10, None)
+        check_range(index, q, db, ids, 4, None)
+    eng.budget = 0
+    index.search(q, 10)
+    assert eng.last_fallback == len(q)
+
+
+def test_add_remove_keep_order_and_ids():
+    rng = np.random.default_rng(4)
+    a, b = make(rng, 300, 32, distinct=20), make(rng, 200, 32, distinct=20)
+    index = HammingIndex(32)
+    ids_a = index.add(a)
+    ids_b = index.add(b)
+    np.testing.assert_array_equal(ids_a, np.arange(300))
+    np.testing.assert_array_equal(ids_b, np.arange(300, 500))
+    assert index.remove([3, 4, 450]) == 3
+    assert len(index) == 497
+    keep = np.setdiff1d(np.arange(500), [3, 4, 450])
+    db = np.concatenate([a, b])[keep]
+    q = make(rng, 5, 32, distinct=20)
+    for engine in EXACT_ENGINES:
+        check_knn(index, q, db, keep, 50, engine)
+    assert (index.add(a[:2]) == [500, 501]).all()  # new ids never reuse removed ones
+
+
+def test_empty_index_and_empty_queries():
+    index = HammingIndex(64)
+    D, I = index.search(np.zeros((2, 8), np.uint8), 3)
+    assert (I == -1).all() and (D == -1).all()
+    lims, D, I = index.range_search(np.zeros((2, 8), np.uint8), 5)
+    assert lims.tolist() == [0, 0, 0] and len(I) == 0
+    index.add(np.zeros((3, 8), np.uint8))
+    D, I = index.search(np.zeros((0, 8), np.uint8), 3)
+    assert D.shape == (0, 3)
+    D, I = index.search(np.zeros(8, np.uint8), 2)  # a single 1-D query
+    assert I.tolist() == [[0, 1]]
+
+
+@pytest.mark.parametrize(
+    "call, msg",
+    [
+        (lambda: HammingIndex(12), "multiple of 8"),
+        (lambda: HammingIndex(0), "multiple of 8"),
+        (lambda: HammingIndex(1032), "multiple of 8"),
+        (lambda: HammingIndex(64, engine="hnsw"), "unknown engine"),
+        (lambda: HammingIndex(64, mih_m=65), "mih_m"),
+        (lambda: HammingIndex(64, mih_m=2), "mih_m must be between 3 and 64"),
+        (lambda: HammingIndex(64).add(np.zeros((3, 4), np.uint8)), "do not match"),
+        (lambda: HammingIndex(64).add(np.zeros((3, 64), np.float32)), "packed uint8"),
+        (lambda: HammingIndex(64).add(np.zeros((3, 8), np.uint8), ids=[1, 1, 2]), "duplicate ids"),
+        (lambda: HammingIndex(64).add(np.zeros((3, 8), np.uint8), ids=[1, 2]), "2 ids for 3 codes"),
+        (lambda: HammingIndex(64).add(np.zeros((1, 8), np.uint8), ids=[-4]), "non-negative"),
+        (lambda: HammingIndex(64).add(np.zeros((1, 8), np.uint8), metadata=[1]), "dicts"),
+        (lambda: HammingIndex(64).search(np.zeros((1, 16), np.uint8), 3), "do not match"),
+        (lambda: HammingIndex(64).search(np.zeros((1, 8), np.uint8), 0), "positive"),
+        (lambda: HammingIndex(64).range_search(np.zeros((1, 8), np.uint8), -1), "non-negative"),
+        (lambda: HammingIndex(64).remove([7]), "not in the index"),
+    ],
+)
+def test_bad_inputs_raise_deephash_error(call, msg):
+    with pytest.raises(DeephashError, match=msg):
+        call()
+
+
+def test_duplicate_ids_across_batches():
+    index = HammingIndex(16)
+    index.add(np.zeros((2, 2), np.uint8), ids=[5, 6])
+    with pytest.raises(DeephashError, match="already in the index"):
+        index.add(np.zeros((1, 2), np.uint8), ids=[6])
+    assert len(index) == 2
+
+
+def test_metadata_roundtrip_in_memory():
+    index = HammingIndex(8)
+    index.add(np.arange(3, dtype=np.uint8)[:, None], ids=[10, 11, 12],
+              metadata=[{"path": "a.jpg", "labels": [1, 0]}, None, {"note": "x"}])
+    assert index.get_metadata([10, 11, 12, 99]) == [{"path": "a.jpg", "labels": [1, 0]}, None, {"note": "x"}, None]

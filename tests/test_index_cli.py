@@ -1,0 +1,74 @@
+"""`deephash index build|add|remove|info` on tiny data via typer's CliRunner."""
+
+import json
+
+import numpy as np
+from typer.testing import CliRunner
+
+from deephash.cli import app
+from deephash.codes import CodesFile
+from deephash.index import HammingIndex
+
+runner = CliRunner()
+
+
+def write_codes(path, n, start_id, bits=32, seed=0):
+    rng = np.random.default_rng(seed)
+    cf = CodesFile(
+        codes=rng.integers(0, 256, (n, bits // 8), dtype=np.uint8),
+        bits=bits,
+        ids=np.arange(start_id, start_id + n),
+        paths=[f"img/{start_id + i}.png" for i in range(n)],
+        labels=np.eye(3, dtype=np.uint8)[np.arange(n) % 3],
+        class_names=["a", "b", "c"],
+        meta={"checkpoint": {"path": "ckpt.pt"}},
+    )
+    cf.save(path)
+    return cf
+
+
+def test_build_add_remove_info(tmp_path):
+    cf = write_codes(tmp_path / "codes.npz", 20, 0)
+    write_codes(tmp_path / "more.npz", 5, 100, seed=1)
+    idx = tmp_path / "idx"
+    r = runner.invoke(app, ["index", "build", "--codes", str(tmp_path / "codes.npz"), "--out", str(idx), "--engine", "flat"])
+    assert r.exit_code == 0, r.output
+    index = HammingIndex.load(idx)
+    assert len(index) == 20 and index.engine == "flat" and index.class_names == ["a", "b", "c"]
+    assert index.checkpoint == {"path": "ckpt.pt"}
+    assert index.get_metadata([4]) == [{"path": "img/4.png", "labels": [0, 1, 0]}]
+    D, I = index.search(cf.codes[3], 1)
+    assert I[0, 0] == 3 and D[0, 0] == 0
+
+    r = runner.invoke(app, ["index", "add", "--index", str(idx), "--codes", str(tmp_path / "more.npz")])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["index", "remove", "--index", str(idx), "--ids", "1,2,102"])
+    assert r.exit_code == 0, r.output
+    index = HammingIndex.load(idx)
+    assert len(index) == 22 and 100 in index.ids and not np.isin([1, 2, 102], index.ids).any()
+    assert index.get_metadata([101, 1]) == [{"path": "img/101.png", "labels": [0, 1, 0]}, None]
+
+    r = runner.invoke(app, ["index", "info", "--index", str(idx)])
+    assert r.exit_code == 0, r.output
+    info = json.loads(r.output)
+    assert info["count"] == 22 and info["bits"] == 32 and info["format"] == "deephash-index/1"
+
+
+def test_cli_errors_are_one_clean_line(tmp_path):
+    write_codes(tmp_path / "codes.npz", 5, 0)
+    write_codes(tmp_path / "wide.npz", 5, 50, bits=64)
+    idx = tmp_path / "idx"
+    assert runner.invoke(app, ["index", "build", "--codes", str(tmp_path / "codes.npz"), "--out", str(idx)]).exit_code == 0
+    cases = [
+        (["index", "add", "--index", str(idx), "--codes", str(tmp_path / "codes.npz")], "already in the index"),
+        (["index", "add", "--index", str(idx), "--codes", str(tmp_path / "wide.npz")], "64-bit codes"),
+        (["index", "remove", "--index", str(idx), "--ids", "77"], "not in the index"),
+        (["index", "remove", "--index", str(idx), "--ids", "1,x"], "comma-separated"),
+        (["index", "info", "--index", str(tmp_path / "nowhere")], "no deephash index"),
+        (["index", "build", "--codes", str(tmp_path / "codes.npz"), "--out", str(idx), "--engine", "lsh"], "unknown engine"),
+    ]
+    for args, msg in cases:
+        r = runner.invoke(app, args)
+        assert r.exit_code == 2, (args, r.output)
+        assert "error:" in r.output and msg in r.output and "Traceback" not in r.output
+    assert len(HammingIndex.load(idx)) == 5
