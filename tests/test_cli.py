@@ -1,0 +1,108 @@
+"""The commands end to end on tiny data, through the real entry point (``deephash.cli.main``)."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from deephash.codes import CodesFile
+
+
+def run(*args, cwd=None):
+    """Run ``python -m deephash ARGS`` as a user would; returns (exit code, stdout, stderr)."""
+    p = subprocess.run([sys.executable, "-m", "deephash", *map(str, args)], capture_output=True, text=True,
+                       cwd=cwd, timeout=600)
+    return p.returncode, p.stdout, p.stderr
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    d = tmp_path_factory.mktemp("cli")
+    code, out, err = run("train", "--data", "digits", "--bits", "12", "--epochs", "1", "--batch-size", "100",
+                         "--out", d / "run", "-q", cwd=d)
+    assert code == 0, err
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert summary["bits"] == 12 and summary["train"] == 1617 and summary["protocol"] == "holdout"
+    return d
+
+
+def test_encode_search_evaluate_on_dataset_splits(trained):
+    d = trained
+    for split in ("query", "database"):
+        code, out, err = run("encode", d / "run", "--split", split, "--out", d / f"{split}.npz", "-q")
+        assert code == 0, err
+    q, db = CodesFile.load(d / "query.npz"), CodesFile.load(d / "database.npz")
+    assert len(q) == 180 and len(db) == 1617 and q.bits == 12 and q.codes.shape == (180, 2)
+    assert q.meta["split"] == "query" and q.labels.shape == (180, 10)
+    code, out, err = run("search", "--database", d / "database.npz", "--query", d / "query.npz", "-k", "5",
+                         "--json", "--grid", d / "grid.png")
+    assert code == 0, err
+    lines = [json.loads(x) for x in out.splitlines() if x.startswith("{")]
+    assert len(lines) == 180 and all(len(x["results"]) == 5 for x in lines)
+    dists = [r["distance"] for r in lines[0]["results"]]
+    assert dists == sorted(dists)
+    assert Image.open(d / "grid.png").size[0] > 300
+
+
+def test_encode_folder_skips_and_counts_bad_images(trained, tmp_path):
+    folder = tmp_path / "photos"
+    (folder / "sub").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (300, 200, 3), dtype=np.uint8)).save(folder / "big.jpg")
+    Image.fromarray(rng.integers(0, 255, (20, 30), dtype=np.uint8)).save(folder / "gray.png")
+    Image.fromarray(rng.integers(0, 255, (40, 40, 4), dtype=np.uint8), "RGBA").save(folder / "sub" / "alpha.png")
+    Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)).convert("CMYK").save(folder / "cmyk.jpg")
+    Image.fromarray((rng.integers(0, 60000, (16, 16))).astype(np.uint16)).save(folder / "deep.tiff")
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    code, out, err = run("encode", trained / "run", "--images", folder, "--out", tmp_path / "c.npz", "-q")
+    assert code == 0, err
+    assert "skipped 1 unreadable images" in out and "broken.jpg" in err
+    cf = CodesFile.load(tmp_path / "c.npz")
+    assert len(cf) == 5 and not any(p.endswith("broken.jpg") for p in cf.paths)
+    code, out, err = run("search", "--database", trained / "database.npz", "--image", folder / "big.jpg",
+                         "--checkpoint", trained / "run", "-k", "3")
+    assert code == 0, err
+    assert out.count(" d=") == 3
+
+
+@pytest.mark.parametrize("args,message", [
+    (["train", "--data", "/no/such/dataset"], "dataset not found"),
+    (["train", "--bits", "2000"], "code length must be between 1 and 1024"),
+    (["train", "--optimizer", "rmsprop"], "optimizer must be one of"),
+    (["encode", "/no/such.ckpt", "--out", "x.npz"], "checkpoint not found"),
+    (["search", "--database", "/no/such.npz", "--query", "/no/q.npz"], "codes file not found"),
+    (["demo", "--bits", "12,x"], "--bits takes comma-separated integers"),
+])
+def test_bad_input_gives_one_clear_line(tmp_path, args, message):
+    code, out, err = run(*args, cwd=tmp_path)
+    assert code == 2
+    assert message in err and "Traceback" not in err
+
+
+def test_resume_with_other_bit_length_and_corrupt_checkpoint(trained, tmp_path):
+    code, _, err = run("train", "--bits", "24", "--epochs", "1", "--out", tmp_path / "r", "--resume",
+                       trained / "run", "-q")
+    assert code == 2 and "12-bit model but this run is configured for 24 bits" in err
+    data = (trained / "run" / "last.ckpt").read_bytes()
+    (tmp_path / "bad.ckpt").write_bytes(data[: len(data) // 2])
+    code, _, err = run("encode", tmp_path / "bad.ckpt", "--out", tmp_path / "x.npz")
+    assert code == 2 and "corrupt or truncated" in err
+
+
+def test_search_width_mismatch(trained, tmp_path):
+    CodesFile(np.zeros((2, 4), np.uint8), 32).save(tmp_path / "q32.npz")
+    code, _, err = run("search", "--database", trained / "database.npz", "--query", tmp_path / "q32.npz")
+    assert code == 2 and "query codes have 32 bits but the database has 16" in err
+
+
+def test_demo_end_to_end(tmp_path):
+    code, out, err = run("demo", "--bits", "16", "--epochs", "2", "--out", tmp_path / "demo", "-q")
+    assert code == 0, err
+    assert "mAP@all" in out and "ties at equal Hamming distance broken by database order" in out
+    res = json.loads((tmp_path / "demo" / "results.json").read_text())
+    m = res["results"][0]["metrics"]["mAP"]
+    assert 0.3 < m["deterministic"] <= 1 and 0.3 < m["tie_aware"] <= 1
+    assert (tmp_path / "demo" / "grid.png").stat().st_size > 1000
