@@ -97,7 +97,7 @@ def split_indices(protocol: str, labels: np.ndarray, boundary: int, seed: int = 
             raise DeephashError(f"protocol {protocol!r} needs a source with separate train and test splits")
         train = everything[:boundary]
         return train, everything[boundary:], train
-    if protocol == "cifar10":
+    if protocol in ("cifar10", "per-class"):  # same rule; the names follow the literature
         query = _per_class(labels, query_per_class, everything, rng)
         rest = np.setdiff1d(everything, query)
         train = _per_class(labels, train_per_class, rest, rng)
@@ -106,11 +106,6 @@ def split_indices(protocol: str, labels: np.ndarray, boundary: int, seed: int = 
         query = _per_class(labels, query_per_class, everything, rng)
         database = np.setdiff1d(everything, query)
         return _per_class(labels, train_per_class, database, rng), query, database
-    if protocol == "per-class":
-        query = _per_class(labels, query_per_class, everything, rng)
-        rest = np.setdiff1d(everything, query)
-        train = _per_class(labels, train_per_class, rest, rng)
-        return train, query, np.setdiff1d(rest, train)
     if protocol == "holdout":
         if not 0 < query_fraction < 1:
             raise DeephashError(f"query fraction must be in (0, 1), got {query_fraction}")
