@@ -26,27 +26,32 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .ranking import Chunk, row_histograms, stable_order
+from .ranking import Chunk, stable_order
 from .ties import _div, expected_group_sum, expected_ratio_at_cut
 
 
 @dataclass
 class Histograms:
-    """Per query and distance value (c, bits+1): items, relevant items, gain, DCG gain."""
+    """Per query and distance value (c, bits+1): items, relevant items, gain, DCG gain;
+    plus per query and gain value (c, levels) the item counts, for the ideal DCG."""
 
     n: np.ndarray
     rel: np.ndarray
     gain: np.ndarray
     dcg_gain: np.ndarray
+    level_counts: np.ndarray
 
     @classmethod
-    def of(cls, chunk: Chunk, bits: int) -> "Histograms":
-        nb = bits + 1
+    def of(cls, chunk: Chunk) -> "Histograms":
+        joint = chunk.joint_histogram().astype(np.float64)
+        level = np.arange(chunk.levels, dtype=np.float64)
+        n = joint.sum(axis=2)
         return cls(
-            n=row_histograms(chunk.dist, nb),
-            rel=row_histograms(chunk.dist, nb, chunk.relevant),
-            gain=row_histograms(chunk.dist, nb, chunk.gain),
-            dcg_gain=row_histograms(chunk.dist, nb, np.exp2(chunk.gain) - 1),
+            n=n,
+            rel=n - joint[:, :, 0],
+            gain=joint @ level,
+            dcg_gain=joint @ (np.exp2(level) - 1),
+            level_counts=joint.sum(axis=1),
         )
 
     @property
@@ -56,15 +61,37 @@ class Histograms:
 
 @dataclass
 class Sorted:
-    """The deterministic ranking of one chunk: relevance and gain in stable distance order."""
+    """The relevant items of the deterministic ranking, as flat arrays in row-major order.
 
-    rel: np.ndarray
+    Only relevant items change AP, P@K, ACG and DCG sums, so everything deterministic is a
+    per-row sum over them: ``row``, 0-based ``pos`` in the stable order, ``gain``, the
+    1-based count ``hits`` of relevant items and ``cum_gain`` of gain up to and including it.
+    """
+
+    n_rows: int
+    row: np.ndarray
+    pos: np.ndarray
     gain: np.ndarray
+    hits: np.ndarray
+    cum_gain: np.ndarray
 
     @classmethod
     def of(cls, chunk: Chunk) -> "Sorted":
-        order = stable_order(chunk.dist)
-        return cls(np.take_along_axis(chunk.relevant, order, 1), np.take_along_axis(chunk.gain, order, 1))
+        ranked = np.take_along_axis(chunk.gain, stable_order(chunk.dist), axis=1)
+        flat = np.flatnonzero(ranked > 0)
+        row, pos = np.divmod(flat, ranked.shape[1])
+        gain = ranked[row, pos].astype(np.float64)
+        first = np.searchsorted(row, np.arange(len(ranked)))
+        cum = np.cumsum(gain)
+        before = np.concatenate([[0.0], cum])[first]
+        hits = np.arange(1, len(row) + 1, dtype=np.float64) - first[row]
+        return cls(len(ranked), row, pos, gain, hits, cum - before[row])
+
+    def top_sum(self, k: int, weights: np.ndarray | None = None) -> np.ndarray:
+        """Per row: sum over relevant items in the top k of ``weights`` (count when None)."""
+        sel = self.pos < k
+        w = None if weights is None else weights[sel]
+        return np.bincount(self.row[sel], weights=w, minlength=self.n_rows).astype(np.float64)
 
 
 def _exclusive_cumsum(a: np.ndarray) -> np.ndarray:
@@ -109,11 +136,8 @@ def ap_tie_aware(h: Histograms, H: np.ndarray, ks, weighted: bool = False) -> di
 
 def ap_deterministic(srt: Sorted, ks, weighted: bool = False) -> dict[int, np.ndarray]:
     """AP@K (or wAP@K) of the stable ranking, for each K in ``ks``."""
-    ranks = np.arange(1, srt.rel.shape[1] + 1, dtype=np.float64)
-    cum_rel = np.cumsum(srt.rel, axis=1, dtype=np.float64)
-    cum_gain = np.cumsum(srt.gain, axis=1, dtype=np.float64) if weighted else cum_rel
-    num = np.cumsum(np.where(srt.rel, cum_gain / ranks, 0.0), axis=1)
-    return {k: _div(num[:, k - 1], cum_rel[:, k - 1]) for k in ks}
+    terms = (srt.cum_gain if weighted else srt.hits) / (srt.pos + 1)
+    return {k: _div(srt.top_sum(k, terms), srt.top_sum(k)) for k in ks}
 
 
 def discount_prefix(n: int) -> np.ndarray:
@@ -134,37 +158,30 @@ def _expected_prefix(n: np.ndarray, values: np.ndarray, k: int, weights: np.ndar
 
 def precision_at_k(h: Histograms, srt: Sorted, ks) -> tuple[np.ndarray, np.ndarray]:
     """P@K for each K: (deterministic, tie_aware), each (c, len(ks))."""
-    cum_rel = np.cumsum(srt.rel[:, : max(ks)], axis=1, dtype=np.float64)
-    det = np.stack([cum_rel[:, k - 1] / k for k in ks], axis=1)
+    det = np.stack([srt.top_sum(k) / k for k in ks], axis=1)
     tie = np.stack([_expected_prefix(h.n, h.rel, k, None) / k for k in ks], axis=1)
     return det, tie
 
 
 def acg_at_k(h: Histograms, srt: Sorted, ks) -> tuple[np.ndarray, np.ndarray]:
     """ACG@K for each K: (deterministic, tie_aware), each (c, len(ks))."""
-    cum_gain = np.cumsum(srt.gain[:, : max(ks)], axis=1, dtype=np.float64)
-    det = np.stack([cum_gain[:, k - 1] / k for k in ks], axis=1)
+    det = np.stack([srt.top_sum(k, srt.gain) / k for k in ks], axis=1)
     tie = np.stack([_expected_prefix(h.n, h.gain, k, None) / k for k in ks], axis=1)
     return det, tie
 
 
-def ideal_dcg(gain: np.ndarray, ks, D: np.ndarray) -> np.ndarray:
-    """IDCG@K from the histogram of gain levels: the best order puts high gains first."""
-    levels = int(gain.max(initial=0)) + 1
-    count = row_histograms(gain.astype(np.int64), levels)[:, ::-1]  # highest gain first
-    value = np.exp2(np.arange(levels - 1, -1, -1, dtype=np.float64)) - 1
-    return np.stack([_expected_prefix(count, count * value, k, D) for k in ks], axis=1)
-
-
-def ndcg_at_k(h: Histograms, srt: Sorted, gain: np.ndarray, ks, D: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """NDCG@K for each K: (deterministic, tie_aware). The ideal DCG is order-free, so the
-    tie-aware value is E[DCG@K] / IDCG@K exactly."""
-    top = srt.gain[:, : max(ks)].astype(np.float64)
-    dcg = np.cumsum((np.exp2(top) - 1) * np.diff(D[: top.shape[1] + 1]), axis=1)
-    ideal = ideal_dcg(gain, ks, D)
-    det = _div(np.stack([dcg[:, k - 1] for k in ks], axis=1), ideal)
-    tie = _div(np.stack([_expected_prefix(h.n, h.dcg_gain, k, D) for k in ks], axis=1), ideal)
-    return det, tie
+def ndcg_at_k(h: Histograms, srt: Sorted, ks, D: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """NDCG@K for each K: (deterministic, tie_aware). The ideal DCG does not depend on the
+    order of ties, so the tie-aware value E[DCG@K] / IDCG@K is exact."""
+    count = h.level_counts[:, ::-1]  # the ideal order puts the highest gain first
+    value = np.exp2(np.arange(count.shape[1] - 1, -1, -1, dtype=np.float64)) - 1
+    dcg_terms = (np.exp2(srt.gain) - 1) * (D[srt.pos + 1] - D[srt.pos])
+    det, tie = [], []
+    for k in ks:
+        ideal = _expected_prefix(count, count * value, k, D)
+        det.append(_div(srt.top_sum(k, dcg_terms), ideal))
+        tie.append(_div(_expected_prefix(h.n, h.dcg_gain, k, D), ideal))
+    return np.stack(det, axis=1), np.stack(tie, axis=1)
 
 
 def radius_precision_recall(h: Histograms) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -114,7 +114,7 @@ def mean_average_precision(
     H = harmonic(inputs.n_database)
     acc = MeanOverQueries(empty)
     for chunk in iter_chunks(inputs, progress):
-        h = Histograms.of(chunk, inputs.bits)
+        h = Histograms.of(chunk)
         mask = acc.mask(h.n_relevant)
         acc.add("deterministic", ap_deterministic(Sorted.of(chunk), [k], weighted)[k], mask)
         acc.add("tie_aware", ap_tie_aware(h, H, [k], weighted)[k], mask)
@@ -189,7 +189,7 @@ def evaluate(
     acc = MeanOverQueries(empty)
     nothing_in_radius = 0
     for chunk in iter_chunks(inputs, progress):
-        h, srt = Histograms.of(chunk, bits), Sorted.of(chunk)
+        h, srt = Histograms.of(chunk), Sorted.of(chunk)
         mask = acc.mask(h.n_relevant)
         for weighted, name in ((False, "mAP"), (True, "wAP")):
             det, tie = ap_deterministic(srt, ap_ks, weighted), ap_tie_aware(h, H, ap_ks, weighted)
@@ -199,7 +199,7 @@ def evaluate(
                     acc.add((key, "tie_aware"), tie[k], mask)
         for name, (det, tie) in (
             ("P", precision_at_k(h, srt, topk)),
-            ("NDCG", ndcg_at_k(h, srt, chunk.gain, ndcg_k, D)),
+            ("NDCG", ndcg_at_k(h, srt, ndcg_k, D)),
             ("ACG", acg_at_k(h, srt, ndcg_k)),
         ):
             for i, k in enumerate(topk if name == "P" else ndcg_k):
