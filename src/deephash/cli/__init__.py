@@ -9,6 +9,7 @@ from ._app import app, fail
 
 # Command modules register themselves on ``app`` when imported.
 from . import version as _version  # noqa: F401,E402
+from . import evaluate as _evaluate  # noqa
 
 
 def main(argv: list[str] | None = None) -> None:
