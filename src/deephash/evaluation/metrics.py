@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .ranking import Chunk, stable_order
-from .ties import _div, expected_group_sum, expected_ratio_at_cut
+from .ties import expected_group_sum, expected_ratio_at_cut, safe_div
 
 
 @dataclass
@@ -109,13 +109,13 @@ def ap_tie_aware(h: Histograms, H: np.ndarray, ks, weighted: bool = False) -> di
     n_before = _exclusive_cumsum(h.n)
     rel_before = _exclusive_cumsum(h.rel)
     gain_before = _exclusive_cumsum(gain)
-    mean_gain = _div(gain, h.rel)
+    mean_gain = safe_div(gain, h.rel)
     s = expected_group_sum(H, n_before, gain_before, h.n, h.rel, mean_gain)
     total_n = h.n.sum(axis=1)
     out = {}
     for k in ks:
         if k >= total_n.max():
-            out[k] = _div(s.sum(axis=1), h.n_relevant)
+            out[k] = safe_div(s.sum(axis=1), h.n_relevant)
             continue
         g = (np.cumsum(h.n, axis=1) < k).sum(axis=1)
         rows = np.arange(len(g))
@@ -137,7 +137,7 @@ def ap_tie_aware(h: Histograms, H: np.ndarray, ks, weighted: bool = False) -> di
 def ap_deterministic(srt: Sorted, ks, weighted: bool = False) -> dict[int, np.ndarray]:
     """AP@K (or wAP@K) of the stable ranking, for each K in ``ks``."""
     terms = (srt.cum_gain if weighted else srt.hits) / (srt.pos + 1)
-    return {k: _div(srt.top_sum(k, terms), srt.top_sum(k)) for k in ks}
+    return {k: safe_div(srt.top_sum(k, terms), srt.top_sum(k)) for k in ks}
 
 
 def discount_prefix(n: int) -> np.ndarray:
@@ -153,7 +153,7 @@ def _expected_prefix(n: np.ndarray, values: np.ndarray, k: int, weights: np.ndar
     after = np.minimum(np.cumsum(n, axis=1), k).astype(np.int64)
     before = np.minimum(np.cumsum(n, axis=1) - n, k).astype(np.int64)
     cover = (after - before) if weights is None else (weights[after] - weights[before])
-    return (_div(values, n) * cover).sum(axis=1)
+    return (safe_div(values, n) * cover).sum(axis=1)
 
 
 def precision_at_k(h: Histograms, srt: Sorted, ks) -> tuple[np.ndarray, np.ndarray]:
@@ -179,8 +179,8 @@ def ndcg_at_k(h: Histograms, srt: Sorted, ks, D: np.ndarray) -> tuple[np.ndarray
     det, tie = [], []
     for k in ks:
         ideal = _expected_prefix(count, count * value, k, D)
-        det.append(_div(srt.top_sum(k, dcg_terms), ideal))
-        tie.append(_div(_expected_prefix(h.n, h.dcg_gain, k, D), ideal))
+        det.append(safe_div(srt.top_sum(k, dcg_terms), ideal))
+        tie.append(safe_div(_expected_prefix(h.n, h.dcg_gain, k, D), ideal))
     return np.stack(det, axis=1), np.stack(tie, axis=1)
 
 
@@ -191,4 +191,4 @@ def radius_precision_recall(h: Histograms) -> tuple[np.ndarray, np.ndarray, np.n
     """
     retrieved = np.cumsum(h.n, axis=1)
     hits = np.cumsum(h.rel, axis=1)
-    return _div(hits, retrieved), _div(hits, h.n_relevant[:, None]), retrieved
+    return safe_div(hits, retrieved), safe_div(hits, h.n_relevant[:, None]), retrieved

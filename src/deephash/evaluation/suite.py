@@ -181,8 +181,7 @@ def evaluate(
     notes: list[str] = []
     topk = _ks(topk, ndb, "topk", notes)
     ndcg_k = _ks(ndcg_k, ndb, "ndcg_k", notes)
-    curve_k = sorted({min(int(k), ndb) for k in (DEFAULT_CURVE_K if curve_k is None else curve_k)})
-    _ks(curve_k, ndb, "curve_k", [])
+    curve_k = sorted(_ks(DEFAULT_CURVE_K if curve_k is None else curve_k, ndb, "curve_k", []))
     H, D = harmonic(ndb), discount_prefix(ndb)
     ap_ks = [ndb, *(k for k in topk if k != ndb)]
 
