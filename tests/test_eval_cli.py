@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from deephash.cli import app
 from deephash.codes import CodesFile
 from deephash.evaluation import evaluate, format_table, write_report, mean_average_precision
-from test_eval_map import random_case
+from eval_reference import random_case
 
 
 @pytest.fixture

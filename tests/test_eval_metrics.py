@@ -10,7 +10,7 @@ import pytest
 import eval_reference as ref
 from deephash.errors import DeephashError
 from deephash.evaluation import evaluate
-from test_eval_map import random_case
+from eval_reference import random_case
 
 RANKED = {  # metric name prefix -> reference on the ranked gains
     "mAP@": lambda g, k: ref.ap(g, k),
@@ -62,9 +62,11 @@ def check(got, rows, which):
 
 @pytest.mark.parametrize("seed", range(5))
 @pytest.mark.parametrize("empty", ["exclude", "zero"])
-def test_deterministic_metrics_match_reference(seed, empty):
+@pytest.mark.parametrize("single_label", [False, True])
+def test_deterministic_metrics_match_reference(seed, empty, single_label):
     rng = np.random.default_rng(seed)
-    q, db, ql, dl = random_case(rng, nq=10, ndb=int(rng.integers(25, 50)), n_classes=5, p_label=0.4)
+    ndb = int(rng.integers(25, 50))
+    q, db, ql, dl = random_case(rng, nq=10, ndb=ndb, n_classes=5, p_label=0.4, single_label=single_label)
     topk, ndcg_k, curve_k, radius = (3, 10), (4, 12), (1, 2, 7, 20), int(rng.integers(0, 8))
     got = evaluate(q, db, ql, dl, topk=topk, ndcg_k=ndcg_k, radius=radius, curve_k=curve_k, empty=empty)
     rows = reference_metrics(q, db, ql, dl, topk, ndcg_k, radius, curve_k, empty, ref.deterministic)
@@ -73,9 +75,10 @@ def test_deterministic_metrics_match_reference(seed, empty):
 
 
 @pytest.mark.parametrize("seed", range(5))
-def test_tie_aware_metrics_equal_mean_over_all_tie_orderings(seed):
+@pytest.mark.parametrize("single_label", [False, True])
+def test_tie_aware_metrics_equal_mean_over_all_tie_orderings(seed, single_label):
     rng = np.random.default_rng(50 + seed)
-    q, db, ql, dl = random_case(rng, nq=3, ndb=7, n_values=3, n_classes=3, p_label=0.5)
+    q, db, ql, dl = random_case(rng, nq=3, ndb=7, n_values=3, n_classes=3, p_label=0.5, single_label=single_label)
     topk, ndcg_k, curve_k = (2, 5), (1, 3, 6), (1, 4, 7)
     got = evaluate(q, db, ql, dl, topk=topk, ndcg_k=ndcg_k, radius=3, curve_k=curve_k, empty="zero")
     rows = reference_metrics(q, db, ql, dl, topk, ndcg_k, 3, curve_k, "zero", ref.tie_aware)
