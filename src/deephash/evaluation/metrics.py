@@ -64,12 +64,14 @@ class Sorted:
     """The relevant items of the deterministic ranking, as flat arrays in row-major order.
 
     Only relevant items change AP, P@K, ACG and DCG sums, so everything deterministic is a
-    per-row sum over them: ``row``, 0-based ``pos`` in the stable order, ``gain``, the
-    1-based count ``hits`` of relevant items and ``cum_gain`` of gain up to and including it.
+    per-row sum over them. ``key = row * ndb + pos`` (pos: 0-based place in the stable order)
+    is sorted, so "relevant items of row q in the top K" is one contiguous slice. ``hits`` is
+    the 1-based count of relevant items up to each one, ``cum_gain`` the gain up to it.
     """
 
     n_rows: int
-    row: np.ndarray
+    n_cols: int
+    key: np.ndarray
     pos: np.ndarray
     gain: np.ndarray
     hits: np.ndarray
@@ -78,20 +80,25 @@ class Sorted:
     @classmethod
     def of(cls, chunk: Chunk) -> "Sorted":
         ranked = np.take_along_axis(chunk.gain, stable_order(chunk.dist), axis=1)
-        flat = np.flatnonzero(ranked > 0)
-        row, pos = np.divmod(flat, ranked.shape[1])
-        gain = ranked[row, pos].astype(np.float64)
-        first = np.searchsorted(row, np.arange(len(ranked)))
+        c, ndb = ranked.shape
+        key = np.flatnonzero(ranked > 0)
+        row, pos = np.divmod(key, ndb)
+        gain = ranked.ravel()[key].astype(np.float64)
+        first = np.searchsorted(key, np.arange(c) * ndb)[row]
         cum = np.cumsum(gain)
-        before = np.concatenate([[0.0], cum])[first]
-        hits = np.arange(1, len(row) + 1, dtype=np.float64) - first[row]
-        return cls(len(ranked), row, pos, gain, hits, cum - before[row])
+        hits = np.arange(1, len(key) + 1, dtype=np.float64) - first
+        return cls(c, ndb, key, pos, gain, hits, cum - np.concatenate([[0.0], cum])[first])
 
-    def top_sum(self, k: int, weights: np.ndarray | None = None) -> np.ndarray:
-        """Per row: sum over relevant items in the top k of ``weights`` (count when None)."""
-        sel = self.pos < k
-        w = None if weights is None else weights[sel]
-        return np.bincount(self.row[sel], weights=w, minlength=self.n_rows).astype(np.float64)
+    def top_sums(self, ks, weights: np.ndarray | None = None) -> np.ndarray:
+        """(rows, len(ks)): per row, the sum of ``weights`` (count when None) over relevant
+        items in the top K; two binary searches per (row, K) on the sorted keys."""
+        base = np.arange(self.n_rows, dtype=np.int64)[:, None] * self.n_cols
+        ends = np.searchsorted(self.key, base + np.asarray(ks, dtype=np.int64)[None, :])
+        starts = np.searchsorted(self.key, base)
+        if weights is None:
+            return (ends - starts).astype(np.float64)
+        total = np.concatenate([[0.0], np.cumsum(weights)])
+        return total[ends] - total[starts]
 
 
 def _exclusive_cumsum(a: np.ndarray) -> np.ndarray:
@@ -137,7 +144,8 @@ def ap_tie_aware(h: Histograms, H: np.ndarray, ks, weighted: bool = False) -> di
 def ap_deterministic(srt: Sorted, ks, weighted: bool = False) -> dict[int, np.ndarray]:
     """AP@K (or wAP@K) of the stable ranking, for each K in ``ks``."""
     terms = (srt.cum_gain if weighted else srt.hits) / (srt.pos + 1)
-    return {k: safe_div(srt.top_sum(k, terms), srt.top_sum(k)) for k in ks}
+    ap = safe_div(srt.top_sums(ks, terms), srt.top_sums(ks))
+    return {k: ap[:, i] for i, k in enumerate(ks)}
 
 
 def discount_prefix(n: int) -> np.ndarray:
@@ -158,14 +166,14 @@ def _expected_prefix(n: np.ndarray, values: np.ndarray, k: int, weights: np.ndar
 
 def precision_at_k(h: Histograms, srt: Sorted, ks) -> tuple[np.ndarray, np.ndarray]:
     """P@K for each K: (deterministic, tie_aware), each (c, len(ks))."""
-    det = np.stack([srt.top_sum(k) / k for k in ks], axis=1)
+    det = srt.top_sums(ks) / np.asarray(ks)
     tie = np.stack([_expected_prefix(h.n, h.rel, k, None) / k for k in ks], axis=1)
     return det, tie
 
 
 def acg_at_k(h: Histograms, srt: Sorted, ks) -> tuple[np.ndarray, np.ndarray]:
     """ACG@K for each K: (deterministic, tie_aware), each (c, len(ks))."""
-    det = np.stack([srt.top_sum(k, srt.gain) / k for k in ks], axis=1)
+    det = srt.top_sums(ks, srt.gain) / np.asarray(ks)
     tie = np.stack([_expected_prefix(h.n, h.gain, k, None) / k for k in ks], axis=1)
     return det, tie
 
@@ -176,12 +184,10 @@ def ndcg_at_k(h: Histograms, srt: Sorted, ks, D: np.ndarray) -> tuple[np.ndarray
     count = h.level_counts[:, ::-1]  # the ideal order puts the highest gain first
     value = np.exp2(np.arange(count.shape[1] - 1, -1, -1, dtype=np.float64)) - 1
     dcg_terms = (np.exp2(srt.gain) - 1) * (D[srt.pos + 1] - D[srt.pos])
-    det, tie = [], []
-    for k in ks:
-        ideal = _expected_prefix(count, count * value, k, D)
-        det.append(safe_div(srt.top_sum(k, dcg_terms), ideal))
-        tie.append(safe_div(_expected_prefix(h.n, h.dcg_gain, k, D), ideal))
-    return np.stack(det, axis=1), np.stack(tie, axis=1)
+    ideal = np.stack([_expected_prefix(count, count * value, k, D) for k in ks], axis=1)
+    det = safe_div(srt.top_sums(ks, dcg_terms), ideal)
+    tie = safe_div(np.stack([_expected_prefix(h.n, h.dcg_gain, k, D) for k in ks], axis=1), ideal)
+    return det, tie
 
 
 def radius_precision_recall(h: Histograms) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
