@@ -103,10 +103,18 @@ def mean_average_precision(
 ) -> dict:
     """mAP (``topk=None``) or mAP@K of Hamming ranking, deterministic and tie-aware.
 
-    Codes are packed uint8 (n, bits/8); labels multi-hot (n, classes). AP@K follows the
-    DeepHash/DPSH convention (see ``AP_RULE``); ``weighted=True`` gives weighted mAP (ACG@i
-    in place of P@i). Returns a JSON-serialisable dict with both values, the effective K,
-    the query counts and the rules.
+    Codes are packed uint8 (n, bits/8); labels multi-hot (n, classes); an item is relevant
+    to a query when they share a label. With rel_i the relevance at rank i,
+
+        AP@K = sum_{i <= K, rel_i} P@i / #{i <= K : rel_i}    (0 if no relevant item in the top K)
+
+    the convention of public deep hashing code (DeepHash, DPSH): the denominator counts the
+    relevant items *retrieved in the top K*. mAP is AP@ndb. ``weighted=True`` gives weighted
+    mAP (ACG@i = mean number of shared labels of the top i, in place of P@i). "deterministic"
+    ranks ties by database position; "tie_aware" is the exact mean over all orderings of
+    ties. Queries with no relevant item are excluded (``empty="exclude"``) or scored 0
+    (``"zero"``). K above the database size is clipped to it. Returns a JSON-serialisable
+    dict with both values, the effective K, the query counts and the rules.
     """
     inputs = check_inputs(query_codes, db_codes, query_labels, db_labels)
     check_empty(empty)
