@@ -158,3 +158,11 @@ def test_large_database_runs_in_bounded_memory():
         tracemalloc.stop()
     assert peak < 400 * 2**20, f"peak {peak / 2**20:.0f} MiB"  # one dense float64 nq x ndb would be 3 GiB
     assert 0.05 < got["metrics"]["mAP"]["tie_aware"] < 0.2
+
+
+def test_no_k_values_is_allowed():
+    rng = np.random.default_rng(5)
+    q, db, ql, dl = random_case(rng, nq=4, ndb=20)
+    got = evaluate(q, db, ql, dl, topk=(), ndcg_k=(), curve_k=())
+    assert list(got["metrics"]) == ["mAP", "wAP", "P@H<=2", "R@H<=2"]
+    assert got["curves"]["precision_at_k"]["k"] == []

@@ -164,17 +164,23 @@ def _expected_prefix(n: np.ndarray, values: np.ndarray, k: int, weights: np.ndar
     return (safe_div(values, n) * cover).sum(axis=1)
 
 
+def _per_k(n: np.ndarray, values: np.ndarray, ks, weights: np.ndarray | None = None) -> np.ndarray:
+    """(c, len(ks)) of ``_expected_prefix`` for each K (an empty ``ks`` gives no columns)."""
+    cols = [_expected_prefix(n, values, k, weights) for k in ks]
+    return np.stack(cols, axis=1) if cols else np.zeros((len(n), 0))
+
+
 def precision_at_k(h: Histograms, srt: Sorted, ks) -> tuple[np.ndarray, np.ndarray]:
     """P@K for each K: (deterministic, tie_aware), each (c, len(ks))."""
     det = srt.top_sums(ks) / np.asarray(ks)
-    tie = np.stack([_expected_prefix(h.n, h.rel, k, None) / k for k in ks], axis=1)
+    tie = _per_k(h.n, h.rel, ks) / np.asarray(ks)
     return det, tie
 
 
 def acg_at_k(h: Histograms, srt: Sorted, ks) -> tuple[np.ndarray, np.ndarray]:
     """ACG@K for each K: (deterministic, tie_aware), each (c, len(ks))."""
     det = srt.top_sums(ks, srt.gain) / np.asarray(ks)
-    tie = np.stack([_expected_prefix(h.n, h.gain, k, None) / k for k in ks], axis=1)
+    tie = _per_k(h.n, h.gain, ks) / np.asarray(ks)
     return det, tie
 
 
@@ -184,9 +190,9 @@ def ndcg_at_k(h: Histograms, srt: Sorted, ks, D: np.ndarray) -> tuple[np.ndarray
     count = h.level_counts[:, ::-1]  # the ideal order puts the highest gain first
     value = np.exp2(np.arange(count.shape[1] - 1, -1, -1, dtype=np.float64)) - 1
     dcg_terms = (np.exp2(srt.gain) - 1) * (D[srt.pos + 1] - D[srt.pos])
-    ideal = np.stack([_expected_prefix(count, count * value, k, D) for k in ks], axis=1)
+    ideal = _per_k(count, count * value, ks, D)
     det = safe_div(srt.top_sums(ks, dcg_terms), ideal)
-    tie = safe_div(np.stack([_expected_prefix(h.n, h.dcg_gain, k, D) for k in ks], axis=1), ideal)
+    tie = safe_div(_per_k(h.n, h.dcg_gain, ks, D), ideal)
     return det, tie
 
 
