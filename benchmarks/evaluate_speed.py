@@ -1,11 +1,14 @@
 """Seconds for evaluate() on random codes: 10k queries x 50k database x 64 bits, 10 classes.
 
+CPU seconds are reported too: wall time depends on what else runs on the machine.
+
 Run: PYTHONPATH=src python benchmarks/evaluate_speed.py [--queries N] [--database N] [--bits B]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import time
 
@@ -26,12 +29,14 @@ def main() -> None:
     labels = lambda n: np.eye(args.classes, dtype=np.uint8)[rng.integers(0, args.classes, n)]  # noqa: E731
     q, db, ql, dl = codes(args.queries), codes(args.database), labels(args.queries), labels(args.database)
     print(f"{args.queries} queries x {args.database} database x {args.bits} bits, {args.classes} classes")
-    t = time.perf_counter()
-    mean_average_precision(q, db, ql, dl, progress=False)
-    print(f"mean_average_precision (mAP@all, both rules): {time.perf_counter() - t:.1f} s")
-    t = time.perf_counter()
-    evaluate(q, db, ql, dl, topk=(1000, 5000), ndcg_k=(100,), progress=False)
-    print(f"evaluate (all metrics and curves):           {time.perf_counter() - t:.1f} s")
+    for name, run in (
+        ("mean_average_precision (mAP@all, both rules)", lambda: mean_average_precision(q, db, ql, dl, progress=False)),
+        ("evaluate (all metrics and curves)", lambda: evaluate(q, db, ql, dl, topk=(1000, 5000), progress=False)),
+    ):
+        wall, cpu = time.perf_counter(), time.process_time()
+        run()
+        print(f"{name}: {time.perf_counter() - wall:.1f} s wall, {time.process_time() - cpu:.1f} s CPU")
+    print(f"load average while running: {os.getloadavg()[0]:.1f} (on {os.cpu_count()} cores; other jobs slow this down)")
     print(f"peak RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
 
 
