@@ -73,3 +73,17 @@ def deterministic(metric, dists, gs, *args, **kw) -> float:
 def tie_aware(metric, dists, gs, *args, **kw) -> float:
     values = [metric([gs[j] for j in order], *args, **kw) for order in tie_orderings(dists)]
     return sum(values) / len(values)
+
+
+def random_case(rng, nq, ndb, n_values=6, n_classes=4, p_label=0.35, nbytes=1, single_label=False):
+    """Codes drawn from a few values so Hamming ties are everywhere; sparse multi-hot labels
+    (some rows empty, so some queries have nothing relevant) or one-hot labels."""
+    values = rng.integers(0, 256, size=(n_values, nbytes), dtype=np.uint8)
+    q = values[rng.integers(0, n_values, nq)]
+    db = values[rng.integers(0, n_values, ndb)]
+    if single_label:
+        eye = np.eye(n_classes, dtype=np.uint8)
+        return q, db, eye[rng.integers(0, n_classes, nq)], eye[rng.integers(0, n_classes, ndb)]
+    ql = (rng.random((nq, n_classes)) < p_label).astype(np.uint8)
+    dl = (rng.random((ndb, n_classes)) < p_label).astype(np.uint8)
+    return q, db, ql, dl

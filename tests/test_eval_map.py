@@ -8,18 +8,9 @@ import numpy as np
 import pytest
 
 import eval_reference as ref
+from eval_reference import random_case
 from deephash.errors import DeephashError
 from deephash.evaluation import mean_average_precision
-
-
-def random_case(rng, nq, ndb, n_values=6, n_classes=4, p_label=0.35, nbytes=1):
-    """Codes drawn from a few values so Hamming ties are everywhere; sparse multi-hot labels."""
-    values = rng.integers(0, 256, size=(n_values, nbytes), dtype=np.uint8)
-    q = values[rng.integers(0, n_values, nq)]
-    db = values[rng.integers(0, n_values, ndb)]
-    ql = (rng.random((nq, n_classes)) < p_label).astype(np.uint8)
-    dl = (rng.random((ndb, n_classes)) < p_label).astype(np.uint8)
-    return q, db, ql, dl
 
 
 def reference_mean(kind, metric, q, db, ql, dl, empty, *args, **kw):

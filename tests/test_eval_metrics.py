@@ -10,7 +10,7 @@ import pytest
 import eval_reference as ref
 from deephash.errors import DeephashError
 from deephash.evaluation import evaluate
-from test_eval_map import random_case
+from eval_reference import random_case
 
 RANKED = {  # metric name prefix -> reference on the ranked gains
     "mAP@": lambda g, k: ref.ap(g, k),
@@ -62,9 +62,11 @@ def check(got, rows, which):
 
 @pytest.mark.parametrize("seed", range(5))
 @pytest.mark.parametrize("empty", ["exclude", "zero"])
-def test_deterministic_metrics_match_reference(seed, empty):
+@pytest.mark.parametrize("single_label", [False, True])
+def test_deterministic_metrics_match_reference(seed, empty, single_label):
     rng = np.random.default_rng(seed)
-    q, db, ql, dl = random_case(rng, nq=10, ndb=int(rng.integers(25, 50)), n_classes=5, p_label=0.4)
+    ndb = int(rng.integers(25, 50))
+    q, db, ql, dl = random_case(rng, nq=10, ndb=ndb, n_classes=5, p_label=0.4, single_label=single_label)
     topk, ndcg_k, curve_k, radius = (3, 10), (4, 12), (1, 2, 7, 20), int(rng.integers(0, 8))
     got = evaluate(q, db, ql, dl, topk=topk, ndcg_k=ndcg_k, radius=radius, curve_k=curve_k, empty=empty)
     rows = reference_metrics(q, db, ql, dl, topk, ndcg_k, radius, curve_k, empty, ref.deterministic)
@@ -73,9 +75,10 @@ def test_deterministic_metrics_match_reference(seed, empty):
 
 
 @pytest.mark.parametrize("seed", range(5))
-def test_tie_aware_metrics_equal_mean_over_all_tie_orderings(seed):
+@pytest.mark.parametrize("single_label", [False, True])
+def test_tie_aware_metrics_equal_mean_over_all_tie_orderings(seed, single_label):
     rng = np.random.default_rng(50 + seed)
-    q, db, ql, dl = random_case(rng, nq=3, ndb=7, n_values=3, n_classes=3, p_label=0.5)
+    q, db, ql, dl = random_case(rng, nq=3, ndb=7, n_values=3, n_classes=3, p_label=0.5, single_label=single_label)
     topk, ndcg_k, curve_k = (2, 5), (1, 3, 6), (1, 4, 7)
     got = evaluate(q, db, ql, dl, topk=topk, ndcg_k=ndcg_k, radius=3, curve_k=curve_k, empty="zero")
     rows = reference_metrics(q, db, ql, dl, topk, ndcg_k, 3, curve_k, "zero", ref.tie_aware)
@@ -135,3 +138,31 @@ def test_evaluate_bad_arguments(kwargs, message):
     q, db = np.zeros((1, 1), np.uint8), np.zeros((3, 1), np.uint8)
     with pytest.raises(DeephashError, match=message):
         evaluate(q, db, np.ones((1, 1)), np.ones((3, 1)), **kwargs)
+
+
+@pytest.mark.slow
+def test_large_database_runs_in_bounded_memory():
+    """2k queries x 200k database: chunking over queries keeps numpy's peak far below nq x ndb."""
+    import tracemalloc
+
+    rng = np.random.default_rng(0)
+    q = rng.integers(0, 256, (2000, 8), dtype=np.uint8)
+    db = rng.integers(0, 256, (200_000, 8), dtype=np.uint8)
+    ql = np.eye(10, dtype=np.uint8)[rng.integers(0, 10, 2000)]
+    dl = np.eye(10, dtype=np.uint8)[rng.integers(0, 10, 200_000)]
+    tracemalloc.start()
+    try:
+        got = evaluate(q, db, ql, dl, topk=(1000, 5000), progress=False)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 400 * 2**20, f"peak {peak / 2**20:.0f} MiB"  # one dense float64 nq x ndb would be 3 GiB
+    assert 0.05 < got["metrics"]["mAP"]["tie_aware"] < 0.2
+
+
+def test_no_k_values_is_allowed():
+    rng = np.random.default_rng(5)
+    q, db, ql, dl = random_case(rng, nq=4, ndb=20)
+    got = evaluate(q, db, ql, dl, topk=(), ndcg_k=(), curve_k=())
+    assert list(got["metrics"]) == ["mAP", "wAP", "P@H<=2", "R@H<=2"]
+    assert got["curves"]["precision_at_k"]["k"] == []

@@ -1,5 +1,6 @@
 """Evaluation of Hamming ranking: mAP, precision, NDCG, ... each deterministic and tie-aware."""
 
+from .report import format_table, write_report
 from .suite import evaluate, mean_average_precision
 
-__all__ = ["evaluate", "mean_average_precision"]
+__all__ = ["evaluate", "format_table", "mean_average_precision", "write_report"]

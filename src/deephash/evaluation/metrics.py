@@ -26,27 +26,32 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .ranking import Chunk, row_histograms, stable_order
-from .ties import _div, expected_group_sum, expected_ratio_at_cut
+from .ranking import Chunk, stable_order
+from .ties import expected_group_sum, expected_ratio_at_cut, safe_div
 
 
 @dataclass
 class Histograms:
-    """Per query and distance value (c, bits+1): items, relevant items, gain, DCG gain."""
+    """Per query and distance value (c, bits+1): items, relevant items, gain, DCG gain;
+    plus per query and gain value (c, levels) the item counts, for the ideal DCG."""
 
     n: np.ndarray
     rel: np.ndarray
     gain: np.ndarray
     dcg_gain: np.ndarray
+    level_counts: np.ndarray
 
     @classmethod
-    def of(cls, chunk: Chunk, bits: int) -> "Histograms":
-        nb = bits + 1
+    def of(cls, chunk: Chunk) -> "Histograms":
+        joint = chunk.joint_histogram().astype(np.float64)
+        level = np.arange(chunk.levels, dtype=np.float64)
+        n = joint.sum(axis=2)
         return cls(
-            n=row_histograms(chunk.dist, nb),
-            rel=row_histograms(chunk.dist, nb, chunk.relevant),
-            gain=row_histograms(chunk.dist, nb, chunk.gain),
-            dcg_gain=row_histograms(chunk.dist, nb, np.exp2(chunk.gain) - 1),
+            n=n,
+            rel=n - joint[:, :, 0],
+            gain=joint @ level,
+            dcg_gain=joint @ (np.exp2(level) - 1),
+            level_counts=joint.sum(axis=1),
         )
 
     @property
@@ -56,15 +61,44 @@ class Histograms:
 
 @dataclass
 class Sorted:
-    """The deterministic ranking of one chunk: relevance and gain in stable distance order."""
+    """The relevant items of the deterministic ranking, as flat arrays in row-major order.
 
-    rel: np.ndarray
+    Only relevant items change AP, P@K, ACG and DCG sums, so everything deterministic is a
+    per-row sum over them. ``key = row * ndb + pos`` (pos: 0-based place in the stable order)
+    is sorted, so "relevant items of row q in the top K" is one contiguous slice. ``hits`` is
+    the 1-based count of relevant items up to each one, ``cum_gain`` the gain up to it.
+    """
+
+    n_rows: int
+    n_cols: int
+    key: np.ndarray
+    pos: np.ndarray
     gain: np.ndarray
+    hits: np.ndarray
+    cum_gain: np.ndarray
 
     @classmethod
     def of(cls, chunk: Chunk) -> "Sorted":
-        order = stable_order(chunk.dist)
-        return cls(np.take_along_axis(chunk.relevant, order, 1), np.take_along_axis(chunk.gain, order, 1))
+        ranked = np.take_along_axis(chunk.gain, stable_order(chunk.dist), axis=1)
+        c, ndb = ranked.shape
+        key = np.flatnonzero(ranked > 0)
+        row, pos = np.divmod(key, ndb)
+        gain = ranked.ravel()[key].astype(np.float64)
+        first = np.searchsorted(key, np.arange(c) * ndb)[row]
+        cum = np.cumsum(gain)
+        hits = np.arange(1, len(key) + 1, dtype=np.float64) - first
+        return cls(c, ndb, key, pos, gain, hits, cum - np.concatenate([[0.0], cum])[first])
+
+    def top_sums(self, ks, weights: np.ndarray | None = None) -> np.ndarray:
+        """(rows, len(ks)): per row, the sum of ``weights`` (count when None) over relevant
+        items in the top K; two binary searches per (row, K) on the sorted keys."""
+        base = np.arange(self.n_rows, dtype=np.int64)[:, None] * self.n_cols
+        ends = np.searchsorted(self.key, base + np.asarray(ks, dtype=np.int64)[None, :])
+        starts = np.searchsorted(self.key, base)
+        if weights is None:
+            return (ends - starts).astype(np.float64)
+        total = np.concatenate([[0.0], np.cumsum(weights)])
+        return total[ends] - total[starts]
 
 
 def _exclusive_cumsum(a: np.ndarray) -> np.ndarray:
@@ -82,13 +116,13 @@ def ap_tie_aware(h: Histograms, H: np.ndarray, ks, weighted: bool = False) -> di
     n_before = _exclusive_cumsum(h.n)
     rel_before = _exclusive_cumsum(h.rel)
     gain_before = _exclusive_cumsum(gain)
-    mean_gain = _div(gain, h.rel)
+    mean_gain = safe_div(gain, h.rel)
     s = expected_group_sum(H, n_before, gain_before, h.n, h.rel, mean_gain)
     total_n = h.n.sum(axis=1)
     out = {}
     for k in ks:
         if k >= total_n.max():
-            out[k] = _div(s.sum(axis=1), h.n_relevant)
+            out[k] = safe_div(s.sum(axis=1), h.n_relevant)
             continue
         g = (np.cumsum(h.n, axis=1) < k).sum(axis=1)
         rows = np.arange(len(g))
@@ -109,11 +143,9 @@ def ap_tie_aware(h: Histograms, H: np.ndarray, ks, weighted: bool = False) -> di
 
 def ap_deterministic(srt: Sorted, ks, weighted: bool = False) -> dict[int, np.ndarray]:
     """AP@K (or wAP@K) of the stable ranking, for each K in ``ks``."""
-    ranks = np.arange(1, srt.rel.shape[1] + 1, dtype=np.float64)
-    cum_rel = np.cumsum(srt.rel, axis=1, dtype=np.float64)
-    cum_gain = np.cumsum(srt.gain, axis=1, dtype=np.float64) if weighted else cum_rel
-    num = np.cumsum(np.where(srt.rel, cum_gain / ranks, 0.0), axis=1)
-    return {k: _div(num[:, k - 1], cum_rel[:, k - 1]) for k in ks}
+    terms = (srt.cum_gain if weighted else srt.hits) / (srt.pos + 1)
+    ap = safe_div(srt.top_sums(ks, terms), srt.top_sums(ks))
+    return {k: ap[:, i] for i, k in enumerate(ks)}
 
 
 def discount_prefix(n: int) -> np.ndarray:
@@ -129,41 +161,38 @@ def _expected_prefix(n: np.ndarray, values: np.ndarray, k: int, weights: np.ndar
     after = np.minimum(np.cumsum(n, axis=1), k).astype(np.int64)
     before = np.minimum(np.cumsum(n, axis=1) - n, k).astype(np.int64)
     cover = (after - before) if weights is None else (weights[after] - weights[before])
-    return (_div(values, n) * cover).sum(axis=1)
+    return (safe_div(values, n) * cover).sum(axis=1)
+
+
+def _per_k(n: np.ndarray, values: np.ndarray, ks, weights: np.ndarray | None = None) -> np.ndarray:
+    """(c, len(ks)) of ``_expected_prefix`` for each K (an empty ``ks`` gives no columns)."""
+    cols = [_expected_prefix(n, values, k, weights) for k in ks]
+    return np.stack(cols, axis=1) if cols else np.zeros((len(n), 0))
 
 
 def precision_at_k(h: Histograms, srt: Sorted, ks) -> tuple[np.ndarray, np.ndarray]:
     """P@K for each K: (deterministic, tie_aware), each (c, len(ks))."""
-    cum_rel = np.cumsum(srt.rel[:, : max(ks)], axis=1, dtype=np.float64)
-    det = np.stack([cum_rel[:, k - 1] / k for k in ks], axis=1)
-    tie = np.stack([_expected_prefix(h.n, h.rel, k, None) / k for k in ks], axis=1)
+    det = srt.top_sums(ks) / np.asarray(ks)
+    tie = _per_k(h.n, h.rel, ks) / np.asarray(ks)
     return det, tie
 
 
 def acg_at_k(h: Histograms, srt: Sorted, ks) -> tuple[np.ndarray, np.ndarray]:
     """ACG@K for each K: (deterministic, tie_aware), each (c, len(ks))."""
-    cum_gain = np.cumsum(srt.gain[:, : max(ks)], axis=1, dtype=np.float64)
-    det = np.stack([cum_gain[:, k - 1] / k for k in ks], axis=1)
-    tie = np.stack([_expected_prefix(h.n, h.gain, k, None) / k for k in ks], axis=1)
+    det = srt.top_sums(ks, srt.gain) / np.asarray(ks)
+    tie = _per_k(h.n, h.gain, ks) / np.asarray(ks)
     return det, tie
 
 
-def ideal_dcg(gain: np.ndarray, ks, D: np.ndarray) -> np.ndarray:
-    """IDCG@K from the histogram of gain levels: the best order puts high gains first."""
-    levels = int(gain.max(initial=0)) + 1
-    count = row_histograms(gain.astype(np.int64), levels)[:, ::-1]  # highest gain first
-    value = np.exp2(np.arange(levels - 1, -1, -1, dtype=np.float64)) - 1
-    return np.stack([_expected_prefix(count, count * value, k, D) for k in ks], axis=1)
-
-
-def ndcg_at_k(h: Histograms, srt: Sorted, gain: np.ndarray, ks, D: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """NDCG@K for each K: (deterministic, tie_aware). The ideal DCG is order-free, so the
-    tie-aware value is E[DCG@K] / IDCG@K exactly."""
-    top = srt.gain[:, : max(ks)].astype(np.float64)
-    dcg = np.cumsum((np.exp2(top) - 1) * np.diff(D[: top.shape[1] + 1]), axis=1)
-    ideal = ideal_dcg(gain, ks, D)
-    det = _div(np.stack([dcg[:, k - 1] for k in ks], axis=1), ideal)
-    tie = _div(np.stack([_expected_prefix(h.n, h.dcg_gain, k, D) for k in ks], axis=1), ideal)
+def ndcg_at_k(h: Histograms, srt: Sorted, ks, D: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """NDCG@K for each K: (deterministic, tie_aware). The ideal DCG does not depend on the
+    order of ties, so the tie-aware value E[DCG@K] / IDCG@K is exact."""
+    count = h.level_counts[:, ::-1]  # the ideal order puts the highest gain first
+    value = np.exp2(np.arange(count.shape[1] - 1, -1, -1, dtype=np.float64)) - 1
+    dcg_terms = (np.exp2(srt.gain) - 1) * (D[srt.pos + 1] - D[srt.pos])
+    ideal = _per_k(count, count * value, ks, D)
+    det = safe_div(srt.top_sums(ks, dcg_terms), ideal)
+    tie = safe_div(_per_k(h.n, h.dcg_gain, ks, D), ideal)
     return det, tie
 
 
@@ -174,4 +203,4 @@ def radius_precision_recall(h: Histograms) -> tuple[np.ndarray, np.ndarray, np.n
     """
     retrieved = np.cumsum(h.n, axis=1)
     hits = np.cumsum(h.rel, axis=1)
-    return _div(hits, retrieved), _div(hits, h.n_relevant[:, None]), retrieved
+    return safe_div(hits, retrieved), safe_div(hits, h.n_relevant[:, None]), retrieved

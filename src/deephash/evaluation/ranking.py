@@ -58,8 +58,8 @@ def _as_labels(labels, n: int, what: str) -> np.ndarray:
         raise DeephashError(f"{what} labels must be a 2-D multi-hot (n, classes) array, got shape {labels.shape}")
     if len(labels) != n:
         raise DeephashError(f"{len(labels)} {what} label rows for {n} {what} codes")
-    if labels.size and (labels.min() < 0 or not np.array_equal(labels, np.round(labels))):
-        raise DeephashError(f"{what} labels must be non-negative integers (multi-hot 0/1)")
+    if labels.size and not np.isin(labels, (0, 1)).all():
+        raise DeephashError(f"{what} labels must be multi-hot: every entry 0 or 1")
     return labels.astype(np.float32)
 
 
@@ -98,41 +98,55 @@ def check_inputs(query_codes, db_codes, query_labels, db_labels, bits: int | Non
 class Chunk:
     """One block of queries against the whole database.
 
-    ``dist`` is (c, ndb) Hamming distances in the smallest integer type (so the stable
-    sort is a radix sort); ``gain`` is (c, ndb) graded relevance = number of shared labels.
+    ``dist`` is (c, ndb) Hamming distances and ``gain`` (c, ndb) the number of shared labels,
+    both in the smallest unsigned type: the stable sort of small integers is a radix sort,
+    and small gains make the joint (distance, gain) histogram one cheap ``bincount``.
     """
 
     index: slice
     dist: np.ndarray
     gain: np.ndarray
+    bits: int
+    levels: int
 
     @property
     def relevant(self) -> np.ndarray:
         return self.gain > 0
 
+    def joint_histogram(self) -> np.ndarray:
+        """(c, bits+1, levels) counts of database items per distance and gain value.
+
+        One small-integer code per item and a bincount per row: far cheaper than building
+        64-bit keys for a single flat bincount.
+        """
+        bins = (self.bits + 1) * self.levels
+        code = self.dist.astype(np.uint16 if bins <= 1 << 16 else np.uint32)
+        code *= self.levels
+        code += self.gain
+        counts = np.stack([np.bincount(row, minlength=bins) for row in code])
+        return counts.reshape(len(code), self.bits + 1, self.levels)
+
+
+def _smallest_uint(max_value: int):
+    return np.uint8 if max_value < 256 else np.uint16
+
 
 def iter_chunks(inputs: Inputs, progress: bool | None = None) -> Iterator[Chunk]:
     """Yield query chunks; memory stays bounded by ``CHUNK_ELEMENTS`` whatever the sizes."""
     nq, ndb = inputs.n_queries, inputs.n_database
-    step = max(1, min(CHUNK_QUERIES, CHUNK_ELEMENTS // ndb))
+    levels = int(min(inputs.query_labels.sum(1).max(), inputs.db_labels.sum(1).max())) + 1
+    per_query = max(ndb, (inputs.bits + 1) * levels)
+    step = max(1, min(CHUNK_QUERIES, CHUNK_ELEMENTS // per_query))
     if progress is None:
         progress = nq * ndb > PROGRESS_PAIRS
-    dtype = np.uint8 if inputs.bits < 256 else np.uint16
+    dist_type, gain_type = _smallest_uint(inputs.bits), _smallest_uint(levels - 1)
     db_labels_t = np.ascontiguousarray(inputs.db_labels.T)
     starts = range(0, nq, step)
     for s in tqdm(starts, desc="evaluate", unit="chunk", disable=not progress):
         sl = slice(s, min(s + step, nq))
-        dist = hamming_distances(inputs.query_codes[sl], inputs.db_codes).astype(dtype)
-        gain = inputs.query_labels[sl] @ db_labels_t
-        yield Chunk(sl, dist, gain)
-
-
-def row_histograms(values: np.ndarray, nbins: int, weights: np.ndarray | None = None) -> np.ndarray:
-    """Per-row bincount: (c, n) integer values in [0, nbins) → (c, nbins) counts or weight sums."""
-    c = values.shape[0]
-    flat = (values.astype(np.int64) + (np.arange(c, dtype=np.int64) * nbins)[:, None]).ravel()
-    w = None if weights is None else np.asarray(weights, dtype=np.float64).ravel()
-    return np.bincount(flat, weights=w, minlength=c * nbins).reshape(c, nbins).astype(np.float64)
+        dist = hamming_distances(inputs.query_codes[sl], inputs.db_codes).astype(dist_type)
+        gain = (inputs.query_labels[sl] @ db_labels_t).astype(gain_type)
+        yield Chunk(sl, dist, gain, inputs.bits, levels)
 
 
 def stable_order(dist: np.ndarray) -> np.ndarray:

@@ -103,10 +103,18 @@ def mean_average_precision(
 ) -> dict:
     """mAP (``topk=None``) or mAP@K of Hamming ranking, deterministic and tie-aware.
 
-    Codes are packed uint8 (n, bits/8); labels multi-hot (n, classes). AP@K follows the
-    DeepHash/DPSH convention (see ``AP_RULE``); ``weighted=True`` gives weighted mAP (ACG@i
-    in place of P@i). Returns a JSON-serialisable dict with both values, the effective K,
-    the query counts and the rules.
+    Codes are packed uint8 (n, bits/8); labels multi-hot (n, classes); an item is relevant
+    to a query when they share a label. With rel_i the relevance at rank i,
+
+        AP@K = sum_{i <= K, rel_i} P@i / #{i <= K : rel_i}    (0 if no relevant item in the top K)
+
+    the convention of public deep hashing code (DeepHash, DPSH): the denominator counts the
+    relevant items *retrieved in the top K*. mAP is AP@ndb. ``weighted=True`` gives weighted
+    mAP (ACG@i = mean number of shared labels of the top i, in place of P@i). "deterministic"
+    ranks ties by database position; "tie_aware" is the exact mean over all orderings of
+    ties. Queries with no relevant item are excluded (``empty="exclude"``) or scored 0
+    (``"zero"``). K above the database size is clipped to it. Returns a JSON-serialisable
+    dict with both values, the effective K, the query counts and the rules.
     """
     inputs = check_inputs(query_codes, db_codes, query_labels, db_labels)
     check_empty(empty)
@@ -114,7 +122,7 @@ def mean_average_precision(
     H = harmonic(inputs.n_database)
     acc = MeanOverQueries(empty)
     for chunk in iter_chunks(inputs, progress):
-        h = Histograms.of(chunk, inputs.bits)
+        h = Histograms.of(chunk)
         mask = acc.mask(h.n_relevant)
         acc.add("deterministic", ap_deterministic(Sorted.of(chunk), [k], weighted)[k], mask)
         acc.add("tie_aware", ap_tie_aware(h, H, [k], weighted)[k], mask)
@@ -181,15 +189,14 @@ def evaluate(
     notes: list[str] = []
     topk = _ks(topk, ndb, "topk", notes)
     ndcg_k = _ks(ndcg_k, ndb, "ndcg_k", notes)
-    curve_k = sorted({min(int(k), ndb) for k in (DEFAULT_CURVE_K if curve_k is None else curve_k)})
-    _ks(curve_k, ndb, "curve_k", [])
+    curve_k = sorted(_ks(DEFAULT_CURVE_K if curve_k is None else curve_k, ndb, "curve_k", []))
     H, D = harmonic(ndb), discount_prefix(ndb)
     ap_ks = [ndb, *(k for k in topk if k != ndb)]
 
     acc = MeanOverQueries(empty)
     nothing_in_radius = 0
     for chunk in iter_chunks(inputs, progress):
-        h, srt = Histograms.of(chunk, bits), Sorted.of(chunk)
+        h, srt = Histograms.of(chunk), Sorted.of(chunk)
         mask = acc.mask(h.n_relevant)
         for weighted, name in ((False, "mAP"), (True, "wAP")):
             det, tie = ap_deterministic(srt, ap_ks, weighted), ap_tie_aware(h, H, ap_ks, weighted)
@@ -199,7 +206,7 @@ def evaluate(
                     acc.add((key, "tie_aware"), tie[k], mask)
         for name, (det, tie) in (
             ("P", precision_at_k(h, srt, topk)),
-            ("NDCG", ndcg_at_k(h, srt, chunk.gain, ndcg_k, D)),
+            ("NDCG", ndcg_at_k(h, srt, ndcg_k, D)),
             ("ACG", acg_at_k(h, srt, ndcg_k)),
         ):
             for i, k in enumerate(topk if name == "P" else ndcg_k):

@@ -30,7 +30,7 @@ def harmonic(n_max: int) -> np.ndarray:
     return np.concatenate([[0.0], np.cumsum(1.0 / np.arange(1, n_max + 1, dtype=np.float64))])
 
 
-def _div(a, b):
+def safe_div(a, b):
     """a / b with 0 where b == 0: an empty group or query contributes nothing."""
     a, b = np.broadcast_arrays(np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64))
     return np.divide(a, b, out=np.zeros(a.shape), where=b != 0)
@@ -45,9 +45,9 @@ def expected_group_sum(H, n_before, gain_before, n, r, mean_gain):
     n_int = np.asarray(n, dtype=np.int64)
     n = n_int.astype(np.float64)
     dH = H[n_before + n_int] - H[n_before]
-    frac = _div(np.asarray(r, dtype=np.float64) - 1, n - 1)
+    frac = safe_div(np.asarray(r, dtype=np.float64) - 1, n - 1)
     body = (gain_before + mean_gain) * dH + frac * mean_gain * (n - (n_before + 1) * dH)
-    return _div(r, n) * body
+    return safe_div(r, n) * body
 
 
 def hypergeometric_grid(n, r, k):
@@ -92,5 +92,5 @@ def expected_ratio_at_cut(H, n_before, rel_before, gain_before, sum_before, n, r
     t = expected_group_sum(
         H, np.asarray(n_before)[:, None], col(gain_before), np.asarray(k)[:, None], y, col(mean_gain)
     )
-    values = _div(col(sum_before) + t, col(rel_before) + y)
+    values = safe_div(col(sum_before) + t, col(rel_before) + y)
     return (p * values).sum(axis=1)
