@@ -45,6 +45,14 @@ def test_encode_search_evaluate_on_dataset_splits(trained):
     dists = [r["distance"] for r in lines[0]["results"]]
     assert dists == sorted(dists)
     assert Image.open(d / "grid.png").size[0] > 300
+    code, out, err = run("evaluate", "--query", d / "query.npz", "--database", d / "database.npz", "--topk", "100",
+                         "--out", d / "report")
+    assert code == 0, err
+    assert "mAP" in out and "database position" in out
+    report = json.loads((d / "report" / "report.json").read_text())
+    res = report[0] if isinstance(report, list) else report
+    assert "results" in res or "metrics" in json.dumps(res)
+    assert (d / "report" / "pr_curve.png").exists()
 
 
 def test_encode_folder_skips_and_counts_bad_images(trained, tmp_path):
