@@ -92,7 +92,7 @@ def run_dataset(name, db, q, ks, radii, nsample, rows, nq_knn, nq_range=None):
     b = min(int(mih.widths.min()), 24)
     mh = faiss.IndexBinaryMultiHash(bits, nhash, b)
     mh.add(db)
-    print(f"\n## {name}: n={n:,} bits={bits} queries knn={nq_knn} range={len(q)}  (MIH m={mih.m}, build {build:.1f}s; "
+    print(f"\n## {name}: n={n:,} bits={bits} queries knn={nq_knn} range={len(q[:nq_range])}  (MIH m={mih.m}, build {build:.1f}s; "
           f"FAISS MultiHash nhash={nhash} b={b} nflip=r//nhash)  load {os.getloadavg()[0]:.2f}", flush=True)
 
     def row(task, engine, qps, exact, base=None):
