@@ -27,8 +27,9 @@ class HammingIndex:
     every engine except ``faiss-flat``, which keeps FAISS's order within ties.
     ``range_search(q, r)`` returns every code with distance <= r: r is INCLUSIVE (FAISS's
     radius is exclusive). Engines: ``flat`` (exact scan, numba), ``mih`` (multi-index
-    hashing, exact), ``faiss-flat``; ``auto`` uses MIH above a few thousand codes and
-    falls back per query to the scan when MIH would cost more.
+    hashing, exact), ``faiss-flat``; ``auto`` uses MIH from 20,000 codes and falls back
+    per query to the scan once MIH has cost about a tenth of a scan (an explicit
+    ``engine="mih"`` never falls back).
     """
 
     def __init__(self, bits: int, engine: str = "auto", mih_m: int | None = None, threads: int | None = None):

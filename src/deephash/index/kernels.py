@@ -41,7 +41,7 @@ def _row_distance(db, row, W, q, qoff):
     return s
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, inline="always")
 def _tile_distances(db, t0, m, W, q, qoff, dt):
     """Distances of rows t0..t0+m to one query into dt; unrolled for short codes so LLVM vectorizes."""
     seg = db[t0 * W : (t0 + m) * W]
@@ -84,8 +84,8 @@ def _compact(buf, k):
 
 
 @njit(nogil=True, cache=True)
-def flat_knn(db, W, lo, hi, q, k, out):
-    """Exact top-k keys of each query over database rows [lo, hi).
+def _flat_knn(db, W, lo, hi, q, k, out, dt):
+    """Exact top-k keys of each query over database rows [lo, hi); dt is a (TILE,) scratch.
 
     db: flat uint64 (n*W,), q: flat uint64 (nq*W,), out: int64 (nq, k) filled with keys
     sorted ascending, EMPTY_KEY where fewer than k rows exist. Rows are visited in
@@ -97,7 +97,6 @@ def flat_knn(db, W, lo, hi, q, k, out):
     size = np.zeros(nq, np.int64)
     thr = np.full(nq, EMPTY_KEY, np.int64)  # accept key iff key < thr
     thr_d = np.full(nq, 1 << 20, np.int64)  # cheap prefilter: accept only d <= thr_d
-    dt = np.empty(TILE, np.uint16)
     for t0 in range(lo, hi, TILE):
         m = min(TILE, hi - t0)
         for qi in range(nq):
@@ -105,7 +104,7 @@ def flat_knn(db, W, lo, hi, q, k, out):
             T = thr_d[qi]
             for c in range(0, m, CHUNK):
                 ce = min(c + CHUNK, m)
-                mn = np.uint16(65535)
+                mn = 1 << 20
                 for j in range(c, ce):
                     mn = min(mn, dt[j])
                 if mn > T:
@@ -127,6 +126,15 @@ def flat_knn(db, W, lo, hi, q, k, out):
         row.sort()
         for i in range(k):
             out[qi, i] = row[i] if i < row.shape[0] else EMPTY_KEY
+
+
+@njit(nogil=True, cache=True)
+def flat_knn(db, W, lo, hi, q, k, out):
+    """_flat_knn with the narrowest distance buffer: uint8 (32 per AVX2 register) up to 192 bits."""
+    if W <= 3:
+        _flat_knn(db, W, lo, hi, q, k, out, np.empty(TILE, np.uint8))
+    else:
+        _flat_knn(db, W, lo, hi, q, k, out, np.empty(TILE, np.uint16))
 
 
 @njit(nogil=True, cache=True)
@@ -152,7 +160,7 @@ def flat_range(db, W, n, q, r):
             _tile_distances(db, t0, m, W, q, qi * W, dt)
             for c in range(0, m, CHUNK):
                 ce = min(c + CHUNK, m)
-                mn = np.uint16(65535)
+                mn = 1 << 20
                 for j in range(c, ce):
                     mn = min(mn, dt[j])
                 if mn > r:
@@ -214,13 +222,14 @@ def _next_mask(x):
 
 @njit(nogil=True, cache=True)
 def _probe_step(
-    j, rho, qi, W, m, q, qkeys, widths, offs, offs_base, perm, pcodes, reordered, db, masks, buf, state, hist, cost, budget
+    j, rho, qi, W, m, q, qkeys, widths, offs, offs_base, perm, pcodes, reordered, db, masks, buf, state, hist, cost, budget, x
 ):
     """Probe every bucket of table j at substring distance exactly rho; push owned rows.
 
     A row is verified once overall: only in the table where it is first reached in the
     probe order (table i at radius rho is step m*rho + i), which replaces a 'seen' array.
-    state = [size, thr]; returns the updated cost, or -1 when the budget is exhausted.
+    state = [size, thr]; x is (W,) scratch. Returns the updated cost, or -1 when the
+    budget is exhausted.
     """
     width = widths[j]
     if rho > width:
@@ -231,7 +240,6 @@ def _probe_step(
     base = offs_base[j]
     key0 = qkeys[qi, j]
     qoff = qi * W
-    x = np.empty(W, np.uint64)
     mask = (np.int64(1) << rho) - 1
     limit = np.int64(1) << width
     while mask < limit:
@@ -297,6 +305,7 @@ def mih_knn(q, W, bits, k, qkeys, widths, offs, offs_base, perm, pcodes, reorder
     buf = np.empty(cap, np.int64)
     hist = np.zeros(bits + 1, np.int64)
     state = np.zeros(2, np.int64)
+    x = np.empty(W, np.uint64)
     for qi in range(nq):
         buf[:] = EMPTY_KEY
         hist[:] = 0
@@ -308,7 +317,7 @@ def mih_knn(q, W, bits, k, qkeys, widths, offs, offs_base, perm, pcodes, reorder
         for r in range(bits + 1):
             cost = _probe_step(
                 r % m, r // m, qi, W, m, q, qkeys, widths, offs, offs_base, perm, pcodes, reordered, db, masks,
-                buf, state, hist, cost, budget,
+                buf, state, hist, cost, budget, x,
             )
             if cost < 0:
                 failed[qi] = True
@@ -336,6 +345,7 @@ def mih_range(q, W, bits, radius, qkeys, widths, offs, offs_base, perm, pcodes, 
     buf = np.empty(2 * big, np.int64)  # cap//2 = big: never compacts below `big` keys
     hist = np.zeros(bits + 1, np.int64)
     state = np.zeros(2, np.int64)
+    x = np.empty(W, np.uint64)
     limit = (np.int64(radius) << POS_BITS) | POS_MASK
     for qi in range(nq):
         failed[qi] = False
@@ -346,7 +356,7 @@ def mih_range(q, W, bits, radius, qkeys, widths, offs, offs_base, perm, pcodes, 
             state[1] = limit + 1
             cost = _probe_step(
                 r % m, r // m, qi, W, m, q, qkeys, widths, offs, offs_base, perm, pcodes, reordered, db, masks,
-                buf, state, hist, cost, budget,
+                buf, state, hist, cost, budget, x,
             )
             if cost < 0 or state[0] >= big:
                 failed[qi] = True
