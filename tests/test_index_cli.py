@@ -36,7 +36,7 @@ def test_build_add_remove_info(tmp_path):
     index = HammingIndex.load(idx)
     assert len(index) == 20 and index.engine == "flat" and index.class_names == ["a", "b", "c"]
     assert index.checkpoint == {"path": "ckpt.pt"}
-    assert index.get_metadata([4]) == [{"path": "img/4.png", "labels": [0, 1, 0]}]
+    assert index.get_metadata([4]) == [{"path": "img/4.png", "labels": ["b"]}]
     D, I = index.search(cf.codes[3], 1)
     assert I[0, 0] == 3 and D[0, 0] == 0
 

@@ -115,6 +115,28 @@ class CodesFile:
     def __len__(self) -> int:
         return len(self.codes)
 
+    @property
+    def index_bits(self) -> int:
+        """Width of the packed rows in bits: what an index over these codes holds (≥ ``bits``)."""
+        return self.codes.shape[1] * 8
+
+    def metadata_rows(self) -> list[dict] | None:
+        """Per-code metadata for an index: the image path and the names of its labels."""
+        if self.paths is None and self.labels is None:
+            return None
+        names = []
+        if self.labels is not None:
+            names = self.class_names or [str(c) for c in range(self.labels.shape[1])]
+        rows = []
+        for i in range(len(self)):
+            md = {}
+            if self.paths is not None:
+                md["path"] = self.paths[i]
+            if self.labels is not None:
+                md["labels"] = [n for n, v in zip(names, self.labels[i]) if v]
+            rows.append(md)
+        return rows
+
     def save(self, path: str | os.PathLike) -> Path:
         path = Path(path)
         header = {

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import typer
 
 from ..codes import CodesFile
@@ -15,21 +14,6 @@ from ._app import app, fail
 
 index_app = typer.Typer(help="Build and maintain a Hamming index of binary codes.", no_args_is_help=True)
 app.add_typer(index_app, name="index")
-
-
-def _metadata(cf: CodesFile) -> list[dict] | None:
-    """Per-code metadata from a codes file: its path and label row, when it has them."""
-    if cf.paths is None and cf.labels is None:
-        return None
-    out = []
-    for i in range(len(cf)):
-        md = {}
-        if cf.paths is not None:
-            md["path"] = cf.paths[i]
-        if cf.labels is not None:
-            md["labels"] = np.asarray(cf.labels[i]).tolist()
-        out.append(md)
-    return out
 
 
 def _run(fn):
@@ -50,12 +34,13 @@ def build(
 
     def go():
         cf = CodesFile.load(codes)
-        index = HammingIndex(cf.bits, engine=engine, mih_m=mih_m)
-        index.add(cf.codes, ids=cf.ids, metadata=_metadata(cf))
+        index = HammingIndex(cf.index_bits, engine=engine, mih_m=mih_m)
+        index.add(cf.codes, ids=cf.ids, metadata=cf.metadata_rows())
         index.checkpoint = cf.meta.get("checkpoint") if isinstance(cf.meta, dict) else None
         index.class_names = cf.class_names
         index.save(out)
-        typer.echo(f"indexed {len(index)} codes of {cf.bits} bits into {out}")
+        typer.echo(f"indexed {len(index)} codes of {cf.bits} bits into {out}"
+                   + (f" (padded to {index.bits})" if index.bits != cf.bits else ""))
 
     _run(go)
 
@@ -70,9 +55,9 @@ def add(
     def go():
         index = HammingIndex.load(index_dir, mmap=False)
         cf = CodesFile.load(codes)
-        if cf.bits != index.bits:
+        if cf.index_bits != index.bits:
             raise DeephashError(f"{codes} holds {cf.bits}-bit codes but the index is {index.bits}-bit")
-        index.add(cf.codes, ids=cf.ids, metadata=_metadata(cf))
+        index.add(cf.codes, ids=cf.ids, metadata=cf.metadata_rows())
         index.save(index_dir)
         typer.echo(f"added {len(cf)} codes; index holds {len(index)}")
 

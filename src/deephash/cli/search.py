@@ -21,25 +21,9 @@ def _database(index_dir: Optional[Path], database: Optional[Path]):
         idx = HammingIndex.load(index_dir)
         return idx, None, idx.checkpoint
     cf = CodesFile.load(database)
-    idx = HammingIndex(cf.codes.shape[1] * 8)
-    idx.add(cf.codes, ids=cf.ids)
+    idx = HammingIndex(cf.index_bits)
+    idx.add(cf.codes, ids=cf.ids, metadata=cf.metadata_rows())
     return idx, cf, cf.meta.get("checkpoint")
-
-
-def _describe(idx, cf, ids) -> list[dict]:
-    if cf is not None:
-        pos = {int(i): k for k, i in enumerate(cf.ids)}
-        out = []
-        for i in ids:
-            k = pos.get(int(i))
-            d = {}
-            if k is not None and cf.paths is not None:
-                d["path"] = cf.paths[k]
-            if k is not None and cf.labels is not None and cf.class_names:
-                d["labels"] = [n for n, v in zip(cf.class_names, cf.labels[k]) if v]
-            out.append(d)
-        return out
-    return [m or {} for m in idx.get_metadata(ids)]
 
 
 @app.command()
@@ -89,7 +73,7 @@ def search(
         D, I = idx.search(qcodes, k)
         rows = [(d[i >= 0], i[i >= 0]) for d, i in zip(D, I)]
     for qn, (d, ids) in zip(qnames, rows):
-        info = _describe(idx, cf, ids)
+        info = [m or {} for m in idx.get_metadata(ids)]
         if as_json:
             typer.echo(json.dumps({"query": qn, "results": [{"id": int(i), "distance": int(x), **m}
                                                             for i, x, m in zip(ids, d, info)]}))
