@@ -46,7 +46,7 @@ def test_build_add_remove_info(tmp_path):
     assert r.exit_code == 0, r.output
     index = HammingIndex.load(idx)
     assert len(index) == 22 and 100 in index.ids and not np.isin([1, 2, 102], index.ids).any()
-    assert index.get_metadata([101, 1]) == [{"path": "img/101.png", "labels": [0, 1, 0]}, None]
+    assert index.get_metadata([101, 1]) == [{"path": "img/101.png", "labels": ["b"]}, None]
 
     r = runner.invoke(app, ["index", "info", "--index", str(idx)])
     assert r.exit_code == 0, r.output
