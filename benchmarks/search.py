@@ -51,6 +51,19 @@ def clustered_codes(rng, n, nq, bits, centres):
     return draw(n), draw(nq)
 
 
+def learned_codes(rng, folder: Path, n: int):
+    """Real codes from a trained model (``query.npz``/``database.npz`` of ``deephash encode`` or
+    ``deephash demo``), the database replicated to ``n`` with about 2 random bit flips per copy."""
+    from deephash.codes import CodesFile
+
+    q, db = CodesFile.load(folder / "query.npz"), CodesFile.load(folder / "database.npz")
+    base = db.codes[rng.integers(0, len(db), n)]
+    flip_p = 2.0 / db.bits
+    bits01 = rng.random((n, db.bits)) < flip_p
+    noise = np.packbits(bits01, axis=1)
+    return base ^ noise, q.codes, db.index_bits
+
+
 def brute(q, db):
     """Exact distances of a few queries to all codes, chunked to bound memory."""
     return np.concatenate([hamming_distances(q, db[s : s + 500_000]) for s in range(0, len(db), 500_000)], axis=1)
@@ -125,8 +138,14 @@ def main(argv=None):
     ap.add_argument("--check", type=int, default=20, help="queries checked against brute force per dataset")
     ap.add_argument("--centres", default="10,100", help="cluster counts for the clustered datasets")
     ap.add_argument("--quick", action="store_true", help="small sizes and fewer datasets (< 1 minute)")
+    ap.add_argument("--learned", type=Path, default=None,
+                    help="folder with query.npz and database.npz of a trained model (e.g. runs/demo/48bits): "
+                         "adds datasets of those codes replicated with noise to each size")
+    ap.add_argument("--only", default="random,widths,clustered,learned",
+                    help="which dataset groups to run (comma-separated)")
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args(argv)
+    groups = set(a.only.split(","))
     if a.quick:
         a.sizes, a.queries, a.range_queries, a.centres = "200K", min(a.queries, 50), 500, "100"
     sizes = [parse_size(s) for s in a.sizes.split(",")]
@@ -136,14 +155,18 @@ def main(argv=None):
           f"faiss_threads={faiss.omp_get_max_threads()}", flush=True)
     rows = []
     nq = max(a.queries, a.range_queries)
-    for n in sizes:
+    for n in sizes if "random" in groups else []:
         run_dataset(f"random-64-{n:,}", random_codes(rng, n, 64), random_codes(rng, nq, 64),
                     (10, 100), (0, 1, 2), a.check, rows, a.queries)
     n0 = sizes[0]
-    for bits in (16, 32, 128):
+    for bits in (16, 32, 128) if "widths" in groups else ():
         run_dataset(f"random-{bits}-{n0:,}", random_codes(rng, n0, bits), random_codes(rng, nq, bits),
                     (10,), (0, 1, 2), a.check, rows, a.queries)
-    for n in sizes:
+    for n in sizes if a.learned is not None and "learned" in groups else []:
+        db, q, width = learned_codes(rng, a.learned, n)
+        run_dataset(f"learned-{width}-{n:,} ({a.learned})", db, q[:nq], (10,), (2,), a.check, rows, a.queries,
+                    a.queries)
+    for n in sizes if "clustered" in groups else []:
         for c in centres:
             db, q = clustered_codes(rng, n, nq, 64, c)
             # FAISS MultiHash is slow on clustered codes: use the k-NN query count for its rows.
