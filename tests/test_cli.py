@@ -1,6 +1,10 @@
-"""The commands end to end on tiny data, through the real entry point (``deephash.cli.main``)."""
+"""The commands end to end on tiny data, through the entry point ``deephash.cli.main`` (in-process,
+so torch is imported once), plus one real ``python -m deephash`` subprocess."""
 
+import contextlib
+import io
 import json
+import os
 import subprocess
 import sys
 
@@ -12,10 +16,30 @@ from deephash.codes import CodesFile
 
 
 def run(*args, cwd=None):
-    """Run ``python -m deephash ARGS`` as a user would; returns (exit code, stdout, stderr)."""
-    p = subprocess.run([sys.executable, "-m", "deephash", *map(str, args)], capture_output=True, text=True,
-                       cwd=cwd, timeout=600)
-    return p.returncode, p.stdout, p.stderr
+    """Run ``deephash ARGS`` as the console script does; returns (exit code, stdout, stderr)."""
+    from deephash.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    here = os.getcwd()
+    code = 0
+    try:
+        if cwd is not None:
+            os.chdir(cwd)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            main([str(a) for a in args])
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    finally:
+        os.chdir(here)
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_console_entry_point_subprocess(tmp_path):
+    p = subprocess.run([sys.executable, "-m", "deephash", "train", "--data", tmp_path / "missing"],
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 2 and p.stderr.startswith("error: dataset not found") and "Traceback" not in p.stderr
+    p = subprocess.run([sys.executable, "-m", "deephash", "version"], capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0 and p.stdout.strip()
 
 
 @pytest.fixture(scope="module")
@@ -80,6 +104,7 @@ def test_encode_folder_skips_and_counts_bad_images(trained, tmp_path):
     (["train", "--data", "/no/such/dataset"], "dataset not found"),
     (["train", "--bits", "2000"], "code length must be between 1 and 1024"),
     (["train", "--optimizer", "rmsprop"], "optimizer must be one of"),
+    (["train", "--crop-pad", "40"], "crop_pad must be between 0 and image_size - 1"),
     (["encode", "/no/such.ckpt", "--out", "x.npz"], "checkpoint not found"),
     (["search", "--database", "/no/such.npz", "--query", "/no/q.npz"], "codes file not found"),
     (["demo", "--bits", "12,x"], "--bits takes comma-separated integers"),
@@ -88,6 +113,38 @@ def test_bad_input_gives_one_clear_line(tmp_path, args, message):
     code, out, err = run(*args, cwd=tmp_path)
     assert code == 2
     assert message in err and "Traceback" not in err
+
+
+def test_cli_resume_uses_the_checkpoint_settings(trained, tmp_path):
+    import shutil
+
+    run_dir = tmp_path / "copy"
+    shutil.copytree(trained / "run", run_dir)
+    code, out, err = run("train", "--resume", run_dir, "--epochs", "1", "-q", cwd=tmp_path)
+    assert code == 0, err  # same settings as recorded: nothing conflicts
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert summary["bits"] == 12 and summary["checkpoint"].startswith(str(run_dir))
+    assert not (tmp_path / "runs").exists()          # wrote into the resumed run, not a default folder
+    code, _, err = run("train", "--resume", run_dir, "--lr", "0.5", "-q", cwd=tmp_path)
+    assert code == 2 and "lr: checkpoint 0.001, now 0.5" in err
+
+
+def test_mixed_code_lengths_are_refused(trained, tmp_path):
+    from deephash.codes import pack_bits
+
+    rng = np.random.default_rng(0)
+    labels = np.eye(10, dtype=np.uint8)[rng.integers(0, 10, 5)]
+    CodesFile(pack_bits(rng.integers(0, 2, (5, 16))), 16, labels=labels,
+              class_names=[str(i) for i in range(10)]).save(tmp_path / "q16.npz")
+    code, _, err = run("evaluate", "--query", tmp_path / "q16.npz", "--database", trained / "database.npz")
+    assert code == 2 and "holds 16-bit codes but" in err and "holds 12-bit codes" in err
+    code, _, err = run("index", "build", "--codes", trained / "database.npz", "--out", tmp_path / "idx")
+    assert code == 0, err
+    code, _, err = run("index", "add", "--index", tmp_path / "idx", "--codes", tmp_path / "q16.npz")
+    assert code == 2 and "holds 16-bit codes but the index holds 12-bit codes" in err
+    np.save(tmp_path / "raw.npy", np.zeros((3, 2), np.uint8))
+    code, _, err = run("search", "--database", trained / "database.npz", "--query", tmp_path / "raw.npy")
+    assert code == 2 and "bare array" in err and "Traceback" not in err
 
 
 def test_resume_with_other_bit_length_and_corrupt_checkpoint(trained, tmp_path):
@@ -103,7 +160,7 @@ def test_resume_with_other_bit_length_and_corrupt_checkpoint(trained, tmp_path):
 def test_search_width_mismatch(trained, tmp_path):
     CodesFile(np.zeros((2, 4), np.uint8), 32).save(tmp_path / "q32.npz")
     code, _, err = run("search", "--database", trained / "database.npz", "--query", tmp_path / "q32.npz")
-    assert code == 2 and "query codes have 32 bits but the database has 16" in err
+    assert code == 2 and "query codes have 32 bits but the database has 12" in err
 
 
 def test_demo_end_to_end(tmp_path):

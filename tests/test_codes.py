@@ -79,3 +79,20 @@ def test_codes_file_validates_shapes():
         CodesFile(np.zeros((3, 2), np.uint8), 24)
     with pytest.raises(DeephashError, match="ids"):
         CodesFile(np.zeros((3, 2), np.uint8), 16, ids=[1, 2])
+
+
+def test_codes_file_refuses_wrong_kinds_of_file(tmp_path):
+    np.save(tmp_path / "raw.npy", np.zeros((3, 8), np.uint8))
+    with pytest.raises(DeephashError, match="bare array"):
+        CodesFile.load(tmp_path / "raw.npy")
+    np.savez(tmp_path / "other.npz", x=np.zeros(3))
+    with pytest.raises(DeephashError, match="not a readable deephash codes file"):
+        CodesFile.load(tmp_path / "other.npz")
+
+
+def test_padding_bits_must_be_zero():
+    codes = pack_bits(np.ones((2, 12), np.uint8))
+    CodesFile(codes, 12)
+    codes[1, 1] |= 1
+    with pytest.raises(DeephashError, match="4 padding bits zero"):
+        CodesFile(codes, 12)

@@ -196,3 +196,25 @@ def test_protocol_errors():
         split_indices("nope", labels, boundary)
     with pytest.raises(DeephashError, match="separate train and test"):
         split_indices("dsh", labels, 0)
+
+
+def _tiny(n, name):
+    return ArrayDataset(np.zeros((n, 4, 4, 3), np.uint8), one_hot(np.arange(n) % 2, 2), ["a", "b"], name=name)
+
+
+def test_make_split_names_and_refusals():
+    sp = make_split({"train": _tiny(9, "x-train"), "test": _tiny(5, "x-test"), "val": _tiny(3, "x-val")})
+    assert sp.protocol == "dsh" and len(sp.query) == 5 and len(sp.database) == 9    # val is not a query
+    sp = make_split({"train": _tiny(9, "t"), "query": _tiny(2, "q"), "db": _tiny(7, "d")})
+    assert sp.protocol == "given" and (len(sp.train), len(sp.query), len(sp.database)) == (9, 2, 7)
+    with pytest.raises(DeephashError, match="use protocol 'given'"):
+        make_split({"train": _tiny(9, "t"), "query": _tiny(2, "q"), "db": _tiny(7, "d")}, "dsh")
+    with pytest.raises(DeephashError, match="defines one: use 'given'"):
+        make_split({"train": _tiny(9, "t"), "query": _tiny(2, "q"), "db": _tiny(7, "d")}, "holdout")
+    with pytest.raises(DeephashError, match="unknown split names"):
+        make_split({"train": _tiny(9, "t"), "extra": _tiny(2, "e")})
+    with pytest.raises(DeephashError, match="no default protocol"):
+        make_split({"train": _tiny(9, "t")})
+    sp = make_split({"train": _tiny(9, "t"), "test": _tiny(5, "q"), "val": _tiny(3, "v")}, "holdout",
+                    query_fraction=0.25)
+    assert len(sp.query) + len(sp.database) == 17

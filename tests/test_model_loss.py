@@ -9,24 +9,24 @@ from deephash.models import WithinChannelLRN, create_model, list_models
 
 
 def direct_dsh_loss(b, labels, m, alpha):
-    """Literal small-case computation: sum over i<j of the ½-weighted pair term divided by N(N−1)/2."""
+    """Literal small-case computation of papers.md: the ½-weighted pair term summed over i<j,
+    divided by N(N−1); plus α · Σ‖|b|−1‖₁ / N."""
     n = len(b)
-    total, pairs = 0.0, 0
+    total = 0.0
     for i in range(n):
         for j in range(i + 1, n):
             d = float(((b[i] - b[j]) ** 2).sum())
             sim = float(labels[i] @ labels[j]) > 0
             total += 0.5 * (d if sim else max(m - d, 0.0))
-            pairs += 1
     reg = float(np.abs(np.abs(b) - 1).sum()) / n
-    return total / pairs + alpha * reg
+    return total / (n * (n - 1)) + alpha * reg
 
 
 def direct_gradient(b, labels, m, alpha):
     """Hand-derived gradient of the same loss (the one the authors' Caffe layer computes)."""
     n = len(b)
     g = np.zeros_like(b)
-    pairs = n * (n - 1) / 2
+    pairs = n * (n - 1)  # d(½·D)/db_i = (b_i − b_j), divided by N(N−1)
     for i in range(n):
         for j in range(i + 1, n):
             diff = b[i] - b[j]
@@ -61,7 +61,8 @@ def test_margin_and_alpha_options():
     lab = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
     pairs = AllPairsMiner()(lab)
     assert DSHLoss(2)(b, pairs).item() == 0.0          # d = 8 ≥ m = 4, |b| = 1
-    assert DSHLoss(2, margin=10)(b, pairs).item() == pytest.approx(0.5 * 2)
+    assert DSHLoss(2, margin=10)(b, pairs).item() == pytest.approx(0.25 * 2)
+    assert DSHLoss(2, margin=10, pair_weight=1.0)(b, pairs).item() == pytest.approx(2)
     assert DSHLoss(2, alpha=1.0)(b * 2, pairs).item() == pytest.approx(2.0)
 
 

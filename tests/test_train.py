@@ -99,3 +99,31 @@ def test_config_errors(tmp_path):
     (tmp_path / "d.yaml").write_text("bits: 24\nepochs: 2\n")
     c = TrainConfig.from_yaml(tmp_path / "d.yaml", epochs=5)
     assert c.bits == 24 and c.epochs == 5
+
+
+def test_resume_refuses_changed_settings(tmp_path, small_digits):
+    res = train(cfg(tmp_path, epochs=1), small_digits, progress=False)
+    with pytest.raises(DeephashError, match=r"changed settings: lr: checkpoint 0.001, now 0.01"):
+        train(cfg(tmp_path, epochs=1, lr=0.01), small_digits, resume=res.checkpoint, progress=False)
+
+
+def test_crop_pad_is_validated():
+    with pytest.raises(DeephashError, match="crop_pad must be between 0 and image_size - 1"):
+        TrainConfig(crop_pad=32).validate()
+    with pytest.raises(DeephashError, match="crop_pad"):
+        TrainConfig(crop_pad=-1).validate()
+
+
+def test_balanced_batches_edge_cases():
+    from deephash.data.samplers import balanced_batches
+
+    labels = np.eye(10, dtype=np.uint8)[np.arange(100) % 10]
+    batches = balanced_batches(labels, 20, 0, 0)
+    assert len(batches) == 5 and all(len(b) == 20 for b in batches)
+    assert all((labels[b].sum(0) == 2).all() for b in batches)
+    with pytest.raises(DeephashError, match="cannot hold one image of each of 10 classes"):
+        balanced_batches(labels, 4, 0, 0)
+    with pytest.raises(DeephashError, match="every label row is empty"):
+        balanced_batches(np.zeros((10, 3), np.uint8), 6, 0, 0)
+    multi = np.ones((30, 3), np.uint8)
+    assert all(len(np.unique(b)) == len(b) for b in balanced_batches(multi, 9, 0, 0))

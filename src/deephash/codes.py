@@ -103,6 +103,10 @@ class CodesFile:
         self.codes = np.ascontiguousarray(self.codes, dtype=np.uint8)
         if self.codes.ndim != 2 or self.codes.shape[1] != packed_width(self.bits):
             raise DeephashError(f"codes of shape {self.codes.shape} do not hold {self.bits}-bit codes")
+        pad = self.codes.shape[1] * 8 - self.bits
+        if pad and len(self.codes) and (self.codes[:, -1] & ((1 << pad) - 1)).any():
+            raise DeephashError(f"{self.bits}-bit codes must have their {pad} padding bits zero "
+                                "(pack them with deephash.codes.pack_bits)")
         n = len(self.codes)
         self.ids = np.arange(n, dtype=np.int64) if self.ids is None else np.asarray(self.ids, dtype=np.int64)
         if len(self.ids) != n:
@@ -160,22 +164,31 @@ class CodesFile:
         if not path.is_file():
             raise DeephashError(f"codes file not found: {path}")
         try:
-            with np.load(path, allow_pickle=False) as z:
+            z = np.load(path, allow_pickle=False)
+        except (zipfile.BadZipFile, ValueError, OSError, EOFError) as e:
+            raise DeephashError(f"{path} is not a readable deephash codes file ({type(e).__name__}: {e})") from None
+        if not isinstance(z, np.lib.npyio.NpzFile):
+            raise DeephashError(f"{path} is a bare array, not a deephash codes file (write one with CodesFile.save "
+                                "or `deephash encode`)")
+        try:
+            with z:
                 header = json.loads(str(z["header"]))
                 arrays = {k: z[k] for k in z.files}
-        except (zipfile.BadZipFile, ValueError, KeyError, OSError, EOFError, json.JSONDecodeError) as e:
-            raise DeephashError(f"{path} is not a readable deephash codes file ({type(e).__name__}: {e})") from e
+            bits, count = header["bits"], header["count"]
+            codes = arrays["codes"]
+        except (zipfile.BadZipFile, ValueError, KeyError, OSError, EOFError, TypeError, json.JSONDecodeError) as e:
+            raise DeephashError(f"{path} is not a readable deephash codes file ({type(e).__name__}: {e})") from None
         if header.get("format") != CODES_FORMAT:
             raise DeephashError(f"{path}: unknown codes format {header.get('format')!r}")
         out = cls(
-            codes=arrays["codes"],
-            bits=header["bits"],
+            codes=codes,
+            bits=bits,
             ids=arrays["ids"],
             paths=[str(p) for p in arrays["paths"]] if "paths" in arrays else None,
             labels=arrays.get("labels"),
             class_names=header.get("class_names"),
             meta=header.get("meta", {}),
         )
-        if len(out) != header["count"]:
-            raise DeephashError(f"{path}: header says {header['count']} codes, file holds {len(out)}")
+        if len(out) != count:
+            raise DeephashError(f"{path}: header says {count} codes, file holds {len(out)}")
         return out

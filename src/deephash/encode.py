@@ -7,11 +7,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from .data import ArrayDataset, FileDataset, HashDataset
+from .data.base import resize_batch
 from .errors import DeephashError
 from .models import HashNet
 
@@ -56,9 +56,7 @@ def encode_dataset(model: HashNet, dataset: HashDataset, batch_size: int = 256, 
     if isinstance(dataset, ArrayDataset):
         images = torch.from_numpy(dataset.images)
         for s in tqdm(range(0, len(dataset), batch_size), desc="encode", disable=not progress, leave=False):
-            x = images[s:s + batch_size].permute(0, 3, 1, 2).float().div_(255.0)
-            if tuple(x.shape[2:]) != size:
-                x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
+            x = resize_batch(images[s:s + batch_size].permute(0, 3, 1, 2).float().div_(255.0), size)
             chunks.append(model.encode(x))
         return EncodeResult(np.concatenate(chunks), np.arange(len(dataset)), [])
     if not isinstance(dataset, FileDataset):

@@ -31,7 +31,7 @@ def encode(
     ckpt = load_checkpoint(checkpoint)
     model = model_from_checkpoint(ckpt)
     cfg = ckpt["config"]
-    meta = {"checkpoint": str(checkpoint), "model": cfg["model"], "bits": cfg["bits"]}
+    meta = {"checkpoint": str(checkpoint.resolve()), "model": cfg["model"], "bits": cfg["bits"]}
     if images is not None:
         paths = list_images(images)
         if not paths:

@@ -40,11 +40,14 @@ def evaluate(
         db = _load_labelled(database, "database")
         if q.class_names and db.class_names and q.class_names != db.class_names:
             raise DeephashError(f"{query} and {database} use different class names; labels are not comparable")
+        if q.bits != db.bits:
+            raise DeephashError(f"{query} holds {q.bits}-bit codes but {database} holds {db.bits}-bit codes")
         result = run_evaluation(
             q.codes,
             db.codes,
             q.labels,
             db.labels,
+            bits=q.bits,
             topk=tuple(topk),
             radius=radius,
             ndcg_k=tuple(ndcg_k),

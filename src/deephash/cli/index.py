@@ -9,7 +9,7 @@ import typer
 
 from ..codes import CodesFile
 from ..errors import DeephashError
-from ..index import ENGINES, HammingIndex
+from ..index import ENGINES, HammingIndex, index_from_codes
 from ._app import app, fail
 
 index_app = typer.Typer(help="Build and maintain a Hamming index of binary codes.", no_args_is_help=True)
@@ -34,10 +34,7 @@ def build(
 
     def go():
         cf = CodesFile.load(codes)
-        index = HammingIndex(cf.index_bits, engine=engine, mih_m=mih_m)
-        index.add(cf.codes, ids=cf.ids, metadata=cf.metadata_rows())
-        index.checkpoint = cf.meta.get("checkpoint") if isinstance(cf.meta, dict) else None
-        index.class_names = cf.class_names
+        index = index_from_codes(cf, engine=engine, mih_m=mih_m)
         index.save(out)
         typer.echo(f"indexed {len(index)} codes of {cf.bits} bits into {out}"
                    + (f" (padded to {index.bits})" if index.bits != cf.bits else ""))
@@ -55,8 +52,8 @@ def add(
     def go():
         index = HammingIndex.load(index_dir, mmap=False)
         cf = CodesFile.load(codes)
-        if cf.index_bits != index.bits:
-            raise DeephashError(f"{codes} holds {cf.bits}-bit codes but the index is {index.bits}-bit")
+        if cf.bits != index.code_bits:
+            raise DeephashError(f"{codes} holds {cf.bits}-bit codes but the index holds {index.code_bits}-bit codes")
         index.add(cf.codes, ids=cf.ids, metadata=cf.metadata_rows())
         index.save(index_dir)
         typer.echo(f"added {len(cf)} codes; index holds {len(index)}")

@@ -13,7 +13,7 @@ from ._app import app
 def _database(index_dir: Optional[Path], database: Optional[Path]):
     """An index from disk, or one built in memory from a codes file; plus a metadata lookup."""
     from ..codes import CodesFile
-    from ..index import HammingIndex
+    from ..index import HammingIndex, index_from_codes
 
     if (index_dir is None) == (database is None):
         raise DeephashError("give exactly one of --index (an index folder) or --database (a codes file)")
@@ -21,9 +21,8 @@ def _database(index_dir: Optional[Path], database: Optional[Path]):
         idx = HammingIndex.load(index_dir)
         return idx, None, idx.checkpoint
     cf = CodesFile.load(database)
-    idx = HammingIndex(cf.index_bits)
-    idx.add(cf.codes, ids=cf.ids, metadata=cf.metadata_rows())
-    return idx, cf, cf.meta.get("checkpoint")
+    idx = index_from_codes(cf)
+    return idx, cf, idx.checkpoint
 
 
 @app.command()
@@ -59,13 +58,14 @@ def search(
 
         batch = np.stack([load_image(p, model.image_size) for p in image])
         qcodes, qnames = model.encode(to_tensor(batch)), [str(p) for p in image]
-        qcf = None
+        qbits, qcf = model.bits, None
     else:
         qcf = CodesFile.load(query)
+        qbits = qcf.bits
         qcodes, qnames = qcf.codes, [qcf.paths[i] if qcf.paths else f"id {int(q)}" for i, q in enumerate(qcf.ids)]
         pixels = None
-    if qcodes.shape[1] != idx.nbytes:
-        raise DeephashError(f"query codes have {qcodes.shape[1] * 8} bits but the database has {idx.bits}")
+    if qbits != idx.code_bits:
+        raise DeephashError(f"query codes have {qbits} bits but the database has {idx.code_bits}")
     if radius is not None:
         lims, D, I = idx.range_search(qcodes, radius)
         rows = [(D[lims[i]:lims[i + 1]], I[lims[i]:lims[i + 1]]) for i in range(len(qcodes))]

@@ -15,7 +15,7 @@ def train(
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML file of TrainConfig keys; flags override it."),
     data: Optional[str] = typer.Option(None, help="'digits', a CIFAR-10 archive/folder, an image folder (or .tar.gz), a label list."),
     protocol: Optional[str] = typer.Option(None, help="Split protocol: dsh, cifar10, cifar10-1, cifar10-2, per-class, holdout, given."),
-    bits: Optional[int] = typer.Option(None, help="Code length (multiple of 8)."),
+    bits: Optional[int] = typer.Option(None, help="Code length, 1..1024 (packed to whole bytes with zero padding)."),
     model: Optional[str] = typer.Option(None, help="Architecture from the model registry (default dsh, the paper's net)."),
     epochs: Optional[int] = typer.Option(None),
     iterations: Optional[int] = typer.Option(None, help="Stop after this many iterations (overrides epochs)."),
@@ -35,7 +35,8 @@ def train(
     seed: Optional[int] = typer.Option(None),
     threads: Optional[int] = typer.Option(None, help="Torch threads (0 = all cores)."),
     out: Optional[str] = typer.Option(None, help="Run folder for checkpoints (default runs/dsh)."),
-    resume: Optional[Path] = typer.Option(None, help="Continue exactly from this checkpoint (or its run folder)."),
+    resume: Optional[Path] = typer.Option(None, help="Continue exactly from this checkpoint (or its run folder), "
+                                          "with its own settings; only --threads and --out may change."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Train a DSH hashing network; a checkpoint is written atomically after every epoch."""
@@ -47,7 +48,17 @@ def train(
         batch_size=batch_size, optimizer=optimizer, lr=lr, weight_decay=weight_decay, schedule=schedule,
         margin=margin, alpha=alpha, crop_pad=crop_pad, mirror=mirror, balanced=balanced, image_size=image_size,
         weights=weights, init_from=init_from, seed=seed, threads=threads, out=out).items() if v is not None}
-    cfg = TrainConfig.from_yaml(config, **flags) if config else TrainConfig.from_dict(flags)
+    if resume is not None:
+        from ..train.checkpoint import load_checkpoint
+
+        saved = load_checkpoint(resume)["config"]
+        folder = resume if resume.is_dir() else resume.parent
+        base = {**saved, "out": str(folder)}
+        if config:
+            base.update(TrainConfig.read_yaml(config))
+        cfg = TrainConfig.from_dict({**base, **flags})
+    else:
+        cfg = TrainConfig.from_yaml(config, **flags) if config else TrainConfig.from_dict(flags)
     cfg.validate()
     split = split_for_config(cfg, progress=not quiet)
     typer.echo(f"data {cfg.data}: {split.describe()}")

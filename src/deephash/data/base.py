@@ -38,6 +38,15 @@ def to_tensor(images_u8: np.ndarray) -> torch.Tensor:
     return t.float().div_(255.0)
 
 
+def resize_batch(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Float (N, 3, H, W) → (N, 3, *size), antialiased bilinear like PIL, so training and encoding
+    see the same pixels whichever path resized them."""
+    if tuple(x.shape[2:]) == tuple(size):
+        return x
+    return torch.nn.functional.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False,
+                                           antialias=True)
+
+
 class HashDataset(Dataset):
     """Base class: labels (N, C) multi-hot, class names, optional source paths."""
 

@@ -3,19 +3,17 @@ as a directory or packed in a .tar/.tar.gz (decoded straight from the archive an
 
 from __future__ import annotations
 
-import io
 import tarfile
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from ..errors import DeephashError
 from ..utils.io import atomic_write
 from .base import ArrayDataset, FileDataset, one_hot
 from .cache import cache_dir, file_key
-from .images import IMAGE_EXTENSIONS, _to_rgb, list_images
+from .images import IMAGE_EXTENSIONS, decode_image, list_images
 
 KNOWN_SPLITS = ("train", "test", "val", "query", "database", "db")
 
@@ -51,18 +49,6 @@ def load_image_folder(root: str | Path, image_size=None) -> dict[str, FileDatase
         classes = sorted({c.name for d in split_dirs for c in d.iterdir() if c.is_dir()})
         return {d.name.lower(): _class_tree(d, image_size, f"{root.name}-{d.name}", classes) for d in split_dirs}
     return {"all": _class_tree(root, image_size, root.name)}
-
-
-def _decode_bytes(data: bytes, size, what: str) -> np.ndarray:
-    try:
-        with Image.open(io.BytesIO(data)) as img:
-            img.load()
-            img = _to_rgb(img)
-    except Exception as e:
-        raise DeephashError(f"cannot read image {what}: {e}") from None
-    if size is not None and img.size != (size[1], size[0]):
-        img = img.resize((size[1], size[0]), Image.BILINEAR)
-    return np.asarray(img, dtype=np.uint8)
 
 
 def load_image_folder_archive(path: str | Path, image_size=None, progress: bool = True) -> dict[str, ArrayDataset]:
@@ -101,7 +87,7 @@ def load_image_folder_archive(path: str | Path, image_size=None, progress: bool 
     out = {}
     for split, items in entries.items():
         items.sort(key=lambda t: t[1])
-        images = [_decode_bytes(b, image_size, f"{path}:{n}") for _, n, b in
+        images = [decode_image(b, image_size, f"{path}:{n}") for _, n, b in
                   tqdm(items, desc=f"decode {split}", disable=not progress, leave=False)]
         shapes = {im.shape for im in images}
         if len(shapes) > 1:

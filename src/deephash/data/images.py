@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import warnings
 from pathlib import Path
 
@@ -28,17 +29,21 @@ def _to_rgb(img: Image.Image) -> Image.Image:
 
 def load_image(path: str | Path, size: tuple[int, int] | None = None) -> np.ndarray:
     """Decode ``path`` to uint8 (H, W, 3), resized to ``size`` = (H, W) when given."""
-    path = Path(path)
+    return decode_image(Path(path), size, str(path))
+
+
+def decode_image(source: Path | bytes, size: tuple[int, int] | None = None, what: str = "image") -> np.ndarray:
+    """Decode a file or in-memory bytes (e.g. an archive member); errors name ``what``."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
+            with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as img:
                 img.load()
                 img = _to_rgb(img)
     except FileNotFoundError:
-        raise DeephashError(f"image not found: {path}") from None
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
-        raise DeephashError(f"cannot read image {path}: {e}") from None
+        raise DeephashError(f"image not found: {what}") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+        raise DeephashError(f"cannot read image {what}: {e}") from None
     if size is not None and img.size != (size[1], size[0]):
         img = img.resize((size[1], size[0]), Image.BILINEAR)
     return np.array(img, dtype=np.uint8)

@@ -116,18 +116,40 @@ def split_indices(protocol: str, labels: np.ndarray, boundary: int, seed: int = 
     raise DeephashError(f"unknown protocol {protocol!r}; choose from {', '.join(PROTOCOLS)}")
 
 
+SPLIT_ALIASES = {"query": "test", "db": "database"}
+KNOWN_SPLITS = ("train", "test", "val", "database", "all")
+
+
 def make_split(splits: dict[str, HashDataset], protocol: str | None = None, seed: int = 0, **kw) -> Split:
-    """Apply a protocol to a source's splits. ``protocol=None`` picks the natural one."""
+    """Apply a protocol to a source's splits. ``protocol=None`` picks the natural one.
+
+    Split names ``query`` and ``db`` are read as ``test`` and ``database``. A split the
+    protocol cannot place is an error, never silently dropped.
+    """
+    splits = {SPLIT_ALIASES.get(k, k): v for k, v in splits.items()}
+    unknown = sorted(set(splits) - set(KNOWN_SPLITS))
+    if unknown:
+        raise DeephashError(f"unknown split names {unknown}; expected some of {', '.join(KNOWN_SPLITS)}")
+    names = set(splits)
     if protocol is None:
-        if {"train", "test"} <= splits.keys():
-            protocol = "given" if "database" in splits else "dsh"
-        else:
+        if {"train", "test"} <= names:
+            protocol = "given" if "database" in names else "dsh"
+        elif names == {"all"}:
             protocol = "holdout"
-    if protocol == "given":
-        if not {"train", "test"} <= splits.keys():
-            raise DeephashError("protocol 'given' needs train and test splits")
-        return Split("given", splits["train"], splits["test"], splits.get("database", splits["train"]), seed)
-    order = [s for s in ("train", "test", "val", "all") if s in splits] or sorted(splits)
+        else:
+            raise DeephashError(f"no default protocol for splits {sorted(names)}; name one with --protocol")
+    if protocol not in PROTOCOLS:
+        raise DeephashError(f"unknown protocol {protocol!r}; choose from {', '.join(PROTOCOLS)}")
+    if protocol in ("given", "dsh", "cifar10-2"):
+        if not {"train", "test"} <= names:
+            raise DeephashError(f"protocol {protocol!r} needs train and test splits, the source has {sorted(names)}")
+        if protocol != "given" and "database" in names:
+            raise DeephashError(f"the source defines its own database split: use protocol 'given', not {protocol!r}")
+        database = splits.get("database", splits["train"])
+        return Split(protocol, splits["train"], splits["test"], database, seed)
+    if "database" in names:
+        raise DeephashError(f"protocol {protocol!r} draws its own database; this source defines one: use 'given'")
+    order = [s for s in ("train", "test", "val", "all") if s in splits]
     parts = [splits[s] for s in order]
     pool = concat(parts, parts[0].name.rsplit("-", 1)[0])
     boundary = len(splits["train"]) if "train" in splits else 0

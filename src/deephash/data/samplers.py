@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import DeephashError
+
 
 def epoch_batches(n: int, batch_size: int, seed: int, epoch: int) -> list[np.ndarray]:
     """A fresh random permutation per epoch, cut into batches (the last one dropped if < 2)."""
@@ -20,7 +22,12 @@ def balanced_batches(labels: np.ndarray, batch_size: int, seed: int, epoch: int)
     n, c = labels.shape
     members = [np.flatnonzero(labels[:, k]) for k in range(c)]
     members = [m for m in members if len(m)]
-    per = max(1, batch_size // len(members))
+    if not members:
+        raise DeephashError("class-balanced batches need labelled images; every label row is empty")
+    if batch_size < len(members):
+        raise DeephashError(f"class-balanced batches of {batch_size} cannot hold one image of each of "
+                            f"{len(members)} classes; use a batch size ≥ {len(members)}")
+    per = batch_size // len(members)
     cursors = [rng.permutation(m) for m in members]
     pos = [0] * len(members)
     out = []
@@ -32,5 +39,5 @@ def balanced_batches(labels: np.ndarray, batch_size: int, seed: int, epoch: int)
                 pos[k] = 0
             batch.append(cursors[k][pos[k]:pos[k] + per])
             pos[k] += per
-        out.append(np.concatenate(batch))
+        out.append(np.unique(np.concatenate(batch)))  # a multi-label image drawn twice counts once
     return out

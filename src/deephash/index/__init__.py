@@ -4,6 +4,6 @@
 versioned, checksummed directory; see ``hamming_index`` and ``storage``.
 """
 
-from .hamming_index import ENGINES, HammingIndex
+from .hamming_index import ENGINES, HammingIndex, index_from_codes
 
-__all__ = ["ENGINES", "HammingIndex"]
+__all__ = ["ENGINES", "HammingIndex", "index_from_codes"]

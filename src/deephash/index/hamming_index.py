@@ -45,8 +45,9 @@ class HammingIndex:
             )
         self.mih_m = None if mih_m is None else int(mih_m)
         self.threads = threads or default_threads()
-        self.checkpoint: dict | None = None
+        self.checkpoint: dict | str | None = None
         self.class_names: list[str] | None = None
+        self.code_bits = self.bits  # learned length; shorter codes are zero-padded to ``bits``
         self._codes = np.empty((0, self.nbytes), np.uint8)
         self._ids = np.empty(0, np.int64)
         self._next_id = 0
@@ -242,6 +243,7 @@ class HammingIndex:
             "engine": {"default": self.engine, "mih_m": self.mih_m},
             "checkpoint": self.checkpoint,
             "class_names": self.class_names,
+            "code_bits": self.code_bits,
         }
         return save_index(path, codes=self._codes, ids=self._ids, store=self._store, header=header)
 
@@ -255,6 +257,7 @@ class HammingIndex:
         index._next_id = int(manifest.get("next_id", int(ids.max()) + 1 if len(ids) else 0))
         index.checkpoint = manifest.get("checkpoint")
         index.class_names = manifest.get("class_names")
+        index.code_bits = int(manifest.get("code_bits", index.bits))
         index._store = MetadataStore(Path(meta_path))
         index._manifest = manifest
         index._invalidate()
@@ -263,6 +266,7 @@ class HammingIndex:
     def info(self) -> dict:
         out = {
             "bits": self.bits,
+            "code_bits": self.code_bits,
             "count": len(self),
             "engine": self.engine,
             "mih_m": self.mih_m,
@@ -300,3 +304,13 @@ def _to_words(codes: np.ndarray, W: int) -> np.ndarray:
 
 
 __all__ = ["HammingIndex", "ENGINES"]
+
+
+def index_from_codes(cf, **kwargs) -> HammingIndex:
+    """An index holding a codes file's codes with its ids, paths, label names and provenance."""
+    index = HammingIndex(cf.index_bits, **kwargs)
+    index.add(cf.codes, ids=cf.ids, metadata=cf.metadata_rows())
+    index.code_bits = cf.bits
+    index.class_names = cf.class_names
+    index.checkpoint = cf.meta.get("checkpoint") if isinstance(cf.meta, dict) else None
+    return index

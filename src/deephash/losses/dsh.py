@@ -10,12 +10,13 @@ class DSHLoss(nn.Module):
     """L = mean over pairs of w·[s·D + (1−s)·max(m − D, 0)] + α · mean_i ‖|b_i| − 1‖₁,
     with D = ‖b_i − b_j‖² and s = 1 for a similar pair.
 
-    ``pair_weight`` w = ½ by default: the authors' released gradient corresponds to a
-    ½-weighted pair term with the pair sum divided by N(N−1), which equals ½ × the mean
-    over the N(N−1)/2 pairs i<j. ``margin`` defaults to 2·bits (the paper's m = 2k).
+    ``pair_weight`` w = ¼ by default, which is the authors' released layer: the paper's
+    ½-weighted pair term (½·D, ½·max(m − D, 0)) summed over pairs i<j and divided by
+    N(N−1), i.e. ½ · Σ_{i<j} / (2 · N(N−1)/2) = ¼ × the mean over the N(N−1)/2 pairs.
+    The weight matters only relative to α. ``margin`` defaults to 2·bits (m = 2k).
     """
 
-    def __init__(self, bits: int, margin: float | None = None, alpha: float = 0.01, pair_weight: float = 0.5):
+    def __init__(self, bits: int, margin: float | None = None, alpha: float = 0.01, pair_weight: float = 0.25):
         super().__init__()
         self.bits = bits
         self.margin = 2.0 * bits if margin is None else float(margin)

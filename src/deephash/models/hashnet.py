@@ -19,6 +19,8 @@ class HashNet(nn.Module):
         super().__init__()
         self.backbone = backbone
         self.hash = nn.Linear(feature_dim, bits)
+        nn.init.xavier_uniform_(self.hash.weight)  # the DSH recipe initialises every layer with Xavier
+        nn.init.zeros_(self.hash.bias)
         self.bits = bits
         self.image_size = tuple(image_size)
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))

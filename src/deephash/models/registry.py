@@ -64,11 +64,18 @@ def load_backbone_weights(backbone: nn.Module, path: str | Path) -> None:
         raise DeephashError(f"cannot read weights file {path}: {e}") from None
     if isinstance(state, dict) and "state_dict" in state:
         state = state["state_dict"]
-    own = backbone.state_dict()
+    load_matching(backbone, state, str(path))
+
+
+def load_matching(module: nn.Module, state: dict, source: str) -> int:
+    """Load the tensors of ``state`` whose names and shapes match ``module``; the rest keep their
+    values (e.g. a new hash layer of another length). Nothing matching is an error."""
+    own = module.state_dict()
     usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
     if not usable:
-        raise DeephashError(f"{path}: no tensor matches the backbone's parameters (wrong architecture?)")
-    backbone.load_state_dict(usable, strict=False)
+        raise DeephashError(f"{source}: no tensor matches the model's parameters (wrong architecture?)")
+    module.load_state_dict(usable, strict=False)
+    return len(usable)
 
 
 @register_model("dsh")

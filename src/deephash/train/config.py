@@ -44,6 +44,8 @@ class TrainConfig:
     threads: int = 0
     out: str = "runs/dsh"
 
+    # A resumed run must be the same run: only these may differ from the checkpoint's config.
+    RESUME_MUTABLE = ("threads", "out")
     OPTIMIZERS = ("sgd", "adam", "adamw")
     SCHEDULES = ("step", "cosine", "constant", "onecycle")
 
@@ -66,7 +68,16 @@ class TrainConfig:
             raise DeephashError(f"iterations must be ≥ 1, got {self.iterations}")
         if self.lr <= 0:
             raise DeephashError(f"lr must be > 0, got {self.lr}")
+        if not 0 <= self.crop_pad < self.image_size:
+            raise DeephashError(f"crop_pad must be between 0 and image_size - 1 ({self.image_size - 1}), "
+                                f"got {self.crop_pad}")
         return self
+
+    def resume_conflicts(self, saved: dict) -> list[str]:
+        """Settings that differ from a checkpoint's config and would make a resume inexact."""
+        mine = self.to_dict()
+        return [f"{k}: checkpoint {saved.get(k)!r}, now {mine[k]!r}" for k in mine
+                if k not in self.RESUME_MUTABLE and k in saved and saved[k] != mine[k]]
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -79,8 +90,9 @@ class TrainConfig:
             raise DeephashError(f"unknown config keys: {', '.join(unknown)}")
         return cls(**d)
 
-    @classmethod
-    def from_yaml(cls, path: str | Path, **overrides) -> "TrainConfig":
+    @staticmethod
+    def read_yaml(path: str | Path) -> dict:
+        """Only the keys the file sets (so they can be laid over another config)."""
         path = Path(path)
         if not path.is_file():
             raise DeephashError(f"config file not found: {path}")
@@ -90,5 +102,10 @@ class TrainConfig:
             raise DeephashError(f"{path}: invalid YAML: {e}") from None
         if not isinstance(d, dict):
             raise DeephashError(f"{path}: expected a mapping of config keys")
+        return d
+
+    @classmethod
+    def from_yaml(cls, path: str | Path, **overrides) -> "TrainConfig":
+        d = cls.read_yaml(path)
         d.update({k: v for k, v in overrides.items() if v is not None})
         return cls.from_dict(d)

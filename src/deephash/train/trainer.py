@@ -13,11 +13,12 @@ import torch
 from tqdm.auto import tqdm
 
 from ..data import ArrayDataset, HashDataset
+from ..data.base import resize_batch
 from ..data.samplers import balanced_batches, epoch_batches
 from ..errors import DeephashError
 from ..losses import DSHLoss
 from ..miners import AllPairsMiner
-from ..models import HashNet, create_model
+from ..models import HashNet, create_model, load_matching
 from .augment import random_crop, random_mirror, to_float
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig
@@ -99,10 +100,7 @@ class Trainer:
     def _init_from(self, path: str) -> None:
         """Start from another checkpoint's backbone (e.g. the 12-bit model for longer codes); the hash
         layer is copied only if its size matches."""
-        state = load_checkpoint(path)["model"]
-        own = self.model.state_dict()
-        usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
-        self.model.load_state_dict(usable, strict=False)
+        load_matching(self.model, load_checkpoint(path)["model"], str(path))
 
     def _batches(self, epoch: int) -> list[np.ndarray]:
         if self.cfg.balanced:
@@ -130,6 +128,9 @@ class Trainer:
         if ckpt["bits"] != self.cfg.bits:
             raise DeephashError(f"{path} holds a {ckpt['bits']}-bit model but this run is configured for "
                                 f"{self.cfg.bits} bits")
+        conflicts = self.cfg.resume_conflicts(ckpt["config"])
+        if conflicts:
+            raise DeephashError(f"cannot resume {path} exactly with changed settings: " + "; ".join(conflicts))
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.epoch, self.step, self.history = ckpt["epoch"], ckpt["step"], ckpt["history"]
@@ -183,10 +184,7 @@ class Trainer:
 
 
 def _resize_arrays(data: ArrayDataset, size: int) -> ArrayDataset:
-    import torch.nn.functional as F
-
-    x = to_float(torch.from_numpy(data.images))
-    x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+    x = resize_batch(to_float(torch.from_numpy(data.images)), (size, size))
     images = (x.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).numpy()
     return ArrayDataset(images, data.labels, data.class_names, data.paths, data.name)
 
