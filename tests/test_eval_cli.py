@@ -55,7 +55,7 @@ def test_cli_json_and_empty_zero(codes_files):
     "setup, message",
     [
         ("nolabels", "has no labels"),
-        ("width", "code widths differ"),
+        ("width", "holds 16-bit codes but"),
         ("classes", "different class names"),
         ("empty", "empty must be one of"),
         ("missing", "codes file not found"),
