@@ -44,20 +44,26 @@ class TripletMiner:
 
 class CategoryTripletMiner:
     """Triplets per category for category-aware codes: for class c, anchor and positive both contain c and the
-    negative does not. Indices address the flattened (B·C) rows of codes shaped (B, C, k): row = image·C + c."""
+    negative does not. Indices address the flattened (B·C) rows of codes shaped (B, C, k): row = image·C + c.
+    Built per class from (holders × holders × others) index grids, not from a B³ cube."""
 
     def __init__(self, max_triplets: int | None = None, seed: int = 0):
-        self.inner = TripletMiner(None, seed)
+        if max_triplets is not None and max_triplets < 1:
+            raise DeephashError(f"max_triplets must be ≥ 1, got {max_triplets}")
         self.max_triplets = max_triplets
         self.gen = torch.Generator().manual_seed(seed + 1)
 
     def __call__(self, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         b, c = labels.shape
+        has = labels > 0
         parts = []
-        for k in (labels.sum(0) > 0).nonzero().flatten().tolist():
-            col = labels[:, k : k + 1].float()
-            a, p, n = self.inner.from_similarity(col @ col.T)
-            parts.append(torch.stack([a * c + k, p * c + k, n * c + k]))
+        for k in range(c):
+            pos, neg = has[:, k].nonzero().flatten(), (~has[:, k]).nonzero().flatten()
+            if len(pos) < 2 or len(neg) == 0:
+                continue
+            a, p, n = torch.meshgrid(pos, pos, neg, indexing="ij")
+            keep = a != p
+            parts.append(torch.stack([a[keep] * c + k, p[keep] * c + k, n[keep] * c + k]))
         if not parts:
             empty = torch.empty(0, dtype=torch.long)
             return empty, empty, empty
