@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from deephash.data import cached_multiobject, load_source  # noqa: E402
 from deephash.encode import encode_dataset  # noqa: E402
 from deephash.evaluation import evaluate  # noqa: E402
-from deephash.train import TrainConfig  # noqa: E402
+from deephash.train.config import TrainConfig  # noqa: E402
 from deephash.train.iah import IAHConfig, encode_iah, train_iah  # noqa: E402
 from deephash.train.trainer import train as train_dsh  # noqa: E402
 from deephash.utils.io import atomic_write  # noqa: E402

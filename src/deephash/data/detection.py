@@ -200,3 +200,19 @@ def load_coco(annotations: str | Path, images_root: str | Path | None = None, im
         b[:, 0] = [v[0] for v in r]
     return BoxFileDataset([root / im["file_name"] for im in images], _labels_from_boxes(boxes, len(cats)),
                           [c["name"] for c in cats], boxes, image_size, annotations.stem)
+
+
+def load_box_source(spec: str | Path, image_size=None) -> dict[str, BoxFileDataset]:
+    """A dataset with boxes by path: a YOLO tree (data.yaml), a VOC folder (Annotations/) or a COCO instances
+    JSON file. Returns named splits (YOLO split folders; ``all`` otherwise)."""
+    path = Path(spec).expanduser()
+    if not path.exists():
+        raise DeephashError(f"dataset not found: {spec}")
+    if path.is_dir() and (path / "data.yaml").is_file():
+        return load_yolo(path, image_size)
+    if path.is_dir() and (path / "Annotations").is_dir():
+        return {"all": load_voc(path, image_size=image_size)}
+    if path.is_file() and path.suffix == ".json":
+        return {"all": load_coco(path, image_size=image_size)}
+    raise DeephashError(f"{spec}: not a dataset with boxes (expected a YOLO folder with data.yaml, a VOC folder "
+                        "with Annotations/, or a COCO instances .json)")
