@@ -9,6 +9,7 @@ call as a (K, 5) tensor with its image index; no Python loop per image or propos
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -132,6 +133,9 @@ class IAHNet(nn.Module):
         spp_dim = channels * sum(v * v for v in self.levels)
         self.shared = nn.Sequential(nn.Linear(spp_dim, hidden), nn.ReLU(inplace=True), nn.Dropout(0.1))
         self.classifier = nn.Linear(hidden, num_classes)
+        # start every proposal at a low class probability (0.05): the max over many proposals would otherwise
+        # begin near 1 for every class and spend the first epochs only pushing maxima down
+        nn.init.constant_(self.classifier.bias, -math.log(19.0))
         self.hash = nn.Linear(hidden, bits)
         self.register_buffer("mean", torch.tensor(norm["mean"], dtype=torch.float32).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(norm["std"], dtype=torch.float32).view(1, 3, 1, 1))
