@@ -1,6 +1,6 @@
 """DSH vs IAH (semantic and category-aware codes) on the multi-object benchmark built from CIFAR-10.
 
-    python benchmarks/iah_multiobject.py [--train 2000 --query 500 --canvas 48 --epochs 6 --bits 32,48]
+    python benchmarks/iah_multiobject.py [--train 2000 --query 500 --canvas 48 --epochs 5 --lr 3e-3 --bits 32,48]
 
 Data: canvases with 1-4 CIFAR-10 objects (train objects from CIFAR train, query objects from CIFAR test);
 database = the training canvases (the DSH paper's protocol: database = train).
@@ -79,7 +79,8 @@ def main() -> None:
     ap.add_argument("--train", type=int, default=2000)
     ap.add_argument("--query", type=int, default=500)
     ap.add_argument("--canvas", type=int, default=48)
-    ap.add_argument("--epochs", type=int, default=6)
+    ap.add_argument("--epochs", type=int, default=5)
+    ap.add_argument("--lr", type=float, default=3e-3, help="Adam(W) learning rate of both methods (cosine decay)")
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--bits", default="32,48")
     ap.add_argument("--seed", type=int, default=0)
@@ -99,7 +100,7 @@ def main() -> None:
     rows, per_cat, out = [], [], Path(a.out)
     for bits in [int(b) for b in a.bits.split(",")]:
         cfg = TrainConfig(data="multiobject", seed=a.seed, model="dsh", bits=bits, image_size=a.canvas,
-                          epochs=a.epochs, batch_size=a.batch, optimizer="adam", lr=1e-3, weight_decay=1e-4,
+                          epochs=a.epochs, batch_size=a.batch, optimizer="adam", lr=a.lr, weight_decay=1e-4,
                           schedule="cosine", out=str(out / f"dsh{bits}"))
         t0 = time.perf_counter()
         res = train_dsh(cfg, train, progress=progress)
@@ -109,7 +110,7 @@ def main() -> None:
         print(rows[-1], flush=True)
         per_cat.append(("DSH (whole image)", bits, per_category(qc, dc, query, db, bits), secs))
 
-        icfg = IAHConfig(bits=bits, image_size=a.canvas, epochs=a.epochs, batch_size=a.batch, seed=a.seed,
+        icfg = IAHConfig(bits=bits, image_size=a.canvas, epochs=a.epochs, batch_size=a.batch, lr=a.lr, seed=a.seed,
                          out=str(out / f"iah{bits}"))
         t0 = time.perf_counter()
         ires = train_iah(icfg, train, progress=progress)

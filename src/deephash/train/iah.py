@@ -49,7 +49,7 @@ class IAHConfig:
     iou: float = 0.7
     epochs: int = 10
     batch_size: int = 64
-    lr: float = 1e-3
+    lr: float = 3e-3
     weight_decay: float = 1e-4
     margin: float | None = None
     alpha: float = 0.0
