@@ -184,7 +184,7 @@ def draw_iah_grid(path: Path, rows, pixels) -> None:
         results.append(imgs)
         rboxes.append([[_pixel_box(m["box"], im)] if "box" in m else [] for (_, _, m), im in zip(res, imgs)])
         dists.append([d for d, _, _ in res])
-        titles.append(title if len(title) < 80 else "…" + title[-79:])
+        titles.append(Path(title).name)
     result_grid(queries, results, path, distances=dists, row_titles=titles, query_boxes=qboxes, result_boxes=rboxes)
 
 
@@ -192,7 +192,7 @@ def draw_iah_grid(path: Path, rows, pixels) -> None:
 def iah_demo(
     data: Path = typer.Option(..., help="coco128 (YOLO layout): trains on its first split, queries from the second."),
     bits: int = typer.Option(32),
-    epochs: int = typer.Option(6),
+    epochs: int = typer.Option(20),
     image_size: int = typer.Option(96),
     proposals: str = typer.Option("selective", help="selective (needs OpenCV contrib), grid or gt."),
     queries: int = typer.Option(4, help="Query images drawn in the grid."),
