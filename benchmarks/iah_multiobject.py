@@ -105,7 +105,8 @@ def main() -> None:
         t0 = time.perf_counter()
         res = train_dsh(cfg, train, progress=progress)
         secs = time.perf_counter() - t0
-        qc, dc = encode_dataset(res.model, query, progress=False).codes, encode_dataset(res.model, db, progress=False).codes
+        qc = encode_dataset(res.model, query, progress=False).codes
+        dc = encode_dataset(res.model, db, progress=False).codes
         rows.append(("DSH (whole image)", bits, metrics(qc, dc, query.labels, db.labels, bits), secs))
         print(rows[-1], flush=True)
         per_cat.append(("DSH (whole image)", bits, per_category(qc, dc, query, db, bits), secs))

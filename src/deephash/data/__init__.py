@@ -46,8 +46,8 @@ def load_source(spec: str | Path, image_size: int | tuple[int, int] | None = Non
 
 
 __all__ = [
-    "ArrayDataset", "BoxArrayDataset", "BoxFileDataset", "cached_multiobject", "generate_multiobject",
-    "load_box_source", "load_coco", "load_voc", "load_yolo", "FileDataset", "HashDataset", "PROTOCOLS", "Split", "list_images", "load_cifar10_python",
-    "load_digits_dataset", "load_image", "load_image_folder", "load_image_folder_archive", "load_source",
-    "make_split", "one_hot", "read_list_file", "split_indices", "to_tensor",
+    "ArrayDataset", "BoxArrayDataset", "BoxFileDataset", "FileDataset", "HashDataset", "PROTOCOLS", "Split",
+    "cached_multiobject", "generate_multiobject", "list_images", "load_box_source", "load_cifar10_python", "load_coco",
+    "load_digits_dataset", "load_image", "load_image_folder", "load_image_folder_archive", "load_source", "load_voc",
+    "load_yolo", "make_split", "one_hot", "read_list_file", "split_indices", "to_tensor",
 ]
