@@ -81,7 +81,8 @@ def test_proposal_cache_round_trip(tmp_path):
 
 
 def test_pad_proposals_mask():
-    boxes, mask = pad_proposals([np.array([[0, 0, 4, 4], [1, 1, 2, 2]], np.float32), np.array([[0, 0, 8, 8]], np.float32)])
+    boxes, mask = pad_proposals([np.array([[0, 0, 4, 4], [1, 1, 2, 2]], np.float32),
+                                 np.array([[0, 0, 8, 8]], np.float32)])
     assert boxes.shape == (2, 2, 4) and mask.tolist() == [[True, True], [True, False]]
 
 

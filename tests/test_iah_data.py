@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from deephash.data import ArrayDataset, cached_multiobject, generate_multiobject, load_box_source, load_coco, load_voc, load_yolo
+from deephash.data import (ArrayDataset, cached_multiobject, generate_multiobject, load_box_source, load_coco, load_voc,
+                           load_yolo)
 from deephash.errors import DeephashError
 
 
@@ -87,8 +88,8 @@ def test_coco(tmp_path):
 
 def _source(n=40, seed=0):
     rng = np.random.default_rng(seed)
-    return ArrayDataset(rng.integers(0, 255, (n, 32, 32, 3), dtype=np.uint8), np.eye(4, dtype=np.uint8)[np.arange(n) % 4],
-                        ["a", "b", "c", "d"])
+    return ArrayDataset(rng.integers(0, 255, (n, 32, 32, 3), dtype=np.uint8),
+                        np.eye(4, dtype=np.uint8)[np.arange(n) % 4], ["a", "b", "c", "d"])
 
 
 def test_multiobject_labels_match_boxes_and_pixels():

@@ -73,7 +73,8 @@ def test_iah_train_encode_search_end_to_end(tmp_path):
     data = _yolo_squares(tmp_path / "sq", 24, 0)
     runner = CliRunner()
     r = runner.invoke(app, ["iah-train", "--data", str(data), "--bits", "32", "--image-size", "48", "--epochs", "6",
-                            "--batch-size", "12", "--lr", "3e-3", "--top-n", "12", "--out", str(tmp_path / "run"), "-q"])
+                            "--batch-size", "12", "--lr", "3e-3", "--top-n", "12", "--out", str(tmp_path / "run"),
+                            "-q"])
     assert r.exit_code == 0, r.output
     r = runner.invoke(app, ["iah-encode", "--checkpoint", str(tmp_path / "run" / "last.ckpt"), "--data", str(data),
                             "--split", "train", "--out", str(tmp_path / "idx"), "-q"])
