@@ -164,6 +164,19 @@ def test_category_triplet_miner():
     assert got == want
 
 
+def test_category_triplet_miner_graded_adds_within_category_ranking():
+    labels = torch.tensor([[1, 1, 0], [1, 1, 0], [1, 0, 1], [0, 1, 0]])
+    plain = CategoryTripletMiner()(labels)
+    a, p, n = CategoryTripletMiner(graded=True)(labels)
+    got = {(int(x) // 3, int(y) // 3, int(z) // 3, int(x) % 3) for x, y, z in zip(a, p, n)}
+    extra = got - {(int(x) // 3, int(y) // 3, int(z) // 3, int(x) % 3) for x, y, z in zip(*plain)}
+    s = labels.float() @ labels.float().T
+    want = {(i, j, k, c) for c in range(3) for i, j, k in itertools.product(range(4), repeat=3)
+            if labels[i, c] and labels[j, c] and labels[k, c] and i != j and i != k and s[i, j] > s[i, k]}
+    assert extra == want and want  # e.g. class 0: anchor 0, positive 1 (2 shared), negative 2 (1 shared)
+    assert (0, 1, 2, 0) in extra
+
+
 def test_triplet_loss_direct():
     codes = torch.tensor([[1.0, 1.0], [1.0, -1.0], [-1.0, -1.0]], requires_grad=True)
     trip = (torch.tensor([0, 1]), torch.tensor([1, 2]), torch.tensor([2, 0]))

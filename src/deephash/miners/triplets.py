@@ -45,12 +45,18 @@ class TripletMiner:
 class CategoryTripletMiner:
     """Triplets per category for category-aware codes: for class c, anchor and positive both contain c and the
     negative does not. Indices address the flattened (B·C) rows of codes shaped (B, C, k): row = image·C + c.
-    Built per class from (holders × holders × others) index grids, not from a B³ cube."""
+    Built per class from (holders × holders × others) index grids, not from a B³ cube.
 
-    def __init__(self, max_triplets: int | None = None, seed: int = 0):
+    Those triplets alone are satisfied by giving every holder of c the same code for c, which leaves nothing to
+    rank within a category; ``graded`` adds, among holders of c, triplets where the positive shares more labels
+    with the anchor than the negative does."""
+
+    def __init__(self, max_triplets: int | None = None, seed: int = 0, graded: bool = False):
         if max_triplets is not None and max_triplets < 1:
             raise DeephashError(f"max_triplets must be ≥ 1, got {max_triplets}")
         self.max_triplets = max_triplets
+        self.graded = graded
+        self.inner = TripletMiner(None, seed)
         self.gen = torch.Generator().manual_seed(seed + 1)
 
     def __call__(self, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -64,6 +70,9 @@ class CategoryTripletMiner:
             a, p, n = torch.meshgrid(pos, pos, neg, indexing="ij")
             keep = a != p
             parts.append(torch.stack([a[keep] * c + k, p[keep] * c + k, n[keep] * c + k]))
+            if self.graded:
+                a, p, n = self.inner(labels[pos])
+                parts.append(torch.stack([pos[a] * c + k, pos[p] * c + k, pos[n] * c + k]))
         if not parts:
             empty = torch.empty(0, dtype=torch.long)
             return empty, empty, empty

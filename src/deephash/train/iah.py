@@ -57,6 +57,7 @@ class IAHConfig:
     semantic_weight: float = 1.0
     category_weight: float = 1.0
     max_triplets: int = 20000
+    graded_category: bool = False     # also rank holders of a category by shared labels (see CategoryTripletMiner)
     mirror: bool = True
     seed: int = 0
     threads: int = 0
@@ -144,7 +145,7 @@ def train_iah(cfg: IAHConfig, dataset: HashDataset, progress: bool = True) -> IA
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     loss_fn = TripletRankingLoss(cfg.bits, cfg.margin, cfg.alpha)
     miner = TripletMiner(cfg.max_triplets, cfg.seed)
-    cat_miner = CategoryTripletMiner(cfg.max_triplets, cfg.seed)
+    cat_miner = CategoryTripletMiner(cfg.max_triplets, cfg.seed, graded=cfg.graded_category)
     steps = cfg.epochs * len(epoch_batches(len(data), cfg.batch_size, cfg.seed, 0))
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
