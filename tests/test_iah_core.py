@@ -109,6 +109,22 @@ def test_spp_shapes_and_gradient_reaches_backbone():
     assert spp_roi_features(fmap, rois, (1, 2), stride=4, pooling="pool").shape == (3, 8 * 5)
 
 
+def test_resnet18_backbone_loads_local_weights(tmp_path):
+    import torchvision
+
+    torch.manual_seed(1)
+    full = torchvision.models.resnet18(weights=None)
+    torch.save(full.state_dict(), tmp_path / "r18.pt")
+    net = create_iah_model("resnet18", bits=32, num_classes=3, image_size=64, weights=tmp_path / "r18.pt")
+    assert torch.equal(net.features[0].weight, full.conv1.weight)
+    assert torch.equal(net.features[6][0].conv1.weight, full.layer3[0].conv1.weight)
+    out = net(torch.rand(1, 3, 64, 64), torch.tensor([[[0.0, 0.0, 64.0, 64.0]]]))
+    assert out.semantic.shape == (1, 32)
+    torch.save({"nothing": torch.zeros(1)}, tmp_path / "bad.pt")
+    with pytest.raises(DeephashError):
+        create_iah_model("resnet18", bits=32, num_classes=3, weights=tmp_path / "bad.pt")
+
+
 def test_spp_level1_is_mean_of_box_region():
     fmap = torch.arange(64, dtype=torch.float32).view(1, 1, 8, 8)
     rois = torch.tensor([[0, 0, 0, 32, 32]], dtype=torch.float32)  # whole map at stride 4

@@ -25,7 +25,7 @@ from .registry import IMAGENET_MEAN, IMAGENET_STD, load_backbone_weights
 NEG = -1e4  # logit given to padded proposals: never the max, zero softmax weight
 
 
-def _dsh_feature_map(width: int = 1) -> tuple[nn.Module, int, int, dict]:
+def _dsh_feature_map(weights=None, width: int = 1) -> tuple[nn.Module, int, int, dict]:
     """The DSH conv stack (5×5 convs, 32/32/64 filters) with batch norm for fast training, stopping
     before the last pooling so small images keep a stride-4 map fine enough for small proposals."""
     c1, c2, c3 = 32 * width, 32 * width, 64 * width
@@ -34,21 +34,29 @@ def _dsh_feature_map(width: int = 1) -> tuple[nn.Module, int, int, dict]:
         nn.Conv2d(c1, c2, 5, padding=2), nn.AvgPool2d(3, 2, padding=1), nn.ReLU(inplace=True), nn.BatchNorm2d(c2),
         nn.Conv2d(c2, c3, 5, padding=2), nn.ReLU(inplace=True), nn.BatchNorm2d(c3),
     )
+    if weights is not None:
+        load_backbone_weights(net, weights)
     return net, c3, 4, {"mean": (0.5, 0.5, 0.5), "std": (0.25, 0.25, 0.25)}
 
 
-def _resnet18_feature_map() -> tuple[nn.Module, int, int, dict]:
+def _resnet18_feature_map(weights=None) -> tuple[nn.Module, int, int, dict]:
+    """resnet18 up to layer3 (stride 16); ``weights`` is a torchvision resnet18 state-dict file."""
     import torchvision.models as tvm
 
     r = tvm.resnet18(weights=None)
+    if weights is not None:
+        load_backbone_weights(r, weights)
     net = nn.Sequential(r.conv1, r.bn1, r.relu, r.maxpool, r.layer1, r.layer2, r.layer3)
     return net, 256, 16, {"mean": IMAGENET_MEAN, "std": IMAGENET_STD}
 
 
-def _googlenet_feature_map() -> tuple[nn.Module, int, int, dict]:
+def _googlenet_feature_map(weights=None) -> tuple[nn.Module, int, int, dict]:
+    """GoogLeNet (the paper's network) up to inception4e (stride 16)."""
     import torchvision.models as tvm
 
     g = tvm.googlenet(weights=None, aux_logits=False, init_weights=True)
+    if weights is not None:
+        load_backbone_weights(g, weights)
     names = ["conv1", "maxpool1", "conv2", "conv3", "maxpool2", "inception3a", "inception3b", "maxpool3",
              "inception4a", "inception4b", "inception4c", "inception4d", "inception4e"]
     return nn.Sequential(*[getattr(g, n) for n in names]), 832, 16, {"mean": IMAGENET_MEAN, "std": IMAGENET_STD}
@@ -117,7 +125,7 @@ class IAHOutput:
 class IAHNet(nn.Module):
     def __init__(self, backbone: str, bits: int, num_classes: int, image_size: tuple[int, int],
                  levels=(1, 2), hidden: int = 256, pooling: str = "align", temperature: float = 1.0,
-                 backbone_kwargs: dict | None = None):
+                 weights: str | Path | None = None, backbone_kwargs: dict | None = None):
         super().__init__()
         if backbone not in FEATURE_MAPS:
             raise DeephashError(f"unknown IAH backbone {backbone!r}; available: {', '.join(FEATURE_MAPS)}")
@@ -127,7 +135,7 @@ class IAHNet(nn.Module):
             raise DeephashError(f"num_classes must be ≥ 1, got {num_classes}")
         if not levels or any(int(v) < 1 for v in levels):
             raise DeephashError(f"pyramid levels must be positive integers, got {levels}")
-        self.features, channels, self.stride, norm = FEATURE_MAPS[backbone](**(backbone_kwargs or {}))
+        self.features, channels, self.stride, norm = FEATURE_MAPS[backbone](weights, **(backbone_kwargs or {}))
         self.levels, self.pooling, self.temperature = tuple(int(v) for v in levels), pooling, float(temperature)
         self.bits, self.num_classes, self.image_size = bits, num_classes, tuple(image_size)
         spp_dim = channels * sum(v * v for v in self.levels)
@@ -177,10 +185,8 @@ class IAHNet(nn.Module):
 
 def create_iah_model(backbone: str = "dsh", bits: int = 32, num_classes: int = 10,
                      image_size: int | tuple[int, int] = 64, weights: str | Path | None = None, **kwargs) -> IAHNet:
-    """Build an IAH network; ``weights`` is a local state-dict file for the backbone's feature layers."""
+    """Build an IAH network; ``weights`` is a local state-dict file of the whole backbone network (e.g. a
+    torchvision resnet18 checkpoint), loaded before it is cut down to its feature layers."""
     check_code_length(bits)
     size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
-    net = IAHNet(backbone, bits, num_classes, size, **kwargs)
-    if weights is not None:
-        load_backbone_weights(net.features, weights)
-    return net
+    return IAHNet(backbone, bits, num_classes, size, weights=weights, **kwargs)
