@@ -195,9 +195,9 @@ def load_coco(annotations: str | Path, images_root: str | Path | None = None, im
         w, h = float(images[i]["width"]), float(images[i]["height"])
         x, y, bw, bh = (float(v) for v in a["bbox"])
         rows[i].append([cat_pos[a["category_id"]], x / w, y / h, (x + bw) / w, (y + bh) / h])
-    boxes = [np.asarray(r, np.float32).reshape(-1, 5).clip(0, 1) if r else np.zeros((0, 5), np.float32) for r in rows]
-    for b, r in zip(boxes, rows):
-        b[:, 0] = [v[0] for v in r]
+    boxes = [np.asarray(r, np.float32).reshape(-1, 5) for r in rows]
+    for b in boxes:
+        b[:, 1:] = b[:, 1:].clip(0, 1)
     return BoxFileDataset([root / im["file_name"] for im in images], _labels_from_boxes(boxes, len(cats)),
                           [c["name"] for c in cats], boxes, image_size, annotations.stem)
 

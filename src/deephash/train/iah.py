@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from ..data import ArrayDataset, HashDataset
+from ..data import ArrayDataset, BoxArrayDataset, HashDataset
 from ..data.samplers import epoch_batches
 from ..errors import DeephashError
 from ..losses import TripletRankingLoss
@@ -99,8 +99,6 @@ def as_model_arrays(dataset: HashDataset, size: int, progress: bool = True) -> A
     if data.image_size != (size, size):
         resized = _resize_arrays(data, size)
         if hasattr(data, "boxes"):
-            from ..data import BoxArrayDataset
-
             resized = BoxArrayDataset(resized.images, resized.labels, resized.class_names, data.boxes,
                                       resized.paths, resized.name)
         data = resized
