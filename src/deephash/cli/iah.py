@@ -195,6 +195,8 @@ def iah_demo(
     epochs: int = typer.Option(20),
     image_size: int = typer.Option(96),
     proposals: str = typer.Option("selective", help="selective (needs OpenCV contrib), grid or gt."),
+    backbone: str = typer.Option("dsh", help="dsh (fast, from scratch), resnet18, googlenet or efficientnet_lite0."),
+    weights: Optional[Path] = typer.Option(None, help="Local backbone weights file (e.g. ImageNet)."),
     queries: int = typer.Option(4, help="Query images drawn in the grid."),
     out: Path = typer.Option(Path("runs/iah-demo")),
     seed: int = typer.Option(0),
@@ -211,8 +213,8 @@ def iah_demo(
     train_set = splits[names[0]]
     query_set = splits[names[1]] if len(names) > 1 else train_set
     query_set = query_set.subset([i for i in range(len(query_set)) if query_set.labels[i].any()])
-    cfg = IAHConfig(bits=bits, image_size=image_size, proposals=proposals, epochs=epochs, batch_size=32,
-                    seed=seed, out=str(out / "model"))
+    cfg = IAHConfig(backbone=backbone, weights=str(weights) if weights else None, bits=bits, image_size=image_size,
+                    proposals=proposals, epochs=epochs, batch_size=32, seed=seed, out=str(out / "model"))
     res = train_iah(cfg, train_set, progress=not quiet)
     typer.echo(f"trained IAH ({bits} bits, {proposals} proposals) on {len(train_set)} images in {res.seconds:.0f} s")
     build_iah_index(res.checkpoint, train_set, out / "index", progress=not quiet)
