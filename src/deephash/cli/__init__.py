@@ -8,7 +8,7 @@ from ..errors import DeephashError
 from ._app import app, fail
 
 # Command modules register themselves on ``app`` when imported.
-from . import demo, encode, evaluate, index, search, train, version  # noqa: F401,E402
+from . import demo, encode, evaluate, iah, index, search, train, version  # noqa: F401,E402
 
 
 def main(argv: list[str] | None = None) -> None:

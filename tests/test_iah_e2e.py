@@ -1,0 +1,103 @@
+"""Category-aware index semantics and a tiny IAH train → encode → search run through the CLI."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from deephash.cli import app
+from deephash.codes import pack_bits
+from deephash.errors import DeephashError
+from deephash.index import CategoryIndex
+
+COLOURS = [(230, 30, 30), (30, 200, 40), (40, 60, 230)]
+
+
+def test_category_index_returns_only_images_of_the_category(tmp_path):
+    rng = np.random.default_rng(0)
+    n, c, bits = 60, 3, 32
+    codes = pack_bits(rng.integers(0, 2, (n * c, bits))).reshape(n, c, bits // 8)
+    present = rng.random((n, c)) < 0.4
+    present[0] = [True, False, False]
+    boxes = rng.random((n, c, 4))
+    idx = CategoryIndex(bits, ["r", "g", "b"])
+    added = idx.add(np.arange(100, 100 + n), codes, present, boxes=boxes, probs=rng.random((n, c)),
+                    metadata=[{"path": f"img{i}.jpg"} for i in range(n)])
+    assert added == present.sum() == len(idx)
+    for cat in range(c):
+        d, ids, meta = idx.search(codes[0, cat], cat, k=n)
+        assert set(ids - 100) == set(np.flatnonzero(present[:, cat]))   # all of them, and only them
+        assert all(m["category"] == "rgb"[cat] for m in meta)
+        assert (np.diff(d) >= 0).all()
+        for i, m in zip(ids, meta):
+            assert m["path"] == f"img{i - 100}.jpg"
+            np.testing.assert_allclose(m["box"], boxes[i - 100, cat], atol=1e-5)
+    d, ids, _ = idx.search(codes[0, 0], 0, k=1)
+    assert ids.tolist() == [100] and d.tolist() == [0]
+    idx.save(tmp_path / "cat")
+    again = CategoryIndex.load(tmp_path / "cat")
+    assert len(again) == len(idx)
+    np.testing.assert_array_equal(again.search(codes[5, 2], 2, 7)[1], idx.search(codes[5, 2], 2, 7)[1])
+    groups = idx.query(codes[3], np.array([0.9, 0.2, 0.7]), k=4)
+    assert [g["class"] for g in groups] == ["r", "b"]
+    assert [g["class"] for g in idx.query(codes[3], np.array([0.1, 0.3, 0.2]), k=4)] == ["g"]
+    with pytest.raises(DeephashError):
+        idx.add([0], codes[:1, :2], present[:1, :2])
+    with pytest.raises(DeephashError):
+        CategoryIndex.load(tmp_path)
+
+
+def _yolo_squares(root, n, seed):
+    """Images with 1-2 coloured squares on grey noise; class = colour."""
+    rng = np.random.default_rng(seed)
+    (root / "data.yaml").parent.mkdir(parents=True, exist_ok=True)
+    (root / "data.yaml").write_text("names: [red, green, blue]\n")
+    for split in ("train", "val"):
+        (root / "images" / split).mkdir(parents=True)
+        (root / "labels" / split).mkdir(parents=True)
+        for i in range(n):
+            img = rng.integers(90, 150, (48, 48, 3)).astype(np.uint8)
+            lines = []
+            for k, cls in enumerate(rng.choice(3, int(rng.integers(1, 3)), replace=False)):
+                s, x, y = 16, (2 + 26 * k), int(rng.integers(0, 32))
+                img[y:y + s, x:x + s] = COLOURS[cls]
+                lines.append(f"{cls} {(x + s / 2) / 48} {(y + s / 2) / 48} {s / 48} {s / 48}")
+            Image.fromarray(img).save(root / "images" / split / f"{i}.png")
+            (root / "labels" / split / f"{i}.txt").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def test_iah_train_encode_search_end_to_end(tmp_path):
+    data = _yolo_squares(tmp_path / "sq", 24, 0)
+    runner = CliRunner()
+    r = runner.invoke(app, ["iah-train", "--data", str(data), "--bits", "32", "--image-size", "48", "--epochs", "6",
+                            "--batch-size", "12", "--lr", "3e-3", "--top-n", "12", "--out", str(tmp_path / "run"),
+                            "-q"])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["iah-encode", "--checkpoint", str(tmp_path / "run" / "last.ckpt"), "--data", str(data),
+                            "--split", "train", "--out", str(tmp_path / "idx"), "-q"])
+    assert r.exit_code == 0, r.output
+    assert "24 semantic codes" in r.output
+    query = data / "images" / "val" / "0.png"
+    qlabels = {["red", "green", "blue"][int(line.split()[0])] for line in
+               (data / "labels" / "val" / "0.txt").read_text().split("\n") if line}
+    r = runner.invoke(app, ["search", "--index", str(tmp_path / "idx"), "--mode", "category", "--image", str(query),
+                            "-k", "5", "--json", "--threshold", "0.3", "--grid", str(tmp_path / "grid.png")])
+    assert r.exit_code == 0, r.output
+    groups = [json.loads(line) for line in r.output.splitlines() if line.startswith("{")]
+    assert groups and (tmp_path / "grid.png").is_file()
+    for g in groups:
+        cls = g["query"].rsplit("[", 1)[1].split()[0]
+        assert len(g["results"]) == 5
+        for res in g["results"]:
+            assert res["category"] == cls and len(res["box"]) == 4
+    # the tiny model learns the colours: the query's most probable category is one it contains
+    assert groups[0]["query"].rsplit("[", 1)[1].split()[0] in qlabels
+    r = runner.invoke(app, ["search", "--index", str(tmp_path / "idx"), "--image", str(query), "-k", "3", "--json"])
+    assert r.exit_code == 0, r.output
+    res = json.loads(r.output.splitlines()[0])["results"]
+    assert len(res) == 3 and qlabels & set(res[0]["labels"])
+    r = runner.invoke(app, ["search", "--index", str(tmp_path / "run"), "--mode", "category", "--image", str(query)])
+    assert r.exit_code != 0
