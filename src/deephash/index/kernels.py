@@ -18,7 +18,7 @@ from numba.extending import intrinsic
 POS_BITS = 40
 POS_MASK = (1 << POS_BITS) - 1
 EMPTY_KEY = np.iinfo(np.int64).max
-TILE = 4096  # database rows per tile: 32 KiB of 64-bit codes, stays in L1/L2 while queries sweep it
+TILE = 256  # database rows per tile: small, so a tile with a candidate costs little to rescan row by row
 CHUNK = 32  # rows summarised by one min() before looking at rows one by one
 
 
@@ -83,6 +83,60 @@ def _compact(buf, k):
     return buf[k - 1]
 
 
+@njit(nogil=True, cache=True, inline="always")
+def _hits4(db, t0, m, W, q, q0, T0, T1, T2, T3):
+    """How many rows of a tile fall within each of 4 queries' thresholds, in one fused pass:
+    the 4 queries share every loaded code and nothing is stored, so LLVM vectorizes it."""
+    seg = db[t0 * W : (t0 + m) * W]
+    h0 = h1 = h2 = h3 = 0
+    if W == 1:
+        a, b, c, e = q[q0], q[q0 + 1], q[q0 + 2], q[q0 + 3]
+        for i in range(m):
+            x = seg[i]
+            h0 += popcount(x ^ a) <= T0
+            h1 += popcount(x ^ b) <= T1
+            h2 += popcount(x ^ c) <= T2
+            h3 += popcount(x ^ e) <= T3
+    else:  # W == 2
+        a0, a1 = q[q0 * 2], q[q0 * 2 + 1]
+        b0, b1 = q[q0 * 2 + 2], q[q0 * 2 + 3]
+        c0, c1 = q[q0 * 2 + 4], q[q0 * 2 + 5]
+        e0, e1 = q[q0 * 2 + 6], q[q0 * 2 + 7]
+        for i in range(m):
+            x, y = seg[2 * i], seg[2 * i + 1]
+            h0 += popcount(x ^ a0) + popcount(y ^ a1) <= T0
+            h1 += popcount(x ^ b0) + popcount(y ^ b1) <= T1
+            h2 += popcount(x ^ c0) + popcount(y ^ c1) <= T2
+            h3 += popcount(x ^ e0) + popcount(y ^ e1) <= T3
+    return h0, h1, h2, h3
+
+
+@njit(nogil=True, cache=True)
+def _scan_tile(db, t0, m, W, q, qi, k, dt, buf, size, thr, thr_d, cap):
+    """Offer one tile's rows to one query's top-k buffer (the exact, per-row path)."""
+    _tile_distances(db, t0, m, W, q, qi * W, dt)
+    T = thr_d[qi]
+    for c in range(0, m, CHUNK):
+        ce = min(c + CHUNK, m)
+        mn = 1 << 20
+        for j in range(c, ce):
+            mn = min(mn, dt[j])
+        if mn > T:
+            continue
+        for j in range(c, ce):
+            d = np.int64(dt[j])
+            if d <= T:
+                key = (d << POS_BITS) | (t0 + j)
+                if key < thr[qi]:
+                    buf[qi, size[qi]] = key
+                    size[qi] += 1
+                    if size[qi] == cap:
+                        thr[qi] = _compact(buf[qi], k)
+                        size[qi] = k
+                        T = thr[qi] >> POS_BITS
+                        thr_d[qi] = T
+
+
 @njit(nogil=True, cache=True)
 def _flat_knn(db, W, lo, hi, q, k, out, dt):
     """Exact top-k keys of each query over database rows [lo, hi); dt is a (TILE,) scratch.
@@ -90,6 +144,8 @@ def _flat_knn(db, W, lo, hi, q, k, out, dt):
     db: flat uint64 (n*W,), q: flat uint64 (nq*W,), out: int64 (nq, k) filled with keys
     sorted ascending, EMPTY_KEY where fewer than k rows exist. Rows are visited in
     position order, so a row tying the current k-th distance can never displace it.
+    For 64- and 128-bit codes, groups of 4 queries first count a tile's rows within their
+    thresholds in one fused pass; only a query with a hit takes the per-row path.
     """
     nq = q.shape[0] // W
     cap = max(2 * k, k + 64)
@@ -97,30 +153,16 @@ def _flat_knn(db, W, lo, hi, q, k, out, dt):
     size = np.zeros(nq, np.int64)
     thr = np.full(nq, EMPTY_KEY, np.int64)  # accept key iff key < thr
     thr_d = np.full(nq, 1 << 20, np.int64)  # cheap prefilter: accept only d <= thr_d
+    grouped = (nq // 4) * 4 if W <= 2 else 0
     for t0 in range(lo, hi, TILE):
         m = min(TILE, hi - t0)
-        for qi in range(nq):
-            _tile_distances(db, t0, m, W, q, qi * W, dt)
-            T = thr_d[qi]
-            for c in range(0, m, CHUNK):
-                ce = min(c + CHUNK, m)
-                mn = 1 << 20
-                for j in range(c, ce):
-                    mn = min(mn, dt[j])
-                if mn > T:
-                    continue
-                for j in range(c, ce):
-                    d = np.int64(dt[j])
-                    if d <= T:
-                        key = (d << POS_BITS) | (t0 + j)
-                        if key < thr[qi]:
-                            buf[qi, size[qi]] = key
-                            size[qi] += 1
-                            if size[qi] == cap:
-                                thr[qi] = _compact(buf[qi], k)
-                                size[qi] = k
-                                T = thr[qi] >> POS_BITS
-                                thr_d[qi] = T
+        for g in range(0, grouped, 4):
+            hits = _hits4(db, t0, m, W, q, g, thr_d[g], thr_d[g + 1], thr_d[g + 2], thr_d[g + 3])
+            for r in range(4):
+                if hits[r]:
+                    _scan_tile(db, t0, m, W, q, g + r, k, dt, buf, size, thr, thr_d, cap)
+        for qi in range(grouped, nq):
+            _scan_tile(db, t0, m, W, q, qi, k, dt, buf, size, thr, thr_d, cap)
     for qi in range(nq):
         row = buf[qi, : size[qi]]
         row.sort()
