@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-
-from ..errors import DeephashError
 from ._app import app, fail
 
 # Command modules register themselves on ``app`` when imported.
@@ -12,11 +9,7 @@ from . import demo, encode, evaluate, iah, index, search, train, version  # noqa
 
 
 def main(argv: list[str] | None = None) -> None:
-    try:
-        app(args=argv, standalone_mode=True)
-    except DeephashError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+    app(args=argv, standalone_mode=True)
 
 
 __all__ = ["app", "fail", "main"]

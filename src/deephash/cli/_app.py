@@ -7,8 +7,23 @@ Each command lives in its own module (``cli/train.py``, ``cli/index.py``, ...) a
 from __future__ import annotations
 
 import typer
+from typer.core import TyperGroup
+
+from ..errors import DeephashError
+
+
+class _Group(TyperGroup):
+    """Turns a DeephashError from any command (sub-apps included) into one ``error:`` line and exit 2."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except DeephashError as e:
+            fail(str(e))
+
 
 app = typer.Typer(
+    cls=_Group,
     name="deephash",
     help="Learning to hash images (DSH, IAH) and fast search in Hamming space.",
     no_args_is_help=True,

@@ -7,7 +7,7 @@ from typing import List, Optional
 import typer
 
 from ..errors import DeephashError
-from ._app import app, fail
+from ._app import app
 
 
 def _load_labelled(path: Path, what: str):
@@ -35,28 +35,25 @@ def evaluate(
     from ..evaluation import evaluate as run_evaluation
     from ..evaluation import format_table, write_report
 
-    try:
-        q = _load_labelled(query, "query")
-        db = _load_labelled(database, "database")
-        if q.class_names and db.class_names and q.class_names != db.class_names:
-            raise DeephashError(f"{query} and {database} use different class names; labels are not comparable")
-        if q.bits != db.bits:
-            raise DeephashError(f"{query} holds {q.bits}-bit codes but {database} holds {db.bits}-bit codes")
-        result = run_evaluation(
-            q.codes,
-            db.codes,
-            q.labels,
-            db.labels,
-            bits=q.bits,
-            topk=tuple(topk),
-            radius=radius,
-            ndcg_k=tuple(ndcg_k),
-            empty=empty,
-            protocol=protocol or q.meta.get("protocol"),
-        )
-        report = write_report([result], out) if out is not None else None
-    except DeephashError as e:
-        fail(str(e))
+    q = _load_labelled(query, "query")
+    db = _load_labelled(database, "database")
+    if q.class_names and db.class_names and q.class_names != db.class_names:
+        raise DeephashError(f"{query} and {database} use different class names; labels are not comparable")
+    if q.bits != db.bits:
+        raise DeephashError(f"{query} holds {q.bits}-bit codes but {database} holds {db.bits}-bit codes")
+    result = run_evaluation(
+        q.codes,
+        db.codes,
+        q.labels,
+        db.labels,
+        bits=q.bits,
+        topk=tuple(topk),
+        radius=radius,
+        ndcg_k=tuple(ndcg_k),
+        empty=empty,
+        protocol=protocol or q.meta.get("protocol"),
+    )
+    report = write_report([result], out) if out is not None else None
     typer.echo(json.dumps(result, indent=2) if as_json else format_table(result))
     if report is not None:
         typer.echo(f"wrote report to {report.parent}", err=as_json)

@@ -10,17 +10,10 @@ import typer
 from ..codes import CodesFile
 from ..errors import DeephashError
 from ..index import ENGINES, HammingIndex, index_from_codes
-from ._app import app, fail
+from ._app import app
 
 index_app = typer.Typer(help="Build and maintain a Hamming index of binary codes.", no_args_is_help=True)
 app.add_typer(index_app, name="index")
-
-
-def _run(fn):
-    try:
-        fn()
-    except DeephashError as e:
-        fail(str(e))
 
 
 @index_app.command()
@@ -31,15 +24,11 @@ def build(
     mih_m: int = typer.Option(None, "--mih-m", help="MIH substrings (default: about bits/log2(n))"),
 ) -> None:
     """Build an index from a codes file; ids, paths and labels become per-id metadata."""
-
-    def go():
-        cf = CodesFile.load(codes)
-        index = index_from_codes(cf, engine=engine, mih_m=mih_m)
-        index.save(out)
-        typer.echo(f"indexed {len(index)} codes of {cf.bits} bits into {out}"
-                   + (f" (padded to {index.bits})" if index.bits != cf.bits else ""))
-
-    _run(go)
+    cf = CodesFile.load(codes)
+    index = index_from_codes(cf, engine=engine, mih_m=mih_m)
+    index.save(out)
+    typer.echo(f"indexed {len(index)} codes of {cf.bits} bits into {out}"
+               + (f" (padded to {index.bits})" if index.bits != cf.bits else ""))
 
 
 @index_app.command()
@@ -48,17 +37,13 @@ def add(
     codes: Path = typer.Option(..., "--codes", help="codes file (.npz) with the codes to add"),
 ) -> None:
     """Add the codes of a codes file (their ids must be new) and save."""
-
-    def go():
-        index = HammingIndex.load(index_dir, mmap=False)
-        cf = CodesFile.load(codes)
-        if cf.bits != index.code_bits:
-            raise DeephashError(f"{codes} holds {cf.bits}-bit codes but the index holds {index.code_bits}-bit codes")
-        index.add(cf.codes, ids=cf.ids, metadata=cf.metadata_rows())
-        index.save(index_dir)
-        typer.echo(f"added {len(cf)} codes; index holds {len(index)}")
-
-    _run(go)
+    index = HammingIndex.load(index_dir, mmap=False)
+    cf = CodesFile.load(codes)
+    if cf.bits != index.code_bits:
+        raise DeephashError(f"{codes} holds {cf.bits}-bit codes but the index holds {index.code_bits}-bit codes")
+    index.add(cf.codes, ids=cf.ids, metadata=cf.metadata_rows())
+    index.save(index_dir)
+    typer.echo(f"added {len(cf)} codes; index holds {len(index)}")
 
 
 @index_app.command()
@@ -67,21 +52,17 @@ def remove(
     ids: str = typer.Option(..., "--ids", help="comma-separated ids, e.g. 1,2,3"),
 ) -> None:
     """Remove codes by id and save."""
-
-    def go():
-        try:
-            wanted = [int(s) for s in ids.split(",") if s.strip()]
-        except ValueError as e:
-            raise DeephashError(f"--ids must be comma-separated integers, got {ids!r}") from e
-        index = HammingIndex.load(index_dir, mmap=False)
-        n = index.remove(wanted)
-        index.save(index_dir)
-        typer.echo(f"removed {n} codes; index holds {len(index)}")
-
-    _run(go)
+    try:
+        wanted = [int(s) for s in ids.split(",") if s.strip()]
+    except ValueError as e:
+        raise DeephashError(f"--ids must be comma-separated integers, got {ids!r}") from e
+    index = HammingIndex.load(index_dir, mmap=False)
+    n = index.remove(wanted)
+    index.save(index_dir)
+    typer.echo(f"removed {n} codes; index holds {len(index)}")
 
 
 @index_app.command()
 def info(index_dir: Path = typer.Option(..., "--index", help="index directory")) -> None:
     """Print the index manifest summary as JSON (checksums are verified)."""
-    _run(lambda: typer.echo(json.dumps(HammingIndex.load(index_dir).info(), indent=2)))
+    typer.echo(json.dumps(HammingIndex.load(index_dir).info(), indent=2))
