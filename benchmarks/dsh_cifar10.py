@@ -44,14 +44,19 @@ RECIPES = {
     "best": dict(optimizer="adamw", lr=2e-3, weight_decay=5e-4, batch_size=128, schedule="onecycle",
                  bias_lr_mult=1.0, mirror=True, crop_pad=4, balanced=True,
                  model_kwargs={"batch_norm": True, "width": 2}),
+    # ImageNet EfficientNet-Lite0 (installed weights) fine-tuned end to end on CIFAR upsampled to 64 px.
+    "pretrained": dict(model="efficientnet_lite0", weights="imagenet", image_size=64, optimizer="adamw", lr=5e-4,
+                       weight_decay=5e-4, batch_size=128, schedule="onecycle", bias_lr_mult=1.0, hash_lr_mult=10.0,
+                       mirror=True, crop_pad=8, balanced=True, channels_last=True, model_kwargs={"frozen_blocks": 3}),
 }
 
 
-def network_flops(model, size=32) -> int:
+def network_flops(model) -> int:
+    """Forward FLOPs (multiply-add = 2) of one image at the model's input size."""
     from torch.utils.flop_counter import FlopCounterMode
 
     with FlopCounterMode(display=False) as counter, torch.no_grad():
-        model(torch.zeros(1, 3, size, size))
+        model(torch.zeros(1, 3, *model.image_size))
     return counter.get_total_flops()
 
 
@@ -85,6 +90,8 @@ def main(argv=None) -> int:
     ap.add_argument("--recipes", default="paper,best")
     ap.add_argument("--budget-minutes", type=float, default=30.0)
     ap.add_argument("--split", choices=("test", "val"), default="test")
+    ap.add_argument("--finetune-minutes", type=float, default=None,
+                    help="budget of a run fine-tuned from the 12-bit model (default: --budget-minutes)")
     ap.add_argument("--finetune", choices=("paper", "all", "none"), default="paper",
                     help="which recipes start longer codes from their 12-bit model")
     ap.add_argument("--out", default="runs/dsh_cifar10")
@@ -120,7 +127,10 @@ def main(argv=None) -> int:
             if fine:
                 base.update(init_from=str(first), hash_lr_mult=10.0, lr=base["lr"] * 0.1)
             cfg = TrainConfig(**base)
-            iters, its = calibrated_iterations(cfg, split.train, budget_s)
+            run_budget_s = a.finetune_minutes * 60 if fine and a.finetune_minutes is not None else budget_s
+            if a.quick:
+                run_budget_s = budget_s
+            iters, its = calibrated_iterations(cfg, split.train, run_budget_s)
             cfg.iterations = iters
             trainer = Trainer(cfg, split.train, progress=True)
             res = trainer.fit()

@@ -125,7 +125,7 @@ def test_resnet18_backbone_loads_local_weights(tmp_path):
 
 
 def test_efficientnet_lite0_loads_installed_imagenet_weights():
-    from deephash.models.iah import efficientnet_lite0_weights
+    from deephash.models.efficientnet import efficientnet_lite0_weights
 
     path = efficientnet_lite0_weights()
     assert path.is_file()

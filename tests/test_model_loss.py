@@ -113,3 +113,27 @@ def test_factory_registry_and_local_weights(tmp_path):
         create_model("dsh", bits=16, weights=tmp_path / "r18.pth")
     with pytest.raises(DeephashError, match="weights file not found"):
         create_model("dsh", bits=16, weights=tmp_path / "missing.pth")
+
+
+def test_efficientnet_lite0_imagenet_weights_frozen_blocks_and_channels_last():
+    from deephash.models.efficientnet import efficientnet_lite0_weights
+
+    state = torch.load(efficientnet_lite0_weights(), map_location="cpu", weights_only=True)
+    torch.manual_seed(0)
+    model = create_model("efficientnet_lite0", bits=24, image_size=64, weights="imagenet", frozen_blocks=3)
+    fmap = model.backbone[0]
+    assert torch.equal(fmap.net._conv_stem.weight, state["_conv_stem.weight"])
+    assert not fmap.net._blocks[2]._depthwise_conv.weight.requires_grad
+    assert fmap.net._blocks[3]._depthwise_conv.weight.requires_grad
+    model.train()
+    assert not fmap.net._bn0.training and fmap.net._bn1.training  # frozen batch-norm statistics stay fixed
+    x = torch.rand(4, 3, 64, 64)
+    model.eval()
+    plain = model(x)
+    fast = model.use_channels_last()(x)
+    torch.testing.assert_close(fast, plain, atol=1e-4, rtol=1e-4)
+    assert plain.shape == (4, 24)
+    with pytest.raises(DeephashError, match="frozen_blocks"):
+        create_model("efficientnet_lite0", bits=24, frozen_blocks=17)
+    with pytest.raises(DeephashError, match="no installed ImageNet weights"):
+        create_model("resnet18", bits=16, weights="imagenet")

@@ -127,3 +127,16 @@ def test_balanced_batches_edge_cases():
         balanced_batches(np.zeros((10, 3), np.uint8), 6, 0, 0)
     multi = np.ones((30, 3), np.uint8)
     assert all(len(np.unique(b)) == len(b) for b in balanced_batches(multi, 9, 0, 0))
+
+
+def test_channels_last_training_is_recorded_and_restored(tmp_path, small_digits):
+    res = train(cfg(tmp_path, epochs=1, channels_last=True), small_digits, progress=False)
+    assert res.model.channels_last
+    model = model_from_checkpoint(res.checkpoint)
+    assert model.channels_last
+    assert model.backbone.conv[0].weight.is_contiguous(memory_format=torch.channels_last)
+    x = torch.rand(3, 3, 32, 32)
+    torch.testing.assert_close(model(x), res.model(x))
+    again = Trainer(cfg(tmp_path, epochs=1, channels_last=False), small_digits, progress=False)
+    again.resume(res.checkpoint)  # memory layout is not part of a run's identity
+    assert again.step == res.history[-1]["step"]

@@ -196,7 +196,7 @@ def iah_demo(
     image_size: int = typer.Option(96),
     proposals: str = typer.Option("selective", help="selective (needs OpenCV contrib), grid or gt."),
     backbone: str = typer.Option("dsh", help="dsh (fast, from scratch), resnet18, googlenet or efficientnet_lite0."),
-    weights: Optional[Path] = typer.Option(None, help="Local backbone weights file (e.g. ImageNet)."),
+    weights: Optional[Path] = typer.Option(None, help="Local backbone weights file, or 'imagenet' for efficientnet_lite0's installed weights."),
     queries: int = typer.Option(4, help="Query images drawn in the grid."),
     out: Path = typer.Option(Path("runs/iah-demo")),
     seed: int = typer.Option(0),

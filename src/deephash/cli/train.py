@@ -30,7 +30,7 @@ def train(
     mirror: Optional[bool] = typer.Option(None, "--mirror/--no-mirror"),
     balanced: Optional[bool] = typer.Option(None, "--balanced/--no-balanced", help="Class-balanced batches."),
     image_size: Optional[int] = typer.Option(None),
-    weights: Optional[str] = typer.Option(None, help="Local backbone weights file (e.g. ImageNet)."),
+    weights: Optional[str] = typer.Option(None, help="Local backbone weights file, or 'imagenet' for efficientnet_lite0's installed weights."),
     init_from: Optional[str] = typer.Option(None, help="Start from another checkpoint (e.g. the 12-bit model)."),
     seed: Optional[int] = typer.Option(None),
     threads: Optional[int] = typer.Option(None, help="Torch threads (0 = all cores)."),

@@ -25,13 +25,22 @@ class HashNet(nn.Module):
         self.image_size = tuple(image_size)
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
+        self.channels_last = False
+
+    def use_channels_last(self) -> "HashNet":
+        """NHWC weights and inputs: oneDNN's fast path for depthwise and grouped convolutions on CPU."""
+        self.channels_last = True
+        return self.to(memory_format=torch.channels_last)
 
     def set_normalization(self, mean, std) -> None:
         self.mean.copy_(torch.as_tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
         self.std.copy_(torch.as_tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.backbone((x - self.mean) / self.std)
+        x = (x - self.mean) / self.std
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self.backbone(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Relaxed codes: real outputs whose signs are the bits."""

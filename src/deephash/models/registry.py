@@ -18,6 +18,7 @@ from .dsh_net import DSHBackbone
 from .hashnet import HashNet
 
 _REGISTRY: dict[str, Callable[..., tuple[nn.Module, int, dict]]] = {}
+_OWN_WEIGHTS = {"efficientnet_lite0"}  # builders that load (and may locate) their weights themselves
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -43,14 +44,21 @@ def _size(image_size) -> tuple[int, int]:
 
 def create_model(name: str, bits: int, image_size: int | tuple[int, int] = 32, weights: str | Path | None = None,
                  **kwargs) -> HashNet:
-    """Build a hashing network; ``weights`` is a local backbone state-dict file (e.g. ImageNet)."""
+    """Build a hashing network; ``weights`` is a local backbone state-dict file (e.g. ImageNet), or
+    ``"imagenet"`` for a model whose ImageNet weights are installed as a package."""
     if name not in _REGISTRY:
         raise DeephashError(f"unknown model {name!r}; available: {', '.join(list_models())}")
     check_code_length(bits)
     size = _size(image_size)
-    backbone, dim, norm = _REGISTRY[name](size, **kwargs)
-    if weights is not None:
-        load_backbone_weights(backbone, weights)
+    if name in _OWN_WEIGHTS:
+        backbone, dim, norm = _REGISTRY[name](size, weights=weights, **kwargs)
+    else:
+        if str(weights) == "imagenet":
+            raise DeephashError(f"no installed ImageNet weights for {name!r}; give a local weights file "
+                                f"(installed: {', '.join(sorted(_OWN_WEIGHTS))})")
+        backbone, dim, norm = _REGISTRY[name](size, **kwargs)
+        if weights is not None:
+            load_backbone_weights(backbone, weights)
     return HashNet(backbone, dim, bits, size, **norm)
 
 
@@ -104,6 +112,15 @@ def _torchvision(arch: str, head_attr: str):
 for _arch, _head in [("resnet18", "fc"), ("resnet34", "fc"), ("resnet50", "fc"), ("mobilenet_v3_small", "classifier"),
                      ("efficientnet_b0", "classifier")]:
     register_model(_arch)(_torchvision(_arch, _head))
+
+
+@register_model("efficientnet_lite0")
+def _efficientnet_lite0(size, weights=None, frozen_blocks: int = 0):
+    """Global-average-pooled Lite0 features; its ImageNet weights come with ``weights="imagenet"``."""
+    from .efficientnet import LITE0_CHANNELS, LITE0_NORMALISATION, efficientnet_lite0
+
+    net = nn.Sequential(efficientnet_lite0(weights, frozen_blocks), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    return net, LITE0_CHANNELS, LITE0_NORMALISATION
 
 
 @register_model("googlenet")

