@@ -103,7 +103,7 @@ def test_mih_any_number_of_substrings(m):
     assert index._engine(None).m == m
     for k in (1, 10, 300):
         check_knn(index, q, db, ids, k, None)
-    for r in (0, 3, 9, 20):
+    for r in sorted({0, 1, m - 1, 3, 9, 20}):  # r < m: exact-bucket kernel; r >= m: general probing
         check_range(index, q, db, ids, r, None)
 
 

@@ -414,6 +414,70 @@ def mih_range(q, W, bits, radius, qkeys, widths, offs, offs_base, perm, pcodes, 
     return _group_by_query(qs[:cnt], keys[:cnt], nq)
 
 
+PROBE_BLOCK = 64  # queries whose bucket look-ups are issued together
+
+
+@njit(nogil=True, cache=True)
+def mih_range_exact_buckets(q, W, radius, qkeys, offs, offs_base, perm, pcodes, masks, budget, failed):
+    """mih_range for radius < m with reordered tables: every probe step is an exact bucket (substring
+    radius 0), so the work per query is known before any code is read.
+
+    A random-code query spends its time waiting on DRAM (a bucket offset, then the bucket's codes, in
+    tables of hundreds of MB). Probing one query at a time makes those misses mostly serial; here the
+    offsets of PROBE_BLOCK queries × (radius+1) tables are loaded in one pass of independent reads,
+    then their buckets are verified in a second pass, so the core keeps many misses in flight.
+    A query whose buckets hold more than ``budget`` codes is marked failed without reading them.
+    """
+    nq = q.shape[0] // W
+    n = perm.shape[1]
+    steps = radius + 1
+    lo = np.empty((PROBE_BLOCK, steps), np.int64)
+    hi = np.empty((PROBE_BLOCK, steps), np.int64)
+    qs = np.empty(1024, np.int64)
+    keys = np.empty(1024, np.int64)
+    cnt = 0
+    for b0 in range(0, nq, PROBE_BLOCK):
+        nb = min(PROBE_BLOCK, nq - b0)
+        for t in range(nb):
+            for j in range(steps):
+                key = offs_base[j] + qkeys[b0 + t, j]
+                lo[t, j] = offs[key]
+                hi[t, j] = offs[key + 1]
+        for t in range(nb):
+            qi = b0 + t
+            cost = 0
+            for j in range(steps):
+                cost += 8 + hi[t, j] - lo[t, j]
+            failed[qi] = cost > budget
+            if failed[qi]:
+                continue
+            qoff = qi * W
+            for j in range(steps):
+                for p in range(lo[t, j], hi[t, j]):
+                    base = (j * n + p) * W
+                    d = 0
+                    for w in range(W):
+                        d += popcount(pcodes[base + w] ^ q[qoff + w])
+                    if d > radius:
+                        continue
+                    owner = True  # first reached in table j: its substrings in tables < j differ
+                    for i in range(j):
+                        di = 0
+                        for w in range(W):
+                            di += popcount((pcodes[base + w] ^ q[qoff + w]) & masks[i, w])
+                        if di == 0:
+                            owner = False
+                            break
+                    if owner:
+                        if cnt == keys.shape[0]:
+                            keys = _grow(keys, cnt + 1)
+                            qs = _grow(qs, cnt + 1)
+                        keys[cnt] = (np.int64(d) << POS_BITS) | perm[j, p]
+                        qs[cnt] = qi
+                        cnt += 1
+    return _group_by_query(qs[:cnt], keys[:cnt], nq)
+
+
 @njit(nogil=True, cache=True)
 def counting_sort(keys, nbuckets):
     """Stable sort of small integer keys: CSR offsets (nbuckets+1,) and the row order."""

@@ -113,9 +113,14 @@ class MIHEngine:
         results = {}
 
         def job(s, e):
-            results[s] = kernels.mih_range(
-                qwords[s:e].reshape(-1), self.W, self.bits, r, qkeys[s:e], *self._args(), budget, failed[s:e]
-            )
+            if r < self.m and self.reordered:
+                results[s] = kernels.mih_range_exact_buckets(
+                    qwords[s:e].reshape(-1), self.W, r, qkeys[s:e], self.offs, self.offs_base, self.perm,
+                    self.pcodes, self.masks, budget, failed[s:e])
+            else:
+                results[s] = kernels.mih_range(
+                    qwords[s:e].reshape(-1), self.W, self.bits, r, qkeys[s:e], *self._args(), budget, failed[s:e]
+                )
 
         run_parallel(job, nq, threads)
         lims, keys = concat_ranges([results[s] for s in sorted(results)], nq)
