@@ -49,6 +49,23 @@ def test_category_index_returns_only_images_of_the_category(tmp_path):
         CategoryIndex.load(tmp_path)
 
 
+def test_category_ties_are_ordered_by_a_second_distance():
+    """Collapsed category codes (all equal) tie at distance 0; the tie-break must order them by the second
+    distance, keep the category distance first, and reach past the first k in insertion order."""
+    bits, n = 16, 12
+    codes = np.zeros((n, 1, bits // 8), np.uint8)
+    codes[10, 0, 0] = 0b11  # one image at category distance 2
+    idx = CategoryIndex(bits, ["dog"])
+    idx.add(np.arange(n), codes, np.ones((n, 1), bool))
+    second = np.array([9, 8, 7, 6, 5, 4, 3, 2, 1, 0, 0, 5])  # second distance per image id
+    d, ids, _ = idx.search(codes[0, 0], 0, k=4)
+    assert ids.tolist() == [0, 1, 2, 3]                                  # insertion order without a tie-break
+    d, ids, _ = idx.search(codes[0, 0], 0, k=4, tiebreak=lambda i: second[i])
+    assert ids.tolist() == [9, 8, 7, 6] and d.tolist() == [0, 0, 0, 0]   # 10 has second 0 but category distance 2
+    d, ids, _ = idx.search(codes[0, 0], 0, k=12, tiebreak=lambda i: second[i])
+    assert ids.tolist()[-1] == 10 and d.tolist()[-1] == 2 and sorted(ids.tolist()) == list(range(n))
+
+
 def _yolo_squares(root, n, seed):
     """Images with 1-2 coloured squares on grey noise; class = colour."""
     rng = np.random.default_rng(seed)

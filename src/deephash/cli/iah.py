@@ -143,9 +143,15 @@ def iah_search(index: Path, images: List[Path], checkpoint: Optional[Path], mode
             keep = ids >= 0
             rows.append((str(images[n]), n, None, list(zip(d[keep], ids[keep], sem.get_metadata(ids[keep])))))
     else:
+        from ..codes import hamming_distances
+
         cat = CategoryIndex.load(Path(index) / "category")
+        sem = HammingIndex.load(Path(index) / "semantic")
         for n in range(len(images)):
-            for g in cat.query(q.category[n], q.probs[n], k, threshold):
+            def by_semantic(ids, n=n):  # equal category distances: the more similar whole image first
+                return hamming_distances(q.semantic[n:n + 1], sem.get_codes(ids))[0]
+
+            for g in cat.query(q.category[n], q.probs[n], k, threshold, tiebreak=by_semantic):
                 rows.append((f"{images[n]} [{g['class']} p={g['prob']:.2f}]", n, q.boxes[n, g["category"]],
                              list(zip(g["distances"], g["ids"], g["metadata"]))))
     for title, _, qbox, res in rows:

@@ -66,29 +66,40 @@ class CategoryIndex:
             added += len(rows)
         return added
 
-    def search(self, query_code, category: int, k: int = 10) -> tuple[np.ndarray, np.ndarray, list[dict]]:
-        """The k nearest images holding a code for ``category``: (distances, image ids, metadata)."""
+    def search(self, query_code, category: int, k: int = 10, tiebreak=None) -> tuple[np.ndarray, np.ndarray, list[dict]]:
+        """The k nearest images holding a code for ``category``: (distances, image ids, metadata).
+
+        Trained from image labels only, the codes of one category often coincide (nothing in the labels
+        tells one dog from another), so many images tie at the k-th distance. ``tiebreak(ids) -> distances``
+        orders equal category distances by a second distance (e.g. of the images' semantic codes) instead
+        of by insertion order; the category distance still comes first."""
         if not 0 <= int(category) < len(self.class_names):
             raise DeephashError(f"category {category} out of range for {len(self.class_names)} classes")
         sub = self.subs.get(int(category))
         if sub is None:
             return np.empty(0, np.int32), np.empty(0, np.int64), []
-        D, I = sub.search(np.asarray(query_code, np.uint8).reshape(1, -1), k)
+        q = np.asarray(query_code, np.uint8).reshape(1, -1)
+        D, I = sub.search(q, k)
         keep = I[0] >= 0
-        ids = I[0][keep]
-        return D[0][keep], ids, sub.get_metadata(ids)
+        d, ids = D[0][keep], I[0][keep]
+        if tiebreak is not None and len(ids):
+            _, d, ids = sub.range_search(q, int(d.max()))  # every image as close as the k-th
+            order = np.lexsort((np.asarray(tiebreak(ids)), d))[:k]
+            d, ids = d[order], ids[order]
+        return d, ids, sub.get_metadata(ids)
 
-    def query(self, category_codes, probs, k: int = 10, threshold: float = 0.5, max_categories: int = 3) -> list[dict]:
+    def query(self, category_codes, probs, k: int = 10, threshold: float = 0.5, max_categories: int = 3,
+              tiebreak=None) -> list[dict]:
         """A query image's codes (C, bits/8) and class probabilities (C,) → results grouped by its predicted
         categories (probability > threshold, best first, at most ``max_categories``; the single best when none
-        passes)."""
+        passes); ``tiebreak`` as in ``search``."""
         probs = np.asarray(probs, dtype=np.float64)
         order = [int(c) for c in np.argsort(-probs, kind="stable") if probs[c] > threshold][:max_categories]
         if not order:
             order = [int(np.argmax(probs))]
         groups = []
         for c in order:
-            d, ids, meta = self.search(category_codes[c], c, k)
+            d, ids, meta = self.search(category_codes[c], c, k, tiebreak)
             groups.append({"category": c, "class": self.class_names[c], "prob": float(probs[c]),
                            "distances": d, "ids": ids, "metadata": meta})
         return groups

@@ -117,6 +117,10 @@ class HammingIndex:
         ids = _as_ids(ids)
         return self._store.get(ids.tolist())
 
+    def get_codes(self, ids) -> np.ndarray:
+        """Packed codes of the given ids (all must exist), in the order asked."""
+        return self._codes[self._positions(_as_ids(ids))]
+
     def _positions(self, ids: np.ndarray) -> np.ndarray:
         if self._id_order is None:
             self._id_order = np.argsort(self._ids, kind="stable")
