@@ -15,7 +15,8 @@ The iteration count is set from the budget: a short calibration measures iterati
 second, then the run is scheduled (LR milestones included) for budget × speed iterations.
 The paper trained 70k iterations at batch 200 (280 epochs); the printed table states how
 many iterations each run got. With --finetune (default for the paper recipe) longer codes
-start from the 12-bit model with a new hash layer (its lr ×10) at lr 1e-4, as the authors did.
+start from the first code length's model (12 bits: as the authors did) with a new hash layer (its lr
+×10) at a tenth of the learning rate, each for --finetune-minutes.
 """
 
 from __future__ import annotations
@@ -83,6 +84,30 @@ def score(model, split: Split) -> dict:
             "encode_images_per_s": (len(split.query) + len(split.database)) / enc_s}
 
 
+def print_table(results: list[dict], described: str, budget_s: float | None = None) -> None:
+    recipes = list(dict.fromkeys(r["recipe"] for r in results))
+    bits_list = sorted({r["bits"] for r in results})
+    budget = f"{budget_s / 60:.0f} min per run" if budget_s else "per run as listed"
+    print(f"\nDSH on CIFAR-10, {described}; mAP over the whole database; stable = ties by database order, "
+          f"tie = exact expectation over tie orders; training budget {budget} (wall minutes as measured)")
+    print(f"{'bits':>4} {'paper':>7} " + " ".join(f"{r + ' mAP':>14} {'tie':>7} {'iters':>6} {'min':>5}"
+                                                 for r in recipes))
+    for bits in bits_list:
+        cells = []
+        for recipe in recipes:
+            r = next((x for x in results if x["recipe"] == recipe and x["bits"] == bits), None)
+            cells.append(f"{r['mAP']:>14.4f} {r['mAP_tie_aware']:>7.4f} {r['iterations']:>6} {r['train_s'] / 60:>5.1f}"
+                         if r else f"{'-':>14} {'-':>7} {'-':>6} {'-':>5}")
+        paper = PAPER_MAP.get(bits)
+        print(f"{bits:>4} {paper if paper else float('nan'):>7.4f} " + " ".join(cells))
+    print(f"\n{'recipe':<10} {'bits':>4} {'from':>5} {'epochs':>6} {'train img/s':>11} {'encode img/s':>12} "
+          f"{'GFLOPs/img':>10}")
+    for r in results:
+        src = r.get("finetuned_from_bits") or (12 if r.get("finetuned_from_12") else "-")
+        print(f"{r['recipe']:<10} {r['bits']:>4} {src:>5} {r['epochs']:>6} {r['train_images_per_s']:>11.0f} "
+              f"{r['encode_images_per_s']:>12.0f} {r['gflops_per_image']:>10.4f}")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared/datasets/cifar10-jpg.tar.gz"))
@@ -97,7 +122,17 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default="runs/dsh_cifar10")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--quick", action="store_true", help="5k train / 1k query subset, 20 s budget")
+    ap.add_argument("--table-from", nargs="+", metavar="RESULTS_JSON",
+                    help="print the table of earlier runs' results.json files (e.g. each recipe run apart)")
     a = ap.parse_args(argv)
+    if a.table_from:
+        results, described = [], []
+        for f in a.table_from:
+            d = json.loads(Path(f).read_text())
+            results += d["results"]
+            described.append(d.get("described", f))
+        print_table(results, "; ".join(dict.fromkeys(described)))
+        return 0
     bits_list = [int(b) for b in a.bits.split(",")]
     recipes = a.recipes.split(",")
     budget_s = a.budget_minutes * 60
@@ -138,25 +173,16 @@ def main(argv=None) -> int:
                 first = res.checkpoint
             row = {"recipe": recipe, "bits": bits, "iterations": iters, "epochs": round(iters * cfg.batch_size /
                    len(split.train), 1), "train_s": round(res.seconds, 1),
-                   "train_images_per_s": round(res.images_per_second, 1), "finetuned_from_12": fine,
+                   "train_images_per_s": round(res.images_per_second, 1),
+                   "finetuned_from_bits": bits_list[0] if fine else None,
                    "gflops_per_image": network_flops(res.model) / 1e9, **score(res.model, split),
                    "paper_mAP": PAPER_MAP.get(bits), "checkpoint": str(res.checkpoint)}
             results.append(row)
             print(json.dumps(row), flush=True)
             Path(a.out).mkdir(parents=True, exist_ok=True)
-            (Path(a.out) / "results.json").write_text(json.dumps({"split": split.sizes(), "results": results},
-                                                                  indent=2))
-    print(f"\nDSH on CIFAR-10, {split.describe()}; mAP over the whole database; stable = ties by database order, "
-          "tie = exact expectation over tie orders; budget per run as stated")
-    print(f"{'bits':>4} {'paper':>7} " + " ".join(f"{r + ' mAP':>12} {'tie':>7} {'iters':>6} {'min':>5}"
-                                                 for r in recipes))
-    for bits in bits_list:
-        cells = []
-        for recipe in recipes:
-            r = next(x for x in results if x["recipe"] == recipe and x["bits"] == bits)
-            cells.append(f"{r['mAP']:>12.4f} {r['mAP_tie_aware']:>7.4f} {r['iterations']:>6} {r['train_s'] / 60:>5.1f}")
-        paper = PAPER_MAP.get(bits)
-        print(f"{bits:>4} {paper if paper else float('nan'):>7.4f} " + " ".join(cells))
+            (Path(a.out) / "results.json").write_text(json.dumps(
+                {"split": split.sizes(), "described": split.describe(), "results": results}, indent=2))
+    print_table(results, split.describe(), budget_s)
     return 0
 
 

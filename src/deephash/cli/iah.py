@@ -38,7 +38,7 @@ def iah_train(
     data: str = typer.Option(..., help="A dataset with labels: YOLO folder (data.yaml), VOC folder or COCO JSON."),
     split: Optional[str] = typer.Option(None, help="Which split to train on (default: the first)."),
     bits: int = typer.Option(32),
-    backbone: str = typer.Option("dsh", help="dsh (small images), resnet18 or googlenet."),
+    backbone: str = typer.Option("dsh", help="dsh (small images), resnet18, googlenet or efficientnet_lite0."),
     weights: Optional[Path] = typer.Option(None, help="Local backbone weights file."),
     image_size: int = typer.Option(128),
     proposals: str = typer.Option("grid", help="grid, selective (OpenCV selective search) or gt (dataset boxes)."),
@@ -198,11 +198,14 @@ def draw_iah_grid(path: Path, rows, pixels) -> None:
 def iah_demo(
     data: Path = typer.Option(..., help="coco128 (YOLO layout): trains on its first split, queries from the second."),
     bits: int = typer.Option(32),
-    epochs: int = typer.Option(20),
-    image_size: int = typer.Option(96),
+    epochs: int = typer.Option(8),
+    image_size: int = typer.Option(160),
+    lr: float = typer.Option(1e-3),
     proposals: str = typer.Option("selective", help="selective (needs OpenCV contrib), grid or gt."),
-    backbone: str = typer.Option("dsh", help="dsh (fast, from scratch), resnet18, googlenet or efficientnet_lite0."),
-    weights: Optional[Path] = typer.Option(None, help="Local backbone weights file, or 'imagenet' for efficientnet_lite0's installed weights."),
+    backbone: str = typer.Option("efficientnet_lite0", help="efficientnet_lite0 (ImageNet weights installed with "
+                                 "deephash[efficientnet]), dsh (small, from scratch), resnet18 or googlenet."),
+    weights: Optional[str] = typer.Option("auto", help="Local backbone weights file; 'auto': the installed ImageNet "
+                                          "weights for efficientnet_lite0, none for the others; 'none'."),
     queries: int = typer.Option(4, help="Query images drawn in the grid."),
     out: Path = typer.Option(Path("runs/iah-demo")),
     seed: int = typer.Option(0),
@@ -219,8 +222,11 @@ def iah_demo(
     train_set = splits[names[0]]
     query_set = splits[names[1]] if len(names) > 1 else train_set
     query_set = query_set.subset([i for i in range(len(query_set)) if query_set.labels[i].any()])
-    cfg = IAHConfig(backbone=backbone, weights=str(weights) if weights else None, bits=bits, image_size=image_size,
-                    proposals=proposals, epochs=epochs, batch_size=32, seed=seed, out=str(out / "model"))
+    if weights == "auto":
+        weights = "imagenet" if backbone == "efficientnet_lite0" else None
+    cfg = IAHConfig(backbone=backbone, weights=None if weights in (None, "none") else weights, bits=bits,
+                    image_size=image_size, proposals=proposals, epochs=epochs, batch_size=32, lr=lr, seed=seed,
+                    out=str(out / "model"))
     res = train_iah(cfg, train_set, progress=not quiet)
     typer.echo(f"trained IAH ({bits} bits, {proposals} proposals) on {len(train_set)} images in {res.seconds:.0f} s")
     build_iah_index(res.checkpoint, train_set, out / "index", progress=not quiet)
