@@ -34,9 +34,11 @@ def train(
     init_from: Optional[str] = typer.Option(None, help="Start from another checkpoint (e.g. the 12-bit model)."),
     seed: Optional[int] = typer.Option(None),
     threads: Optional[int] = typer.Option(None, help="Torch threads (0 = all cores)."),
+    channels_last: Optional[bool] = typer.Option(None, "--channels-last/--no-channels-last",
+                                                 help="NHWC layout (faster for EfficientNet's depthwise convs on CPU)."),
     out: Optional[str] = typer.Option(None, help="Run folder for checkpoints (default runs/dsh)."),
     resume: Optional[Path] = typer.Option(None, help="Continue exactly from this checkpoint (or its run folder), "
-                                          "with its own settings; only --threads and --out may change."),
+                                          "with its own settings; only --threads, --out and --channels-last may change."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Train a DSH hashing network; a checkpoint is written atomically after every epoch."""
@@ -47,7 +49,8 @@ def train(
         data=data, protocol=protocol, bits=bits, model=model, epochs=epochs, iterations=iterations,
         batch_size=batch_size, optimizer=optimizer, lr=lr, weight_decay=weight_decay, schedule=schedule,
         margin=margin, alpha=alpha, crop_pad=crop_pad, mirror=mirror, balanced=balanced, image_size=image_size,
-        weights=weights, init_from=init_from, seed=seed, threads=threads, out=out).items() if v is not None}
+        weights=weights, init_from=init_from, seed=seed, threads=threads, channels_last=channels_last,
+        out=out).items() if v is not None}
     if resume is not None:
         from ..train.checkpoint import load_checkpoint
 
