@@ -202,8 +202,8 @@ def iah_demo(
     image_size: int = typer.Option(160),
     lr: float = typer.Option(1e-3),
     proposals: str = typer.Option("selective", help="selective (needs OpenCV contrib), grid or gt."),
-    backbone: str = typer.Option("efficientnet_lite0", help="efficientnet_lite0 (ImageNet weights installed with "
-                                 "deephash[efficientnet]), dsh (small, from scratch), resnet18 or googlenet."),
+    backbone: str = typer.Option("efficientnet_lite0", help="efficientnet_lite0 (ImageNet weights from the efficientnet "
+                                 "extra), dsh (small, from scratch), resnet18 or googlenet."),
     weights: Optional[str] = typer.Option("auto", help="Local backbone weights file; 'auto': the installed ImageNet "
                                           "weights for efficientnet_lite0, none for the others; 'none'."),
     queries: int = typer.Option(4, help="Query images drawn in the grid."),
