@@ -28,8 +28,8 @@ class HammingIndex:
     ``range_search(q, r)`` returns every code with distance <= r: r is INCLUSIVE (FAISS's
     radius is exclusive). Engines: ``flat`` (exact scan, numba), ``mih`` (multi-index
     hashing, exact), ``faiss-flat``; ``auto`` uses MIH from 20,000 codes and falls back
-    per query to the scan once MIH has cost about a tenth of a scan (an explicit
-    ``engine="mih"`` never falls back).
+    per query to the scan once MIH has verified about n/24 candidates, roughly a scan's
+    cost (an explicit ``engine="mih"`` never falls back).
     """
 
     def __init__(self, bits: int, engine: str = "auto", mih_m: int | None = None, threads: int | None = None):

@@ -9,7 +9,9 @@ exact range search, and exact k-NN by growing r until k codes lie within it.
 
 Tables are CSR buckets built by a counting sort over substring values (no dicts), and
 each table keeps its own copy of the codes in bucket order when memory allows, so a
-bucket is verified by a contiguous scan instead of random reads.
+bucket is verified by a contiguous scan instead of random reads. A radius below m needs only
+exact buckets (substring radius 0), so those searches take a batched kernel that loads the
+bucket offsets of many queries before verifying any (``kernels.mih_range_exact_buckets``).
 """
 
 from __future__ import annotations
