@@ -36,6 +36,11 @@ def train(
     threads: Optional[int] = typer.Option(None, help="Torch threads (0 = all cores)."),
     channels_last: Optional[bool] = typer.Option(None, "--channels-last/--no-channels-last",
                                                  help="NHWC layout (faster for EfficientNet's depthwise convs on CPU)."),
+    frozen_backbone: Optional[bool] = typer.Option(None, "--frozen-backbone/--no-frozen-backbone",
+                                                   help="Keep the (pretrained) backbone fixed: its features are computed "
+                                                   "once per image and its mirror, cached, and only the head trains."),
+    hidden: Optional[int] = typer.Option(None, help="Width of a ReLU layer before the hash layer (0 = none)."),
+    dropout: Optional[float] = typer.Option(None, help="Dropout around that hidden layer."),
     out: Optional[str] = typer.Option(None, help="Run folder for checkpoints (default runs/dsh)."),
     resume: Optional[Path] = typer.Option(None, help="Continue exactly from this checkpoint (or its run folder), "
                                           "with its own settings; only --threads, --out and --channels-last may change."),
@@ -50,7 +55,8 @@ def train(
         batch_size=batch_size, optimizer=optimizer, lr=lr, weight_decay=weight_decay, schedule=schedule,
         margin=margin, alpha=alpha, crop_pad=crop_pad, mirror=mirror, balanced=balanced, image_size=image_size,
         weights=weights, init_from=init_from, seed=seed, threads=threads, channels_last=channels_last,
-        out=out).items() if v is not None}
+        frozen_backbone=frozen_backbone, out=out).items() if v is not None}
+    head = {k: v for k, v in dict(hidden=hidden, dropout=dropout).items() if v is not None}
     if resume is not None:
         from ..train.checkpoint import load_checkpoint
 
@@ -62,6 +68,8 @@ def train(
         cfg = TrainConfig.from_dict({**base, **flags})
     else:
         cfg = TrainConfig.from_yaml(config, **flags) if config else TrainConfig.from_dict(flags)
+    if head:
+        cfg.model_kwargs = {**cfg.model_kwargs, **head}
     cfg.validate()
     split = split_for_config(cfg, progress=not quiet)
     typer.echo(f"data {cfg.data}: {split.describe()}")

@@ -1,4 +1,4 @@
-"""``HashNet``: backbone → linear hash layer, with its input normalisation built in.
+"""``HashNet``: backbone → (optional MLP neck) → linear hash layer, with its input normalisation built in.
 
 Models take float images in [0, 1] (N, 3, H, W) and do their own normalisation from
 buffers saved in the state dict, so a checkpoint alone is enough to encode images.
@@ -15,13 +15,19 @@ from ..codes import encode_outputs
 
 class HashNet(nn.Module):
     def __init__(self, backbone: nn.Module, feature_dim: int, bits: int, image_size: tuple[int, int],
-                 mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0)):
+                 mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), hidden: int = 0, dropout: float = 0.0):
         super().__init__()
         self.backbone = backbone
-        self.hash = nn.Linear(feature_dim, bits)
-        nn.init.xavier_uniform_(self.hash.weight)  # the DSH recipe initialises every layer with Xavier
-        nn.init.zeros_(self.hash.bias)
+        # A hidden layer gives a frozen pretrained backbone a trainable non-linear map to the code;
+        # with hidden = 0 the neck is empty and the state dict is the paper's (backbone + hash layer).
+        self.neck = nn.Sequential(nn.Dropout(dropout), nn.Linear(feature_dim, hidden), nn.ReLU(inplace=True),
+                                  nn.Dropout(dropout)) if hidden else nn.Identity()
+        self.hash = nn.Linear(hidden or feature_dim, bits)
+        for layer in (m for m in (*self.neck.modules(), self.hash) if isinstance(m, nn.Linear)):
+            nn.init.xavier_uniform_(layer.weight)  # the DSH recipe initialises every layer with Xavier
+            nn.init.zeros_(layer.bias)
         self.bits = bits
+        self.backbone_frozen = False
         self.image_size = tuple(image_size)
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
@@ -36,15 +42,34 @@ class HashNet(nn.Module):
         self.mean.copy_(torch.as_tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
         self.std.copy_(torch.as_tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
 
+    def freeze_backbone(self) -> "HashNet":
+        """Fix the backbone (weights and batch-norm statistics): only the neck and hash layer train, and
+        since the backbone's features of an image never change they can be computed once
+        (``deephash.features``) instead of every epoch."""
+        self.backbone.requires_grad_(False)
+        self.backbone_frozen = True
+        self.backbone.train(False)
+        return self
+
+    def train(self, mode: bool = True) -> "HashNet":
+        super().train(mode)
+        if self.backbone_frozen:
+            self.backbone.train(False)
+        return self
+
     def features(self, x: torch.Tensor) -> torch.Tensor:
         x = (x - self.mean) / self.std
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return self.backbone(x)
 
+    def head(self, features: torch.Tensor) -> torch.Tensor:
+        """Backbone features → relaxed codes."""
+        return self.hash(self.neck(features))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Relaxed codes: real outputs whose signs are the bits."""
-        return self.hash(self.features(x))
+        return self.head(self.features(x))
 
     @torch.inference_mode()
     def encode(self, x: torch.Tensor) -> np.ndarray:

@@ -43,12 +43,16 @@ def _size(image_size) -> tuple[int, int]:
 
 
 def create_model(name: str, bits: int, image_size: int | tuple[int, int] = 32, weights: str | Path | None = None,
-                 **kwargs) -> HashNet:
+                 hidden: int = 0, dropout: float = 0.0, **kwargs) -> HashNet:
     """Build a hashing network; ``weights`` is a local backbone state-dict file (e.g. ImageNet), or
-    ``"imagenet"`` for a model whose ImageNet weights are installed as a package."""
+    ``"imagenet"`` for a model whose ImageNet weights are installed as a package. ``hidden`` > 0 puts
+    a ReLU layer of that width (with ``dropout``) between the backbone and the hash layer; other
+    keywords go to the backbone's builder."""
     if name not in _REGISTRY:
         raise DeephashError(f"unknown model {name!r}; available: {', '.join(list_models())}")
     check_code_length(bits)
+    if hidden < 0 or not 0 <= dropout < 1:
+        raise DeephashError(f"hidden must be ≥ 0 and dropout in [0, 1), got hidden={hidden}, dropout={dropout}")
     size = _size(image_size)
     if name in _OWN_WEIGHTS:
         backbone, dim, norm = _REGISTRY[name](size, weights=weights, **kwargs)
@@ -59,7 +63,7 @@ def create_model(name: str, bits: int, image_size: int | tuple[int, int] = 32, w
         backbone, dim, norm = _REGISTRY[name](size, **kwargs)
         if weights is not None:
             load_backbone_weights(backbone, weights)
-    return HashNet(backbone, dim, bits, size, **norm)
+    return HashNet(backbone, dim, bits, size, **norm, hidden=hidden, dropout=dropout)
 
 
 def load_backbone_weights(backbone: nn.Module, path: str | Path) -> None:

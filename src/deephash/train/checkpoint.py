@@ -56,6 +56,8 @@ def model_from_checkpoint(ckpt: dict | str | os.PathLike) -> HashNet:
     cfg = ckpt["config"]
     model = create_model(cfg["model"], bits=cfg["bits"], image_size=cfg["image_size"], **cfg.get("model_kwargs", {}))
     model.load_state_dict(ckpt["model"])
+    if cfg.get("frozen_backbone"):
+        model.freeze_backbone()
     if cfg.get("channels_last"):
         model.use_channels_last()
     model.eval()

@@ -43,6 +43,7 @@ class TrainConfig:
     balanced: bool = False
     threads: int = 0
     channels_last: bool = False
+    frozen_backbone: bool = False
     out: str = "runs/dsh"
 
     # A resumed run must be the same run: only these may differ from the checkpoint's config.
@@ -69,6 +70,9 @@ class TrainConfig:
             raise DeephashError(f"iterations must be ≥ 1, got {self.iterations}")
         if self.lr <= 0:
             raise DeephashError(f"lr must be > 0, got {self.lr}")
+        if self.frozen_backbone and self.crop_pad:
+            raise DeephashError("frozen_backbone computes each image's features once, so it cannot take random "
+                                "crops (crop_pad must be 0; mirroring is kept as a second stored view)")
         if not 0 <= self.crop_pad < self.image_size:
             raise DeephashError(f"crop_pad must be between 0 and image_size - 1 ({self.image_size - 1}), "
                                 f"got {self.crop_pad}")

@@ -63,6 +63,7 @@ class TrainResult:
     history: list = field(default_factory=list)
     seconds: float = 0.0
     images_per_second: float = 0.0
+    feature_seconds: float = 0.0  # of ``seconds``: computing (or reading) a frozen backbone's features
 
 
 class Trainer:
@@ -70,13 +71,16 @@ class Trainer:
         self.cfg = cfg.validate()
         self.progress = progress
         data = train_set.as_arrays() if not isinstance(train_set, ArrayDataset) else train_set
-        if data.image_size != (cfg.image_size, cfg.image_size):
-            data = _resize_arrays(data, cfg.image_size)
+        if data.image_size != (cfg.image_size, cfg.image_size) and not cfg.frozen_backbone:
+            data = _resize_arrays(data, cfg.image_size)  # a frozen backbone's features are resized per batch, once
         self.data = data
         self.images = torch.from_numpy(data.images)
         self.labels = torch.from_numpy(data.labels.astype(np.float32))
         torch.manual_seed(cfg.seed)  # the initial weights are part of the run's identity
         self.model = create_model(cfg.model, cfg.bits, cfg.image_size, weights=cfg.weights, **cfg.model_kwargs)
+        if cfg.frozen_backbone:
+            self.model.freeze_backbone()
+        self.features: torch.Tensor | None = None  # (views, N, D) when the backbone is frozen
         if cfg.channels_last:
             self.model.use_channels_last()
         if self._dataset_normalisation():
@@ -138,6 +142,23 @@ class Trainer:
         self.epoch, self.step, self.history = ckpt["epoch"], ckpt["step"], ckpt["history"]
         torch.set_rng_state(ckpt["torch_rng"])
 
+    def _frozen_features(self) -> torch.Tensor:
+        """The frozen backbone's features of every training image, and of its mirror image when the
+        run mirrors: (views, N, D). Computed once per run (or read from the content-keyed cache)."""
+        from ..features import backbone_features
+
+        views = [False, True] if self.cfg.mirror else [False]
+        return torch.stack([backbone_features(self.model, self.data.images, mirror=m, progress=self.progress)
+                            for m in views])
+
+    def _inputs(self, idx: np.ndarray, gen: torch.Generator) -> torch.Tensor:
+        """A batch as the model's trainable part takes it: augmented images, or stored features of a
+        random view (the original or its mirror) per image when the backbone is frozen."""
+        if self.features is None:
+            return self._augment(idx, gen)
+        view = torch.randint(0, len(self.features), (len(idx),), generator=gen)
+        return self.features[view, torch.from_numpy(idx)]
+
     def _augment(self, idx: np.ndarray, gen: torch.Generator) -> torch.Tensor:
         x = to_float(self.images[torch.from_numpy(idx)])
         if self.cfg.crop_pad:
@@ -152,6 +173,10 @@ class Trainer:
         base_lrs = self.base_lrs
         start = time.perf_counter()
         seen = 0
+        if self.cfg.frozen_backbone and self.features is None:
+            self.features = self._frozen_features()
+        feature_seconds = time.perf_counter() - start
+        forward = self.model.head if self.features is not None else self.model
         self.model.train()
         while self.epoch < self.epochs and self.step < self.total_steps:
             gen = torch.Generator().manual_seed(self.cfg.seed * 100003 + self.epoch)
@@ -164,9 +189,9 @@ class Trainer:
                 f = lr_factor(self.cfg, self.step, self.total_steps)
                 for g, lr in zip(self.optimizer.param_groups, base_lrs):
                     g["lr"] = lr * f
-                x = self._augment(idx, gen)
+                x = self._inputs(idx, gen)
                 y = self.labels[torch.from_numpy(idx)]
-                out = self.model(x)
+                out = forward(x)
                 loss = self.loss(out, self.miner(y))
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -182,7 +207,8 @@ class Trainer:
             save_checkpoint(self.out / "last.ckpt", self._payload())
         seconds = time.perf_counter() - start
         self.model.eval()
-        return TrainResult(self.model, self.out / "last.ckpt", self.history, seconds, seen / max(seconds, 1e-9))
+        return TrainResult(self.model, self.out / "last.ckpt", self.history, seconds, seen / max(seconds, 1e-9),
+                           feature_seconds)
 
 
 def _resize_arrays(data: ArrayDataset, size: int) -> ArrayDataset:

@@ -1,0 +1,69 @@
+"""Backbone features of an image array, computed once and cached on disk by content.
+
+A frozen backbone maps an image to the same features in every epoch, so training only the head on
+stored features is far cheaper than running the backbone each step (on this project's 2-core CPU,
+EfficientNet-Lite0 at 160 px is ~170 images/s forward; a hash head on 1280-d features trains at
+~100k images/s). The cache key is the sha256 of everything the features depend on: the backbone's
+weights and buffers, the input normalisation and size, the flip, and the pixels. A fine-tuned
+backbone or another image set therefore never reads a stale entry; an unreadable entry is recomputed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .data.base import resize_batch
+from .data.cache import cache_dir
+from .models import HashNet
+from .utils.io import atomic_open
+
+# Small batches: Lite0's activations at 160 px stay in cache (measured 235 vs 190 images/s for 8 vs 32
+# images at 128 px).
+BATCH = 16
+
+
+def features_key(model: HashNet, images_u8: np.ndarray, mirror: bool) -> str:
+    h = hashlib.sha256()
+    h.update(repr((tuple(model.image_size), mirror, images_u8.shape, str(images_u8.dtype))).encode())
+    for name, t in sorted(model.backbone.state_dict().items()):
+        h.update(name.encode())
+        h.update(t.detach().contiguous().cpu().numpy().tobytes())
+    for t in (model.mean, model.std):
+        h.update(t.detach().cpu().numpy().tobytes())
+    h.update(np.ascontiguousarray(images_u8).data)
+    return h.hexdigest()
+
+
+@torch.inference_mode()
+def backbone_features(model: HashNet, images_u8: np.ndarray, mirror: bool = False, cache: bool = True,
+                      progress: bool = True) -> torch.Tensor:
+    """(N, D) float32 backbone features of uint8 (N, H, W, 3) images resized to the model's input size;
+    ``mirror`` gives those of the horizontally flipped images (the mirror augmentation's second view)."""
+    path = cache_dir() / "features" / f"{features_key(model, images_u8, mirror)}.npy" if cache else None
+    if path is not None and path.is_file():
+        try:
+            stored = np.load(path, allow_pickle=False)
+            if stored.ndim == 2 and len(stored) == len(images_u8):
+                return torch.from_numpy(stored)
+        except (OSError, ValueError):
+            pass  # a damaged entry is recomputed and replaced
+    was_training = model.training
+    model.eval()
+    images = torch.from_numpy(images_u8)
+    chunks = []
+    try:
+        for s in tqdm(range(0, len(images), BATCH), desc="backbone features" + (" (mirrored)" if mirror else ""),
+                      disable=not progress, leave=False):
+            x = resize_batch(images[s:s + BATCH].permute(0, 3, 1, 2).float().div_(255.0), model.image_size)
+            chunks.append(model.features(x.flip(-1) if mirror else x).float())
+    finally:
+        model.train(was_training)
+    feats = torch.cat(chunks)
+    if path is not None:
+        with atomic_open(path) as fh:
+            np.save(fh, feats.numpy(), allow_pickle=False)
+    return feats

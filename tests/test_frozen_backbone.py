@@ -1,0 +1,100 @@
+"""Training a head on a frozen backbone from stored features (deephash.features)."""
+
+import numpy as np
+import pytest
+import torch
+
+from deephash import DeephashError
+from deephash.data import load_source
+from deephash.encode import encode_dataset
+from deephash.features import backbone_features
+from deephash.models import create_model
+from deephash.train.checkpoint import model_from_checkpoint
+from deephash.train.config import TrainConfig
+from deephash.train.trainer import train
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_source("digits")["all"].subset(np.arange(200)).as_arrays()
+
+
+def frozen_cfg(tmp_path, **kw):
+    base = dict(bits=16, epochs=3, batch_size=40, out=str(tmp_path / "run"), threads=1, frozen_backbone=True,
+                optimizer="adam", lr=1e-3, schedule="constant", model_kwargs={"hidden": 32, "dropout": 0.1})
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_only_the_head_trains_and_the_backbone_stays_fixed(tmp_path, digits):
+    torch.manual_seed(0)
+    initial = create_model("dsh", 16, 32, hidden=32, dropout=0.1).state_dict()
+    res = train(frozen_cfg(tmp_path, epochs=4), digits, progress=False)
+    after = res.model.state_dict()
+    for k in initial:
+        if k.startswith("backbone."):
+            torch.testing.assert_close(after[k], initial[k], rtol=0, atol=0, msg=k)
+    assert not torch.equal(after["neck.1.weight"], initial["neck.1.weight"])
+    assert not torch.equal(after["hash.weight"], initial["hash.weight"])
+    assert res.history[-1]["loss"] < res.history[0]["loss"]
+
+
+def test_backbone_stays_in_eval_mode_when_the_model_trains():
+    model = create_model("dsh", 16, 32, batch_norm=True).freeze_backbone()
+    model.train()
+    assert model.training and not any(m.training for m in model.backbone.modules())
+    assert all(not p.requires_grad for p in model.backbone.parameters())
+
+
+def test_features_are_cached_by_content(digits, monkeypatch):
+    model = create_model("dsh", 16, 32).freeze_backbone()
+    images = digits.images[:50]
+    first = backbone_features(model, images, progress=False)
+    direct = model.features(torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255)
+    torch.testing.assert_close(first, direct.detach())
+    mirrored = backbone_features(model, images, mirror=True, progress=False)
+    flipped = model.features(torch.from_numpy(images[:, :, ::-1].copy()).permute(0, 3, 1, 2).float() / 255)
+    torch.testing.assert_close(mirrored, flipped.detach())
+
+    def fail(_):
+        raise AssertionError("the backbone ran although its features were stored")
+
+    monkeypatch.setattr(model, "features", fail)
+    torch.testing.assert_close(backbone_features(model, images, progress=False), first, rtol=0, atol=0)
+    with pytest.raises(AssertionError, match="backbone ran"):  # other pixels are another entry
+        backbone_features(model, images[::-1].copy(), progress=False)
+    other = create_model("dsh", 16, 32).freeze_backbone()  # other weights are another entry too
+    assert not torch.equal(backbone_features(other, images, progress=False), first)
+
+
+def test_a_damaged_cache_entry_is_recomputed(digits):
+    from deephash.data.cache import cache_dir
+    from deephash.features import features_key
+
+    model = create_model("dsh", 16, 32).freeze_backbone()
+    images = digits.images[:20]
+    good = backbone_features(model, images, progress=False)
+    path = cache_dir() / "features" / f"{features_key(model, images, False)}.npy"
+    path.write_bytes(path.read_bytes()[:100])
+    torch.testing.assert_close(backbone_features(model, images, progress=False), good)
+
+
+def test_encoding_from_stored_features_equals_the_full_forward(tmp_path, digits):
+    res = train(frozen_cfg(tmp_path), digits, progress=False)
+    model = model_from_checkpoint(res.checkpoint)
+    assert model.backbone_frozen and isinstance(model.neck, torch.nn.Sequential)
+    codes = encode_dataset(model, digits, progress=False).codes
+    full = model.encode(torch.from_numpy(digits.images).permute(0, 3, 1, 2).float() / 255)
+    np.testing.assert_array_equal(codes, full)
+
+
+def test_frozen_backbone_refuses_random_crops(tmp_path):
+    with pytest.raises(DeephashError, match="cannot take random crops"):
+        frozen_cfg(tmp_path, crop_pad=4).validate()
+
+
+def test_bad_head_settings_are_refused():
+    with pytest.raises(DeephashError, match="hidden must be"):
+        create_model("dsh", 16, 32, hidden=-1)
+    with pytest.raises(DeephashError, match="dropout"):
+        create_model("dsh", 16, 32, dropout=1.0)
