@@ -264,14 +264,15 @@ def _next_mask(x):
 
 @njit(nogil=True, cache=True)
 def _probe_step(
-    j, rho, qi, W, m, q, qkeys, widths, offs, offs_base, perm, pcodes, reordered, db, masks, buf, state, hist, cost, budget, x
+    j, rho, qi, W, m, q, qkeys, widths, offs, offs_base, perm, pcodes, reordered, db, masks, buf, state, hist, cost, budget,
+    x, pos,
 ):
     """Probe every bucket of table j at substring distance exactly rho; push owned rows.
 
     A row is verified once overall: only in the table where it is first reached in the
-    probe order (table i at radius rho is step m*rho + i), which replaces a 'seen' array.
-    state = [size, thr]; x is (W,) scratch. Returns the updated cost, or -1 when the
-    budget is exhausted.
+    query's probe order (table i at radius rho is step m*rho + pos[i]), which replaces a
+    'seen' array. state = [size, thr]; x is (W,) scratch. Returns the updated cost, or -1
+    when the budget is exhausted.
     """
     width = widths[j]
     if rho > width:
@@ -311,7 +312,7 @@ def _probe_step(
                 di = 0
                 for w in range(W):
                     di += popcount(x[w] & masks[i, w])
-                if di < rho or (i < j and di == rho):
+                if di < rho or (pos[i] < pos[j] and di == rho):
                     owner = False
                     break
             if not owner:
@@ -334,6 +335,35 @@ def _probe_step(
 
 
 @njit(nogil=True, cache=True)
+def _table_order(qi, qkeys, offs, offs_base, order, pos):
+    """This query's probe order: tables by the size of its exact (radius-0) bucket, smallest first.
+
+    Pigeonhole does not care which tables get the larger radius: with r = m*a + b, any b+1 tables
+    at substring radius a and the rest at a-1 cover every code within r. On clustered codes a
+    query's substring often matches its cluster centre's, whose bucket holds a large share of the
+    cluster; probing the other tables first verifies far fewer codes (measured on 10M codes of
+    10 centres: 2.8x fewer candidates for exact 10-NN). Ties keep the table order.
+    """
+    m = order.shape[0]
+    for j in range(m):
+        order[j] = j
+    for a in range(1, m):  # insertion sort: m is small
+        j = order[a]
+        key = offs_base[j] + qkeys[qi, j]
+        size = offs[key + 1] - offs[key]
+        b = a - 1
+        while b >= 0:
+            kb = offs_base[order[b]] + qkeys[qi, order[b]]
+            if offs[kb + 1] - offs[kb] <= size:
+                break
+            order[b + 1] = order[b]
+            b -= 1
+        order[b + 1] = j
+    for s in range(m):
+        pos[order[s]] = s
+
+
+@njit(nogil=True, cache=True)
 def mih_knn(q, W, bits, k, qkeys, widths, offs, offs_base, perm, pcodes, reordered, db, masks, budget, out, failed):
     """Exact k-NN by multi-index hashing, growing the radius one probe step at a time.
 
@@ -348,6 +378,8 @@ def mih_knn(q, W, bits, k, qkeys, widths, offs, offs_base, perm, pcodes, reorder
     hist = np.zeros(bits + 1, np.int64)
     state = np.zeros(2, np.int64)
     x = np.empty(W, np.uint64)
+    order = np.empty(m, np.int64)
+    pos = np.empty(m, np.int64)
     for qi in range(nq):
         buf[:] = EMPTY_KEY
         hist[:] = 0
@@ -356,10 +388,11 @@ def mih_knn(q, W, bits, k, qkeys, widths, offs, offs_base, perm, pcodes, reorder
         cost = 0
         failed[qi] = False
         within = 0
+        _table_order(qi, qkeys, offs, offs_base, order, pos)
         for r in range(bits + 1):
             cost = _probe_step(
-                r % m, r // m, qi, W, m, q, qkeys, widths, offs, offs_base, perm, pcodes, reordered, db, masks,
-                buf, state, hist, cost, budget, x,
+                order[r % m], r // m, qi, W, m, q, qkeys, widths, offs, offs_base, perm, pcodes, reordered, db, masks,
+                buf, state, hist, cost, budget, x, pos,
             )
             if cost < 0:
                 failed[qi] = True
@@ -389,16 +422,19 @@ def mih_range(q, W, bits, radius, qkeys, widths, offs, offs_base, perm, pcodes, 
     state = np.zeros(2, np.int64)
     x = np.empty(W, np.uint64)
     limit = (np.int64(radius) << POS_BITS) | POS_MASK
+    order = np.empty(m, np.int64)
+    pos = np.empty(m, np.int64)
     for qi in range(nq):
         failed[qi] = False
         start = cnt
         cost = 0
+        _table_order(qi, qkeys, offs, offs_base, order, pos)
         for r in range(radius + 1):
             state[0] = 0
             state[1] = limit + 1
             cost = _probe_step(
-                r % m, r // m, qi, W, m, q, qkeys, widths, offs, offs_base, perm, pcodes, reordered, db, masks,
-                buf, state, hist, cost, budget, x,
+                order[r % m], r // m, qi, W, m, q, qkeys, widths, offs, offs_base, perm, pcodes, reordered, db, masks,
+                buf, state, hist, cost, budget, x, pos,
             )
             if cost < 0 or state[0] >= big:
                 failed[qi] = True
@@ -424,35 +460,47 @@ def mih_range_exact_buckets(q, W, radius, qkeys, offs, offs_base, perm, pcodes, 
 
     A random-code query spends its time waiting on DRAM (a bucket offset, then the bucket's codes, in
     tables of hundreds of MB). Probing one query at a time makes those misses mostly serial; here the
-    offsets of PROBE_BLOCK queries × (radius+1) tables are loaded in one pass of independent reads,
-    then their buckets are verified in a second pass, so the core keeps many misses in flight.
+    offsets of PROBE_BLOCK queries × m tables are loaded in one pass of independent reads, then the
+    radius+1 smallest of each query's buckets are verified in a second pass, so the core keeps many
+    misses in flight.
     A query whose buckets hold more than ``budget`` codes is marked failed without reading them.
     """
     nq = q.shape[0] // W
     n = perm.shape[1]
+    m = masks.shape[0]
     steps = radius + 1
-    lo = np.empty((PROBE_BLOCK, steps), np.int64)
-    hi = np.empty((PROBE_BLOCK, steps), np.int64)
+    lo = np.empty((PROBE_BLOCK, m), np.int64)
+    hi = np.empty((PROBE_BLOCK, m), np.int64)
+    order = np.empty(m, np.int64)
     qs = np.empty(1024, np.int64)
     keys = np.empty(1024, np.int64)
     cnt = 0
     for b0 in range(0, nq, PROBE_BLOCK):
         nb = min(PROBE_BLOCK, nq - b0)
         for t in range(nb):
-            for j in range(steps):
+            for j in range(m):
                 key = offs_base[j] + qkeys[b0 + t, j]
                 lo[t, j] = offs[key]
                 hi[t, j] = offs[key + 1]
         for t in range(nb):
             qi = b0 + t
+            # Any `steps` of the m tables cover radius < m (pigeonhole); take the smallest buckets.
+            for a in range(m):
+                j = a
+                b = a - 1
+                while b >= 0 and hi[t, order[b]] - lo[t, order[b]] > hi[t, j] - lo[t, j]:
+                    order[b + 1] = order[b]
+                    b -= 1
+                order[b + 1] = j
             cost = 0
-            for j in range(steps):
-                cost += 8 + hi[t, j] - lo[t, j]
+            for s in range(steps):
+                cost += 8 + hi[t, order[s]] - lo[t, order[s]]
             failed[qi] = cost > budget
             if failed[qi]:
                 continue
             qoff = qi * W
-            for j in range(steps):
+            for s in range(steps):
+                j = order[s]
                 for p in range(lo[t, j], hi[t, j]):
                     base = (j * n + p) * W
                     d = 0
@@ -460,8 +508,9 @@ def mih_range_exact_buckets(q, W, radius, qkeys, offs, offs_base, perm, pcodes, 
                         d += popcount(pcodes[base + w] ^ q[qoff + w])
                     if d > radius:
                         continue
-                    owner = True  # first reached in table j: its substrings in tables < j differ
-                    for i in range(j):
+                    owner = True  # first reached in table j: its substrings in the tables probed before differ
+                    for e in range(s):
+                        i = order[e]
                         di = 0
                         for w in range(W):
                             di += popcount((pcodes[base + w] ^ q[qoff + w]) & masks[i, w])
