@@ -30,7 +30,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
 
 from deephash.data import make_split, load_source  # noqa: E402
 from deephash.data.protocols import Split  # noqa: E402
@@ -47,13 +48,9 @@ RECIPES = {
     "scratch": dict(optimizer="adamw", lr=2e-3, weight_decay=5e-4, batch_size=128, schedule="onecycle",
                     bias_lr_mult=1.0, mirror=True, crop_pad=4, balanced=True,
                     model_kwargs={"batch_norm": True, "width": 2}),
-    # ImageNet EfficientNet-Lite0 (installed weights) kept frozen at 160 px: its features of every training
-    # image and its mirror are computed once, then a 1024-unit ReLU layer and the hash layer train on them
-    # with the DSH loss. A fixed epoch count (the head trains in minutes), not a calibrated budget.
-    "best": dict(model="efficientnet_lite0", weights="imagenet", image_size=160, frozen_backbone=True,
-                 channels_last=True, optimizer="adamw", lr=1e-3, weight_decay=1e-4, batch_size=128,
-                 schedule="cosine", bias_lr_mult=1.0, mirror=True, crop_pad=0, epochs=30,
-                 model_kwargs={"hidden": 1024, "dropout": 0.2}),
+    # Frozen ImageNet EfficientNet-Lite0 + MLP head: the settings live in configs/cifar10_best.yaml.
+    # A fixed epoch count (the head trains in minutes on stored features), not a calibrated budget.
+    "best": {k: v for k, v in TrainConfig.read_yaml(ROOT / "configs/cifar10_best.yaml").items() if k != "protocol"},
 }
 
 
@@ -87,6 +84,48 @@ def score(model, split: Split) -> dict:
     return {"mAP": m["mAP"]["deterministic"], "mAP_tie_aware": m["mAP"]["tie_aware"],
             "mAP@1000": m["mAP@1000"]["deterministic"], "P@H<=2": m["P@H<=2"]["deterministic"],
             "encode_images_per_s": (len(split.query) + len(split.database)) / enc_s}
+
+
+def train_with_curve(trainer: Trainer, points: int, curve_split: Split | None):
+    """Run the trainer to the end, pausing at ``points`` evenly spaced epochs to score the model (the
+    pauses are not counted as training time). Returns (result, curve, train seconds, feature seconds)."""
+    total = trainer.epochs
+    stops = sorted({max(1, round(total * (i + 1) / points)) for i in range(points)}) if points else [total]
+    curve, train_s, feature_s = [], 0.0, 0.0
+    for stop in stops:
+        trainer.epochs = stop
+        res = trainer.fit()
+        train_s += res.seconds
+        feature_s += res.feature_seconds
+        if points:
+            m = score(res.model, curve_split)
+            curve.append({"iterations": trainer.step, "epoch": trainer.epoch, "train_s": round(train_s, 1),
+                          "mAP": m["mAP"], "mAP@1000": m["mAP@1000"]})
+            print(f"  curve: iteration {trainer.step} ({train_s / 60:.1f} min): mAP {m['mAP']:.4f} on "
+                  f"{len(curve_split.query)} queries", flush=True)
+    return res, curve, train_s, feature_s
+
+
+def plot_curves(results: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for r in results:
+        if r.get("curve"):
+            ax.plot([c["iterations"] for c in r["curve"]], [c["mAP"] for c in r["curve"]], marker="o",
+                    label=f"{r['recipe']} {r['bits']} bits")
+        if r.get("paper_mAP"):
+            ax.axhline(r["paper_mAP"], color="grey", lw=0.8, ls="--")
+    ax.set_xlabel("iterations")
+    ax.set_ylabel("mAP@all (1,000 queries)")
+    ax.set_title("DSH on CIFAR-10: learning curves (dashed: paper, 70k iterations)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 def print_table(results: list[dict], described: str, budget_s: float | None = None) -> None:
@@ -127,6 +166,10 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default="runs/dsh_cifar10")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--quick", action="store_true", help="5k train / 1k query subset, 20 s budget")
+    ap.add_argument("--curve", type=int, default=0, metavar="N",
+                    help="score each run N times while it trains (1,000 queries) and plot curve.png")
+    ap.add_argument("--set", nargs="+", default=[], metavar="KEY=JSON",
+                    help="override recipe settings for an ablation, e.g. --set mirror=false lr=3e-3")
     ap.add_argument("--table-from", nargs="+", metavar="RESULTS_JSON",
                     help="print the table of earlier runs' results.json files (e.g. each recipe run apart)")
     a = ap.parse_args(argv)
@@ -138,6 +181,10 @@ def main(argv=None) -> int:
             described.append(d.get("described", f))
         print_table(results, "; ".join(dict.fromkeys(described)))
         return 0
+    overrides = {}
+    for item in a.set:
+        key, _, value = item.partition("=")
+        overrides[key] = json.loads(value)
     bits_list = [int(b) for b in a.bits.split(",")]
     recipes = a.recipes.split(",")
     budget_s = a.budget_minutes * 60
@@ -154,6 +201,11 @@ def main(argv=None) -> int:
         query = split.query.subset(np.sort(rng.choice(len(split.query), 1000, replace=False)))
         split = Split(split.protocol + "-quick", train, query, train, a.seed)
         budget_s = 20
+    curve_split = None
+    if a.curve:  # learning curves are scored on 1,000 seeded queries to stay cheap
+        rng = np.random.default_rng(a.seed + 1)
+        query = split.query.subset(np.sort(rng.choice(len(split.query), min(1000, len(split.query)), replace=False)))
+        curve_split = Split(split.protocol, split.train, query, split.database, a.seed)
     torch.set_num_threads(torch.get_num_threads())
     print(f"{split.describe()}; budget {budget_s / 60:.1f} min of training per run; "
           f"threads {torch.get_num_threads()}", flush=True)
@@ -162,7 +214,8 @@ def main(argv=None) -> int:
         first = None
         for bits in bits_list:
             out = f"{a.out}/{recipe}/{bits}"
-            base = {**RECIPES[recipe], "data": a.data, "protocol": "dsh", "seed": a.seed, "bits": bits, "out": out}
+            base = {**RECIPES[recipe], **overrides, "data": a.data, "protocol": "dsh", "seed": a.seed, "bits": bits,
+                    "out": out}
             fine = first is not None and (a.finetune == "all" or (a.finetune == "paper" and recipe == "paper"))
             if fine:
                 base.update(init_from=str(first), hash_lr_mult=10.0, lr=base["lr"] * 0.1)
@@ -174,13 +227,13 @@ def main(argv=None) -> int:
                 cfg.iterations, _ = calibrated_iterations(cfg, split.train, run_budget_s)
             trainer = Trainer(cfg, split.train, progress=True)
             iters = trainer.total_steps
-            res = trainer.fit()
+            res, curve, train_s, feature_s = train_with_curve(trainer, a.curve, curve_split)
             if first is None:
                 first = res.checkpoint
-            row = {"recipe": recipe, "bits": bits, "iterations": iters, "epochs": round(iters * cfg.batch_size /
-                   len(split.train), 1), "train_s": round(res.seconds, 1),
-                   "feature_s": round(res.feature_seconds, 1),
-                   "train_images_per_s": round(res.images_per_second, 1),
+            row = {"recipe": recipe, "overrides": overrides, "bits": bits, "iterations": iters,
+                   "epochs": round(iters * cfg.batch_size / len(split.train), 1), "train_s": round(train_s, 1),
+                   "feature_s": round(feature_s, 1),
+                   "train_images_per_s": round(iters * cfg.batch_size / train_s, 1), "curve": curve,
                    "finetuned_from_bits": bits_list[0] if fine else None,
                    "gflops_per_image": network_flops(res.model) / 1e9, **score(res.model, split),
                    "paper_mAP": PAPER_MAP.get(bits), "checkpoint": str(res.checkpoint)}
@@ -190,6 +243,8 @@ def main(argv=None) -> int:
             (Path(a.out) / "results.json").write_text(json.dumps(
                 {"split": split.sizes(), "described": split.describe(), "results": results}, indent=2))
     print_table(results, split.describe(), budget_s)
+    if a.curve:
+        plot_curves(results, Path(a.out) / "curve.png")
     return 0
 
 

@@ -98,3 +98,10 @@ def test_bad_head_settings_are_refused():
         create_model("dsh", 16, 32, hidden=-1)
     with pytest.raises(DeephashError, match="dropout"):
         create_model("dsh", 16, 32, dropout=1.0)
+
+
+def test_shipped_best_recipe_config_is_valid():
+    from pathlib import Path
+
+    cfg = TrainConfig.from_yaml(Path(__file__).resolve().parents[1] / "configs/cifar10_best.yaml").validate()
+    assert cfg.frozen_backbone and cfg.model == "efficientnet_lite0" and cfg.model_kwargs["hidden"] > 0
