@@ -223,3 +223,31 @@ def test_mih_per_query_table_order_on_clustered_codes(m):
         check_knn(index, q, db, ids, k, None)
     for r in range(0, 2 * m + 2):
         check_range(index, q, db, ids, r, None)
+
+
+def test_faiss_ivf_is_approximate_but_never_wrong_and_exact_when_every_list_is_scanned(tmp_path):
+    rng = np.random.default_rng(7)
+    centres = make(rng, 20, 64)
+    db = centres[rng.integers(0, 20, 4000)] ^ (make(rng, 4000, 64) & make(rng, 4000, 64) & make(rng, 4000, 64))
+    q = np.concatenate([make(rng, 10, 64), db[:10]])
+    ids = np.arange(4000, dtype=np.int64)
+    index = HammingIndex(64, engine="faiss-ivf", ivf_nlist=50, ivf_nprobe=2)
+    index.add(db, ids=ids)
+    D, I = index.search(q, 20)
+    true = hamming_distances(q, db)
+    rows = np.arange(len(q))[:, None]
+    found = I >= 0  # the probed lists may hold fewer than k codes: the rest are -1, as when k > n
+    assert found[:, 0].all() and ((D >= 0) == found).all() and (found[:, :-1] >= found[:, 1:]).all()
+    np.testing.assert_array_equal(D[found], true[rows, I][found])  # distances of what it returns are exact
+    assert all((np.diff(row[ok]) >= 0).all() for row, ok in zip(D, found))
+    rd, _ = ref_knn(q, db, ids, 20)
+    assert (D[found] >= rd[found]).all() and (D[10:, 0] == 0).all()  # never closer than the truth; finds itself
+    index.ivf_nprobe = 50  # every list scanned: exact distances (which of the codes tied at the k-th is FAISS's)
+    index._invalidate()
+    np.testing.assert_array_equal(index.search(q, 20)[0], rd)
+    check_range(index, q, db, ids, 6, None)
+    index.save(tmp_path / "ivf")
+    loaded = HammingIndex.load(tmp_path / "ivf")
+    assert (loaded.engine, loaded.ivf_nlist, loaded.ivf_nprobe) == ("faiss-ivf", 50, 50)
+    with pytest.raises(DeephashError, match="ivf_nprobe must be a positive integer"):
+        HammingIndex(64, ivf_nprobe=0)

@@ -22,10 +22,13 @@ def build(
     out: Path = typer.Option(..., "--out", help="index directory to create or overwrite"),
     engine: str = typer.Option("auto", "--engine", help=f"default search engine: {'|'.join(ENGINES)}"),
     mih_m: int = typer.Option(None, "--mih-m", help="MIH substrings (default: about bits/log2(n))"),
+    ivf_nlist: int = typer.Option(None, "--ivf-nlist", help="faiss-ivf lists (default: about sqrt(n))"),
+    ivf_nprobe: int = typer.Option(16, "--ivf-nprobe", help="faiss-ivf lists scanned per query (approximate "
+                                   "engine: more lists, higher recall)"),
 ) -> None:
     """Build an index from a codes file; ids, paths and labels become per-id metadata."""
     cf = CodesFile.load(codes)
-    index = index_from_codes(cf, engine=engine, mih_m=mih_m)
+    index = index_from_codes(cf, engine=engine, mih_m=mih_m, ivf_nlist=ivf_nlist, ivf_nprobe=ivf_nprobe)
     index.save(out)
     typer.echo(f"indexed {len(index)} codes of {cf.bits} bits into {out}"
                + (f" (padded to {index.bits})" if index.bits != cf.bits else ""))

@@ -9,13 +9,14 @@ import numpy as np
 from ..codes import check_bits
 from ..errors import DeephashError
 from . import kernels
-from .faiss_engine import FaissFlatEngine
+from .faiss_engine import FaissFlatEngine, FaissIVFEngine
 from .flat import FlatEngine
 from .mih import MAX_SUBSTRING_BITS, SMALL_N, MIHEngine
 from .storage import MetadataStore, load_index, save_index
 from .threads import default_threads
 
-ENGINES = ("auto", "flat", "mih", "faiss-flat")
+ENGINES = ("auto", "flat", "mih", "faiss-flat", "faiss-ivf")
+APPROXIMATE = ("faiss-ivf",)
 MISSING = -1
 
 
@@ -29,10 +30,15 @@ class HammingIndex:
     radius is exclusive). Engines: ``flat`` (exact scan, numba), ``mih`` (multi-index
     hashing, exact), ``faiss-flat``; ``auto`` uses MIH from 20,000 codes and falls back
     per query to the scan once MIH has verified about n/24 candidates, roughly a scan's
-    cost (an explicit ``engine="mih"`` never falls back).
+    cost (an explicit ``engine="mih"`` never falls back). ``faiss-ivf`` is the one
+    APPROXIMATE engine (``ivf_nlist`` k-means lists, ``ivf_nprobe`` scanned per query):
+    it can miss neighbours (and fill a row's tail with -1 when the probed lists hold fewer than k
+    codes), never reports a wrong distance, keeps FAISS's choice among codes tied at the k-th
+    distance, and is never chosen by ``auto``.
     """
 
-    def __init__(self, bits: int, engine: str = "auto", mih_m: int | None = None, threads: int | None = None):
+    def __init__(self, bits: int, engine: str = "auto", mih_m: int | None = None, threads: int | None = None,
+                 ivf_nlist: int | None = None, ivf_nprobe: int = 16):
         self.bits = check_bits(bits)
         self.nbytes = self.bits // 8
         self.W = -(-self.nbytes // 8)
@@ -44,6 +50,11 @@ class HammingIndex:
                 f"(substrings of at most {MAX_SUBSTRING_BITS} bits), got {mih_m!r}"
             )
         self.mih_m = None if mih_m is None else int(mih_m)
+        for name, value in (("ivf_nlist", ivf_nlist), ("ivf_nprobe", ivf_nprobe)):
+            if value is not None and (not isinstance(value, (int, np.integer)) or value < 1):
+                raise DeephashError(f"{name} must be a positive integer, got {value!r}")
+        self.ivf_nlist = None if ivf_nlist is None else int(ivf_nlist)
+        self.ivf_nprobe = int(ivf_nprobe)
         self.threads = threads or default_threads()
         self.checkpoint: dict | str | None = None
         self.class_names: list[str] | None = None
@@ -150,7 +161,7 @@ class HammingIndex:
             return np.full((len(q), k), MISSING, np.int32), np.full((len(q), k), MISSING, np.int64)
         kk = min(k, len(self))
         eng = self._engine(engine)
-        if eng.name == "faiss-flat":
+        if eng.name.startswith("faiss"):
             keys = eng.knn_keys(q, kk)
         elif eng.name == "mih":
             keys = eng.knn_keys(q, self._qwords(q), kk, self.threads, fallback=self._auto(engine))
@@ -175,7 +186,7 @@ class HammingIndex:
         if len(self) == 0 or len(q) == 0:
             return np.zeros(len(q) + 1, np.int64), np.empty(0, np.int32), np.empty(0, np.int64)
         eng = self._engine(engine)
-        if eng.name == "faiss-flat":
+        if eng.name.startswith("faiss"):
             lims, keys = eng.range_keys(q, r)
         elif eng.name == "mih":
             lims, keys = eng.range_keys(q, self._qwords(q), r, self.threads, fallback=self._auto(engine))
@@ -205,6 +216,8 @@ class HammingIndex:
                 self._engines[name] = FlatEngine(self._words())
             elif name == "mih":
                 self._engines[name] = MIHEngine(self._codes, self._words(), self.mih_m)
+            elif name == "faiss-ivf":
+                self._engines[name] = FaissIVFEngine(self._codes, self.ivf_nlist, self.ivf_nprobe)
             else:
                 self._engines[name] = FaissFlatEngine(self._codes)
         return self._engines[name]
@@ -244,7 +257,8 @@ class HammingIndex:
             "bits": self.bits,
             "count": len(self),
             "next_id": self._next_id,
-            "engine": {"default": self.engine, "mih_m": self.mih_m},
+            "engine": {"default": self.engine, "mih_m": self.mih_m, "ivf_nlist": self.ivf_nlist,
+                       "ivf_nprobe": self.ivf_nprobe},
             "checkpoint": self.checkpoint,
             "class_names": self.class_names,
             "code_bits": self.code_bits,
@@ -256,7 +270,8 @@ class HammingIndex:
         """Open a saved index; codes are memory-mapped unless mmap=False. Corruption raises DeephashError."""
         manifest, codes, ids, meta_path = load_index(path, mmap=mmap, verify=verify)
         eng = manifest.get("engine") or {}
-        index = cls(int(manifest["bits"]), engine=eng.get("default", "auto"), mih_m=eng.get("mih_m"), threads=threads)
+        index = cls(int(manifest["bits"]), engine=eng.get("default", "auto"), mih_m=eng.get("mih_m"), threads=threads,
+                    ivf_nlist=eng.get("ivf_nlist"), ivf_nprobe=eng.get("ivf_nprobe", 16))
         index._codes, index._ids = codes, ids
         index._next_id = int(manifest.get("next_id", int(ids.max()) + 1 if len(ids) else 0))
         index.checkpoint = manifest.get("checkpoint")
@@ -274,6 +289,8 @@ class HammingIndex:
             "count": len(self),
             "engine": self.engine,
             "mih_m": self.mih_m,
+            "ivf_nlist": self.ivf_nlist,
+            "ivf_nprobe": self.ivf_nprobe,
             "next_id": self._next_id,
             "checkpoint": self.checkpoint,
             "class_names": self.class_names,
