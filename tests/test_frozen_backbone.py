@@ -105,3 +105,23 @@ def test_shipped_best_recipe_config_is_valid():
 
     cfg = TrainConfig.from_yaml(Path(__file__).resolve().parents[1] / "configs/cifar10_best.yaml").validate()
     assert cfg.frozen_backbone and cfg.model == "efficientnet_lite0" and cfg.model_kwargs["hidden"] > 0
+
+
+def test_cli_trains_a_frozen_backbone_on_native_size_data_and_encodes(tmp_path):
+    from test_cli import run
+
+    code, out, err = run("train", "--data", "digits", "--protocol", "holdout", "--bits", "16", "--epochs", "2",
+                         "--batch-size", "50", "--image-size", "40", "--data-size", "32", "--frozen-backbone",
+                         "--hidden", "24", "--dropout", "0.1", "--optimizer", "adam", "--no-mirror", "-q",
+                         "--out", tmp_path / "run")
+    assert code == 0, err
+    ckpt = model_from_checkpoint(tmp_path / "run")
+    assert ckpt.backbone_frozen and ckpt.image_size == (40, 40) and ckpt.neck[1].out_features == 24
+    code, out, err = run("encode", tmp_path / "run", "--split", "query", "--out", tmp_path / "q.npz", "-q")
+    assert code == 0, err
+    from deephash.codes import CodesFile
+
+    cf = CodesFile.load(tmp_path / "q.npz")
+    assert cf.meta["image_size"] == 32 and cf.codes.shape == (len(cf), 2)
+    code, out, err = run("train", "--data", "digits", "--frozen-backbone", "--crop-pad", "2", "--out", tmp_path / "x")
+    assert code == 2 and "cannot take random crops" in err

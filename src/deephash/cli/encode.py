@@ -26,6 +26,7 @@ def encode(
     from ..data import FileDataset, list_images
     from ..encode import encode_dataset
     from ..train.checkpoint import load_checkpoint, model_from_checkpoint
+    from ..train.config import TrainConfig
     from ..train.run import codes_for, load_split, subset_of
 
     ckpt = load_checkpoint(checkpoint)
@@ -44,9 +45,10 @@ def encode(
     else:
         spec = data or cfg["data"]
         proto = protocol or cfg["protocol"]
-        sp = load_split(spec, proto, cfg["seed"], cfg["image_size"], progress=not quiet)
+        size = TrainConfig.stored_size(cfg)
+        sp = load_split(spec, proto, cfg["seed"], size, progress=not quiet)
         ds = subset_of(sp, split)
-        meta.update(data=spec, protocol=sp.protocol, seed=cfg["seed"], image_size=cfg["image_size"], split=split)
+        meta.update(data=spec, protocol=sp.protocol, seed=cfg["seed"], image_size=size, split=split)
         cf, failures = codes_for(model, ds, meta, progress=not quiet, workers=workers)
     cf.save(out)
     for path, reason in failures[:10]:

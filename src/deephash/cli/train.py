@@ -30,6 +30,8 @@ def train(
     mirror: Optional[bool] = typer.Option(None, "--mirror/--no-mirror"),
     balanced: Optional[bool] = typer.Option(None, "--balanced/--no-balanced", help="Class-balanced batches."),
     image_size: Optional[int] = typer.Option(None),
+    data_size: Optional[int] = typer.Option(None, help="Decode and hold images at this size (default: --image-size); "
+                                            "batches are resized to the model's input size."),
     weights: Optional[str] = typer.Option(None, help="Local backbone weights file, or 'imagenet' for efficientnet_lite0's installed weights."),
     init_from: Optional[str] = typer.Option(None, help="Start from another checkpoint (e.g. the 12-bit model)."),
     seed: Optional[int] = typer.Option(None),
@@ -54,8 +56,8 @@ def train(
         data=data, protocol=protocol, bits=bits, model=model, epochs=epochs, iterations=iterations,
         batch_size=batch_size, optimizer=optimizer, lr=lr, weight_decay=weight_decay, schedule=schedule,
         margin=margin, alpha=alpha, crop_pad=crop_pad, mirror=mirror, balanced=balanced, image_size=image_size,
-        weights=weights, init_from=init_from, seed=seed, threads=threads, channels_last=channels_last,
-        frozen_backbone=frozen_backbone, out=out).items() if v is not None}
+        data_size=data_size, weights=weights, init_from=init_from, seed=seed, threads=threads,
+        channels_last=channels_last, frozen_backbone=frozen_backbone, out=out).items() if v is not None}
     head = {k: v for k, v in dict(hidden=hidden, dropout=dropout).items() if v is not None}
     if resume is not None:
         from ..train.checkpoint import load_checkpoint

@@ -22,6 +22,7 @@ class TrainConfig:
     init_from: str | None = None
     bits: int = 48
     image_size: int = 32
+    data_size: int | None = None  # size images are decoded and held at (default image_size); see stored_size
     epochs: int = 30
     iterations: int | None = None
     batch_size: int = 200
@@ -61,6 +62,8 @@ class TrainConfig:
             raise DeephashError(f"schedule must be one of {self.SCHEDULES}, got {self.schedule!r}")
         if self.normalize not in ("auto", "dataset", "model"):
             raise DeephashError(f"normalize must be auto, dataset or model, got {self.normalize!r}")
+        if self.data_size is not None and self.data_size < 1:
+            raise DeephashError(f"data_size must be ≥ 1, got {self.data_size}")
         for name in ("epochs", "batch_size", "image_size"):
             if getattr(self, name) < 1:
                 raise DeephashError(f"{name} must be ≥ 1, got {getattr(self, name)}")
@@ -83,6 +86,14 @@ class TrainConfig:
         mine = self.to_dict()
         return [f"{k}: checkpoint {saved.get(k)!r}, now {mine[k]!r}" for k in mine
                 if k not in self.RESUME_MUTABLE and k in saved and saved[k] != mine[k]]
+
+    @staticmethod
+    def stored_size(cfg: "TrainConfig | dict") -> int:
+        """The size a run's dataset is decoded at: ``data_size`` when set, else the model's input size.
+        Holding CIFAR at its native 32 px and letting the model upsample each batch (a frozen backbone
+        at 160 px) keeps 50k images in 150 MB instead of 3.8 GB."""
+        c = cfg if isinstance(cfg, dict) else cfg.to_dict()
+        return c.get("data_size") or c["image_size"]
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -24,7 +24,7 @@ def load_split(data: str, protocol: str | None, seed: int, image_size: int | Non
 
 def split_for_config(cfg: TrainConfig | dict, progress: bool = True) -> Split:
     c = cfg if isinstance(cfg, dict) else cfg.to_dict()
-    return load_split(c["data"], c["protocol"], c["seed"], c["image_size"], progress)
+    return load_split(c["data"], c["protocol"], c["seed"], TrainConfig.stored_size(c), progress)
 
 
 def codes_for(model: HashNet, dataset: HashDataset, meta: dict, progress: bool = True,
