@@ -215,3 +215,34 @@ def test_triplet_loss_direct():
     assert TripletRankingLoss(2)(codes, (torch.tensor([], dtype=torch.long),) * 3).item() == 0.0
     reg = TripletRankingLoss(2, alpha=1.0)(torch.tensor([[0.5, -1.0]]), (torch.tensor([], dtype=torch.long),) * 3)
     assert reg.item() == pytest.approx(0.25)
+
+
+def test_frozen_backbone_trains_heads_on_stored_feature_maps(tmp_path):
+    from deephash.data import generate_multiobject, load_source
+    from deephash.models import create_iah_model
+    from deephash.train.iah import IAHConfig, _flip_boxes, _frozen_maps, train_iah
+
+    src = load_source("digits")["all"].subset(np.arange(300)).as_arrays()
+    data = generate_multiobject(src, 40, canvas=48, max_objects=2, seed=0, progress=False)
+    cfg = IAHConfig(bits=16, image_size=48, epochs=3, batch_size=20, frozen_backbone=True, threads=1,
+                    out=str(tmp_path / "iah"))
+    torch.manual_seed(0)
+    initial = create_iah_model("dsh", 16, data.num_classes, 48).state_dict()
+    res = train_iah(cfg, data, progress=False)
+    after = res.model.state_dict()
+    for k in initial:
+        if k.startswith("features."):
+            torch.testing.assert_close(after[k], initial[k], rtol=0, atol=0, msg=k)
+    assert not torch.equal(after["hash.weight"], initial["hash.weight"])
+    assert res.history[-1]["bce"] < res.history[0]["bce"]
+    # a stored mirrored map with flipped boxes is exactly the model run on the mirrored image
+    model = res.model.eval()
+    images = torch.from_numpy(data.images[:4])
+    maps = _frozen_maps(model, images, mirror=True, progress=False)
+    boxes = torch.tensor([[[0, 0, 48, 48], [4, 8, 30, 40]]], dtype=torch.float32).expand(4, 2, 4).clone()
+    x = images.permute(0, 3, 1, 2).float() / 255
+    flipped = _flip_boxes(boxes, 48)
+    with torch.no_grad():
+        a = model.heads(maps[1], flipped).category_codes
+        b = model(x.flip(-1), flipped).category_codes
+    torch.testing.assert_close(a, b)

@@ -47,6 +47,9 @@ def iah_train(
     batch_size: int = typer.Option(32),
     lr: float = typer.Option(3e-3),
     margin: Optional[float] = typer.Option(None, help="Triplet margin on squared distances (default bits/2)."),
+    frozen_backbone: bool = typer.Option(False, "--frozen-backbone/--no-frozen-backbone",
+                                         help="Keep a pretrained backbone fixed: one conv pass per image for the "
+                                         "whole run, only the proposal heads train."),
     seed: int = typer.Option(0),
     out: Path = typer.Option(Path("runs/iah")),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
@@ -56,7 +59,7 @@ def iah_train(
 
     cfg = IAHConfig(backbone=backbone, weights=str(weights) if weights else None, bits=bits, image_size=image_size,
                     proposals=proposals, top_n=top_n, epochs=epochs, batch_size=batch_size, lr=lr, margin=margin,
-                    seed=seed, out=str(out))
+                    frozen_backbone=frozen_backbone, seed=seed, out=str(out))
     res = train_iah(cfg, _split(data, split, image_size), progress=not quiet)
     last = res.history[-1]
     typer.echo(f"trained {bits}-bit IAH in {res.seconds:.0f} s (bce {last['bce']:.3f}, semantic triplet "
@@ -198,15 +201,18 @@ def draw_iah_grid(path: Path, rows, pixels) -> None:
 def iah_demo(
     data: Path = typer.Option(..., help="coco128 (YOLO layout): trains on its first split, queries from the second."),
     bits: int = typer.Option(32),
-    epochs: int = typer.Option(8),
+    epochs: Optional[int] = typer.Option(None, help="Default: 40 with a frozen backbone, 8 when it is fine-tuned."),
     image_size: int = typer.Option(160),
-    lr: float = typer.Option(1e-3),
+    lr: Optional[float] = typer.Option(None, help="Default: 3e-3 with a frozen backbone, 1e-3 when fine-tuned."),
     proposals: str = typer.Option("selective", help="selective (needs OpenCV contrib), grid or gt."),
     backbone: str = typer.Option("efficientnet_lite0", help="efficientnet_lite0 (ImageNet weights from the efficientnet "
                                  "extra), dsh (small, from scratch), resnet18 or googlenet."),
     weights: Optional[str] = typer.Option("auto", help="Local backbone weights file; 'auto': the installed ImageNet "
                                           "weights for efficientnet_lite0, none for the others; 'none'."),
     queries: int = typer.Option(4, help="Query images drawn in the grid."),
+    frozen_backbone: Optional[bool] = typer.Option(None, "--frozen-backbone/--no-frozen-backbone",
+                                                   help="Train only the proposal heads on stored feature maps "
+                                                   "(default: yes with pretrained weights)."),
     out: Path = typer.Option(Path("runs/iah-demo")),
     seed: int = typer.Option(0),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
@@ -224,8 +230,15 @@ def iah_demo(
     query_set = query_set.subset([i for i in range(len(query_set)) if query_set.labels[i].any()])
     if weights == "auto":
         weights = "imagenet" if backbone == "efficientnet_lite0" else None
-    cfg = IAHConfig(backbone=backbone, weights=None if weights in (None, "none") else weights, bits=bits,
-                    image_size=image_size, proposals=proposals, epochs=epochs, batch_size=32, lr=lr, seed=seed,
+    weights = None if weights in (None, "none") else weights
+    if frozen_backbone is None:
+        frozen_backbone = weights is not None
+    # Heads on stored ImageNet feature maps train fast, so they get more epochs (measured on coco128:
+    # semantic mAP 0.7055 frozen, 40 epochs, vs 0.6645 fine-tuned, 8 epochs, in half the time).
+    epochs = epochs or (40 if frozen_backbone else 8)
+    lr = lr or (3e-3 if frozen_backbone else 1e-3)
+    cfg = IAHConfig(backbone=backbone, weights=weights, bits=bits, image_size=image_size, proposals=proposals,
+                    epochs=epochs, batch_size=32, lr=lr, frozen_backbone=frozen_backbone, seed=seed,
                     out=str(out / "model"))
     res = train_iah(cfg, train_set, progress=not quiet)
     typer.echo(f"trained IAH ({bits} bits, {proposals} proposals) on {len(train_set)} images in {res.seconds:.0f} s")

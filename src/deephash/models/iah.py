@@ -155,11 +155,32 @@ class IAHNet(nn.Module):
         self.register_buffer("mean", torch.tensor(norm["mean"], dtype=torch.float32).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(norm["std"], dtype=torch.float32).view(1, 3, 1, 1))
 
+    def freeze_backbone(self) -> "IAHNet":
+        """Fix the conv backbone (weights and batch-norm statistics): its feature maps can then be computed
+        once per image and only the proposal heads train (``IAHConfig.frozen_backbone``)."""
+        self.features.requires_grad_(False)
+        self.backbone_frozen = True
+        self.features.train(False)
+        return self
+
+    def train(self, mode: bool = True) -> "IAHNet":
+        super().train(mode)
+        if getattr(self, "backbone_frozen", False):
+            self.features.train(False)
+        return self
+
+    def feature_map(self, x: torch.Tensor) -> torch.Tensor:
+        """The one conv pass over whole images (B, 3, H, W) in [0, 1]."""
+        return self.features((x - self.mean) / self.std)
+
     def forward(self, x: torch.Tensor, boxes: torch.Tensor, mask: torch.Tensor | None = None) -> IAHOutput:
+        return self.heads(self.feature_map(x), boxes, mask)
+
+    def heads(self, fmap: torch.Tensor, boxes: torch.Tensor, mask: torch.Tensor | None = None) -> IAHOutput:
+        """Everything after the conv pass: ROI/SPP pooling per proposal, the label and hash branches."""
         b, r = boxes.shape[:2]
         if mask is None:
             mask = torch.ones(b, r, dtype=torch.bool, device=boxes.device)
-        fmap = self.features((x - self.mean) / self.std)
         batch_idx = torch.arange(b, device=boxes.device, dtype=boxes.dtype)[:, None].expand(b, r)
         rois = torch.cat([batch_idx[mask][:, None], boxes[mask]], 1)            # (K, 5), valid proposals only
         h = self.shared(spp_roi_features(fmap, rois, self.levels, self.stride, self.pooling))

@@ -59,6 +59,7 @@ class IAHConfig:
     max_triplets: int = 20000
     graded_category: bool = False     # also rank holders of a category by shared labels (see CategoryTripletMiner)
     mirror: bool = True
+    frozen_backbone: bool = False     # feature maps computed once per image (and mirror); only the heads train
     seed: int = 0
     threads: int = 0
     out: str = "runs/iah"
@@ -122,11 +123,28 @@ class IAHTrainResult:
 def _mirror(x: torch.Tensor, boxes: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     flip = torch.rand(x.shape[0], generator=gen) < 0.5
     if flip.any():
-        w = x.shape[-1]
         x[flip] = x[flip].flip(-1)
-        b = boxes[flip]
-        boxes[flip] = torch.stack([w - b[..., 2], b[..., 1], w - b[..., 0], b[..., 3]], -1)
+        boxes[flip] = _flip_boxes(boxes[flip], x.shape[-1])
     return x, boxes
+
+
+def _flip_boxes(b: torch.Tensor, width: int) -> torch.Tensor:
+    return torch.stack([width - b[..., 2], b[..., 1], width - b[..., 0], b[..., 3]], -1)
+
+
+@torch.inference_mode()
+def _frozen_maps(model: IAHNet, images: torch.Tensor, mirror: bool, progress: bool, batch: int = 16) -> torch.Tensor:
+    """The frozen backbone's feature maps of every image, and of its mirror image when training mirrors:
+    (views, N, C, h, w). One conv pass per image for the whole run instead of one per epoch."""
+    views = []
+    for flip in ([False, True] if mirror else [False]):
+        maps = []
+        for s in tqdm(range(0, len(images), batch), desc="iah feature maps" + (" (mirrored)" if flip else ""),
+                      disable=not progress, leave=False):
+            x = to_float(images[s:s + batch])
+            maps.append(model.feature_map(x.flip(-1) if flip else x))
+        views.append(torch.cat(maps))
+    return torch.stack(views)
 
 
 def train_iah(cfg: IAHConfig, dataset: HashDataset, progress: bool = True) -> IAHTrainResult:
@@ -140,14 +158,20 @@ def train_iah(cfg: IAHConfig, dataset: HashDataset, progress: bool = True) -> IA
     labels = torch.from_numpy(data.labels.astype(np.float32))
     torch.manual_seed(cfg.seed)
     model = _model(cfg, data.num_classes)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    maps = None
+    start = time.perf_counter()
+    if cfg.frozen_backbone:
+        model.freeze_backbone()
+        maps = _frozen_maps(model, images, cfg.mirror, progress)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr,
+                            weight_decay=cfg.weight_decay)
     loss_fn = TripletRankingLoss(cfg.bits, cfg.margin, cfg.alpha)
     miner = TripletMiner(cfg.max_triplets, cfg.seed)
     cat_miner = CategoryTripletMiner(cfg.max_triplets, cfg.seed, graded=cfg.graded_category)
     steps = cfg.epochs * len(epoch_batches(len(data), cfg.batch_size, cfg.seed, 0))
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    history, step, start = [], 0, time.perf_counter()
+    history, step = [], 0
     model.train()
     for epoch in range(cfg.epochs):
         gen = torch.Generator().manual_seed(cfg.seed * 100003 + epoch)
@@ -158,11 +182,17 @@ def train_iah(cfg: IAHConfig, dataset: HashDataset, progress: bool = True) -> IA
             for g in opt.param_groups:
                 g["lr"] = cfg.lr * 0.5 * (1 + math.cos(math.pi * step / steps))
             t = torch.from_numpy(idx)
-            x, b = to_float(images[t]), boxes[t].clone()
-            if cfg.mirror:
-                x, b = _mirror(x, b, gen)
             y = labels[t]
-            o = model(x, b, mask[t])
+            if maps is not None:  # a stored feature map per image: the original, or its mirror with flipped boxes
+                view = torch.randint(0, len(maps), (len(idx),), generator=gen)
+                b = boxes[t].clone()
+                b[view == 1] = _flip_boxes(b[view == 1], data.image_size[1])
+                o = model.heads(maps[view, t], b, mask[t])
+            else:
+                x, b = to_float(images[t]), boxes[t].clone()
+                if cfg.mirror:
+                    x, b = _mirror(x, b, gen)
+                o = model(x, b, mask[t])
             l_label = F.binary_cross_entropy_with_logits(o.image_logits, y)
             l_sem = loss_fn(o.semantic, miner(y))
             l_cat = loss_fn(o.category_codes.reshape(-1, cfg.bits), cat_miner(y))
