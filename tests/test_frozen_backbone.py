@@ -125,3 +125,27 @@ def test_cli_trains_a_frozen_backbone_on_native_size_data_and_encodes(tmp_path):
     assert cf.meta["image_size"] == 32 and cf.codes.shape == (len(cf), 2)
     code, out, err = run("train", "--data", "digits", "--frozen-backbone", "--crop-pad", "2", "--out", tmp_path / "x")
     assert code == 2 and "cannot take random crops" in err
+
+
+def test_resume_of_a_checkpoint_that_predates_a_setting_compares_with_its_default():
+    saved = TrainConfig().to_dict()
+    del saved["frozen_backbone"], saved["data_size"]  # written before these settings existed
+    assert TrainConfig().resume_conflicts(saved) == []
+    conflicts = TrainConfig(frozen_backbone=True, data_size=32).resume_conflicts(saved)
+    assert [c.split(":")[0] for c in conflicts] == ["data_size", "frozen_backbone"]
+
+
+def test_encode_reads_stored_features_but_never_writes_them(digits):
+    from deephash.data.cache import cache_dir
+    from deephash.features import stored_features
+
+    model = create_model("dsh", 16, 32, hidden=8).freeze_backbone()
+    images = digits.images[:30]
+    assert stored_features(model, images) is None
+    before = set((cache_dir() / "features").glob("*.npy")) if (cache_dir() / "features").exists() else set()
+    codes = encode_dataset(model, digits.subset(np.arange(30)), progress=False).codes
+    after = set((cache_dir() / "features").glob("*.npy")) if (cache_dir() / "features").exists() else set()
+    assert after == before
+    backbone_features(model, images, progress=False)
+    assert stored_features(model, images) is not None
+    np.testing.assert_array_equal(encode_dataset(model, digits.subset(np.arange(30)), progress=False).codes, codes)

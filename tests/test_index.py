@@ -242,8 +242,9 @@ def test_faiss_ivf_is_approximate_but_never_wrong_and_exact_when_every_list_is_s
     assert all((np.diff(row[ok]) >= 0).all() for row, ok in zip(D, found))
     rd, _ = ref_knn(q, db, ids, 20)
     assert (D[found] >= rd[found]).all() and (D[10:, 0] == 0).all()  # never closer than the truth; finds itself
-    index.ivf_nprobe = 50  # every list scanned: exact distances (which of the codes tied at the k-th is FAISS's)
-    index._invalidate()
+    engine = index._engine(None)
+    index.set_ivf_nprobe(50)  # every list scanned: exact distances (which of the codes tied at the k-th is FAISS's)
+    assert index._engine(None) is engine  # no new k-means
     np.testing.assert_array_equal(index.search(q, 20)[0], rd)
     check_range(index, q, db, ids, 6, None)
     index.save(tmp_path / "ivf")

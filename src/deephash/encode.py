@@ -55,13 +55,14 @@ def encode_dataset(model: HashNet, dataset: HashDataset, batch_size: int = 256, 
     size = tuple(model.image_size)
     chunks, indices, failures = [], [], []
     if isinstance(dataset, ArrayDataset) and model.backbone_frozen:
-        # The frozen backbone's features of these pixels may already be stored (e.g. the training images,
-        # which are the database under protocol "dsh"): only the head runs then.
-        from .features import backbone_features
+        # A frozen backbone's features of these pixels may be stored already (the training images, which
+        # are the database under protocol "dsh"): then only the head runs. Nothing new is stored here.
+        from .features import stored_features
 
-        feats = backbone_features(model, dataset.images, progress=progress)
-        codes = [encode_outputs(model.head(feats[s:s + batch_size])) for s in range(0, len(feats), batch_size)]
-        return EncodeResult(np.concatenate(codes), np.arange(len(dataset)), [])
+        feats = stored_features(model, dataset.images)
+        if feats is not None:
+            codes = [encode_outputs(model.head(feats[s:s + batch_size])) for s in range(0, len(feats), batch_size)]
+            return EncodeResult(np.concatenate(codes), np.arange(len(dataset)), [])
     if isinstance(dataset, ArrayDataset):
         images = torch.from_numpy(dataset.images)
         for s in tqdm(range(0, len(dataset), batch_size), desc="encode", disable=not progress, leave=False):

@@ -3,9 +3,12 @@
 A frozen backbone maps an image to the same features in every epoch, so training only the head on
 stored features is far cheaper than running the backbone each step (on this project's 2-core CPU,
 EfficientNet-Lite0 at 160 px is ~170 images/s forward; a hash head on 1280-d features trains at
-~100k images/s). The cache key is the sha256 of everything the features depend on: the backbone's
-weights and buffers, the input normalisation and size, the flip, and the pixels. A fine-tuned
-backbone or another image set therefore never reads a stale entry; an unreadable entry is recomputed.
+~100k images/s). The cache key is the sha256 of what the features depend on: the backbone's
+structure (its module repr) and weights and buffers, the input normalisation and size, the flip, the
+pixels, the torch version and ``FEATURES_VERSION`` (raised whenever this module's resizing or feature
+computation changes). A fine-tuned backbone or another image set never reads a stale entry; an
+unreadable entry is recomputed. Entries are never evicted: delete ``$DEEPHASH_CACHE/features`` to
+reclaim the space (about 5 KB per image for Lite0).
 """
 
 from __future__ import annotations
@@ -24,11 +27,13 @@ from .utils.io import atomic_open
 # Small batches: Lite0's activations at 160 px stay in cache (measured 235 vs 190 images/s for 8 vs 32
 # images at 128 px).
 BATCH = 16
+FEATURES_VERSION = 1
 
 
 def features_key(model: HashNet, images_u8: np.ndarray, mirror: bool) -> str:
     h = hashlib.sha256()
-    h.update(repr((tuple(model.image_size), mirror, images_u8.shape, str(images_u8.dtype))).encode())
+    h.update(repr((FEATURES_VERSION, torch.__version__, tuple(model.image_size), mirror, images_u8.shape,
+                   str(images_u8.dtype), type(model.backbone).__qualname__, repr(model.backbone))).encode())
     for name, t in sorted(model.backbone.state_dict().items()):
         h.update(name.encode())
         h.update(t.detach().contiguous().cpu().numpy().tobytes())
@@ -38,19 +43,33 @@ def features_key(model: HashNet, images_u8: np.ndarray, mirror: bool) -> str:
     return h.hexdigest()
 
 
+def _cache_path(model: HashNet, images_u8: np.ndarray, mirror: bool):
+    return cache_dir() / "features" / f"{features_key(model, images_u8, mirror)}.npy"
+
+
+def _read(path, n: int) -> torch.Tensor | None:
+    if not path.is_file():
+        return None
+    try:
+        stored = np.load(path, allow_pickle=False)
+    except (OSError, ValueError):
+        return None  # a damaged entry is recomputed and replaced
+    return torch.from_numpy(stored) if stored.ndim == 2 and len(stored) == n else None
+
+
+def stored_features(model: HashNet, images_u8: np.ndarray, mirror: bool = False) -> torch.Tensor | None:
+    """The features if an earlier run stored them, else None (nothing is computed or written)."""
+    return _read(_cache_path(model, images_u8, mirror), len(images_u8))
+
+
 @torch.inference_mode()
 def backbone_features(model: HashNet, images_u8: np.ndarray, mirror: bool = False, cache: bool = True,
                       progress: bool = True) -> torch.Tensor:
     """(N, D) float32 backbone features of uint8 (N, H, W, 3) images resized to the model's input size;
     ``mirror`` gives those of the horizontally flipped images (the mirror augmentation's second view)."""
-    path = cache_dir() / "features" / f"{features_key(model, images_u8, mirror)}.npy" if cache else None
-    if path is not None and path.is_file():
-        try:
-            stored = np.load(path, allow_pickle=False)
-            if stored.ndim == 2 and len(stored) == len(images_u8):
-                return torch.from_numpy(stored)
-        except (OSError, ValueError):
-            pass  # a damaged entry is recomputed and replaced
+    path = _cache_path(model, images_u8, mirror) if cache else None
+    if path is not None and (stored := _read(path, len(images_u8))) is not None:
+        return stored
     was_training = model.training
     model.eval()
     images = torch.from_numpy(images_u8)

@@ -235,8 +235,8 @@ def iah_demo(
         frozen_backbone = weights is not None
     # Heads on stored ImageNet feature maps train fast, so they get more epochs (measured on coco128:
     # semantic mAP 0.7055 frozen, 40 epochs, vs 0.6645 fine-tuned, 8 epochs, in half the time).
-    epochs = epochs or (40 if frozen_backbone else 8)
-    lr = lr or (3e-3 if frozen_backbone else 1e-3)
+    epochs = (40 if frozen_backbone else 8) if epochs is None else epochs
+    lr = (3e-3 if frozen_backbone else 1e-3) if lr is None else lr
     cfg = IAHConfig(backbone=backbone, weights=weights, bits=bits, image_size=image_size, proposals=proposals,
                     epochs=epochs, batch_size=32, lr=lr, frozen_backbone=frozen_backbone, seed=seed,
                     out=str(out / "model"))

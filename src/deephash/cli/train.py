@@ -31,7 +31,8 @@ def train(
     balanced: Optional[bool] = typer.Option(None, "--balanced/--no-balanced", help="Class-balanced batches."),
     image_size: Optional[int] = typer.Option(None),
     data_size: Optional[int] = typer.Option(None, help="Decode and hold images at this size (default: --image-size); "
-                                            "batches are resized to the model's input size."),
+                                            "a frozen backbone resizes each batch, other runs resize the set "
+                                            "once when training starts."),
     weights: Optional[str] = typer.Option(None, help="Local backbone weights file, or 'imagenet' for efficientnet_lite0's installed weights."),
     init_from: Optional[str] = typer.Option(None, help="Start from another checkpoint (e.g. the 12-bit model)."),
     seed: Optional[int] = typer.Option(None),

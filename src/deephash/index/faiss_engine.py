@@ -24,10 +24,7 @@ class FaissFlatEngine:
         self.index.add(np.ascontiguousarray(codes))
 
     def knn_keys(self, qcodes, k: int) -> np.ndarray:
-        D, I = self.index.search(np.ascontiguousarray(qcodes), k)
-        keys = (D.astype(np.int64) << POS_BITS) | I
-        keys[I < 0] = np.iinfo(np.int64).max
-        return keys
+        return _knn_keys(self.index, qcodes, k)
 
     def range_keys(self, qcodes, r: int):
         return _range_keys(self.index, qcodes, r)
@@ -58,15 +55,24 @@ class FaissIVFEngine:
         self.index.add(np.ascontiguousarray(codes))
         self.index.nprobe = self.nprobe
 
+    def set_nprobe(self, nprobe: int) -> None:
+        self.nprobe = int(min(nprobe, self.nlist))
+        self.index.nprobe = self.nprobe
+
     def knn_keys(self, qcodes, k: int) -> np.ndarray:
-        D, I = self.index.search(np.ascontiguousarray(qcodes), k)
-        keys = (D.astype(np.int64) << POS_BITS) | I
-        keys[I < 0] = EMPTY_KEY
+        keys = _knn_keys(self.index, qcodes, k)
         keys.sort(axis=1)
         return keys
 
     def range_keys(self, qcodes, r: int):
         return _range_keys(self.index, qcodes, r)
+
+
+def _knn_keys(index, qcodes, k: int) -> np.ndarray:
+    D, I = index.search(np.ascontiguousarray(qcodes), k)
+    keys = (D.astype(np.int64) << POS_BITS) | I
+    keys[I < 0] = EMPTY_KEY
+    return keys
 
 
 def _range_keys(index, qcodes, r: int):

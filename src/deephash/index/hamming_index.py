@@ -145,6 +145,15 @@ class HammingIndex:
             raise DeephashError(f"ids not in the index: {ids[~found][:5].tolist()}")
         return self._id_order[at]
 
+    def set_ivf_nprobe(self, nprobe: int) -> None:
+        """Lists the faiss-ivf engine scans per query (recall vs speed), without rebuilding its k-means
+        (which, like the MIH tables, is built on first use after load, add or remove, not stored)."""
+        if not isinstance(nprobe, (int, np.integer)) or nprobe < 1:
+            raise DeephashError(f"ivf_nprobe must be a positive integer, got {nprobe!r}")
+        self.ivf_nprobe = int(nprobe)
+        if "faiss-ivf" in self._engines:
+            self._engines["faiss-ivf"].set_nprobe(self.ivf_nprobe)
+
     # ---- search ---------------------------------------------------------------------
 
     def search(self, q, k: int, engine: str | None = None) -> tuple[np.ndarray, np.ndarray]:

@@ -2,10 +2,11 @@
 
 Codes are split into m disjoint substrings, each indexed by one table. By pigeonhole, a
 code within distance r of the query has some substring within floor(r/m) of the
-query's; more precisely, writing r = m*a + b, one of the first b+1 substrings is within
-a or one of the others within a-1. So probing table (r mod m) at substring radius
-(r div m) at step r, for r = 0, 1, 2, ..., has found every code within r after step r:
-exact range search, and exact k-NN by growing r until k codes lie within it.
+query's; more precisely, writing r = m*a + b, of ANY b+1 tables one is within a, or one
+of the others within a-1. So probing, at step r = 0, 1, 2, ..., the (r mod m)-th table of
+a per-query order at substring radius (r div m) has found every code within r after step
+r: exact range search, and exact k-NN by growing r until k codes lie within it. The order
+puts the query's smallest exact buckets first (``kernels._table_order``).
 
 Tables are CSR buckets built by a counting sort over substring values (no dicts), and
 each table keeps its own copy of the codes in bucket order when memory allows, so a
