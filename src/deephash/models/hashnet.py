@@ -11,9 +11,12 @@ import torch
 from torch import nn
 
 from ..codes import encode_outputs
+from .freezing import FreezableBackbone
 
 
-class HashNet(nn.Module):
+class HashNet(FreezableBackbone):
+    """``freeze_backbone()`` leaves only the neck and hash layer to train."""
+
     def __init__(self, backbone: nn.Module, feature_dim: int, bits: int, image_size: tuple[int, int],
                  mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), hidden: int = 0, dropout: float = 0.0):
         super().__init__()
@@ -27,7 +30,6 @@ class HashNet(nn.Module):
             nn.init.xavier_uniform_(layer.weight)  # the DSH recipe initialises every layer with Xavier
             nn.init.zeros_(layer.bias)
         self.bits = bits
-        self.backbone_frozen = False
         self.image_size = tuple(image_size)
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
@@ -41,21 +43,6 @@ class HashNet(nn.Module):
     def set_normalization(self, mean, std) -> None:
         self.mean.copy_(torch.as_tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
         self.std.copy_(torch.as_tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
-
-    def freeze_backbone(self) -> "HashNet":
-        """Fix the backbone (weights and batch-norm statistics): only the neck and hash layer train, and
-        since the backbone's features of an image never change they can be computed once
-        (``deephash.features``) instead of every epoch."""
-        self.backbone.requires_grad_(False)
-        self.backbone_frozen = True
-        self.backbone.train(False)
-        return self
-
-    def train(self, mode: bool = True) -> "HashNet":
-        super().train(mode)
-        if self.backbone_frozen:
-            self.backbone.train(False)
-        return self
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         x = (x - self.mean) / self.std

@@ -21,6 +21,7 @@ from torchvision.ops import roi_align, roi_pool
 from ..codes import check_code_length, encode_outputs
 from ..errors import DeephashError
 from .efficientnet import LITE0_CHANNELS, LITE0_NORMALISATION, LITE0_STRIDE, efficientnet_lite0
+from .freezing import FreezableBackbone
 from .registry import IMAGENET_MEAN, IMAGENET_STD, load_backbone_weights
 
 NEG = -1e4  # logit given to padded proposals: never the max, zero softmax weight
@@ -129,7 +130,9 @@ class IAHOutput:
         return torch.sigmoid(self.image_logits)
 
 
-class IAHNet(nn.Module):
+class IAHNet(FreezableBackbone):
+    BACKBONE = "features"  # frozen, its maps are stored per image and only the proposal heads train
+
     def __init__(self, backbone: str, bits: int, num_classes: int, image_size: tuple[int, int],
                  levels=(1, 2), hidden: int = 256, pooling: str = "align", temperature: float = 1.0,
                  weights: str | Path | None = None, backbone_kwargs: dict | None = None):
@@ -154,20 +157,6 @@ class IAHNet(nn.Module):
         self.hash = nn.Linear(hidden, bits)
         self.register_buffer("mean", torch.tensor(norm["mean"], dtype=torch.float32).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(norm["std"], dtype=torch.float32).view(1, 3, 1, 1))
-
-    def freeze_backbone(self) -> "IAHNet":
-        """Fix the conv backbone (weights and batch-norm statistics): its feature maps can then be computed
-        once per image and only the proposal heads train (``IAHConfig.frozen_backbone``)."""
-        self.features.requires_grad_(False)
-        self.backbone_frozen = True
-        self.features.train(False)
-        return self
-
-    def train(self, mode: bool = True) -> "IAHNet":
-        super().train(mode)
-        if getattr(self, "backbone_frozen", False):
-            self.features.train(False)
-        return self
 
     def feature_map(self, x: torch.Tensor) -> torch.Tensor:
         """The one conv pass over whole images (B, 3, H, W) in [0, 1]."""
