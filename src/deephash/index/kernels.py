@@ -254,6 +254,12 @@ def substring_keys(codes, start, width):
     return out
 
 
+# Cost units of one bucket probe against one verified candidate: a probe is two dependent DRAM misses
+# (the bucket's offsets, then its first codes, in tables of hundreds of MB), a candidate in a bucket is a
+# sequential 8-byte read (measurements in MIHEngine.budget).
+PROBE_COST = 64
+
+
 @njit(nogil=True, cache=True, inline="always")
 def _next_mask(x):
     """Gosper's hack: the next larger integer with the same number of set bits."""
@@ -289,7 +295,7 @@ def _probe_step(
         key = key0 ^ mask
         lo = offs[base + key]
         hi = offs[base + key + 1]
-        cost += 8 + (hi - lo)
+        cost += PROBE_COST + (hi - lo)
         thr_d = state[1] >> POS_BITS
         for t in range(lo, hi):
             if reordered:
@@ -496,7 +502,7 @@ def mih_range_exact_buckets(q, W, radius, qkeys, offs, offs_base, perm, pcodes, 
             _order_by_size(lo[t], hi[t], order)
             cost = 0
             for s in range(steps):
-                cost += 8 + hi[t, order[s]] - lo[t, order[s]]
+                cost += PROBE_COST + hi[t, order[s]] - lo[t, order[s]]
             failed[qi] = cost > budget
             if failed[qi]:
                 continue
