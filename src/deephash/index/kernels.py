@@ -468,7 +468,7 @@ PROBE_BLOCK = 64  # queries whose bucket look-ups are issued together
 
 
 @njit(nogil=True, cache=True)
-def mih_range_exact_buckets(q, W, radius, qkeys, offs, offs_base, perm, pcodes, masks, budget, failed):
+def mih_range_exact_buckets(q, W, radius, qkeys, offs, offs_base, perm, pcodes, masks, budget, failed, sink):
     """mih_range for radius < m with reordered tables: every probe step is an exact bucket (substring
     radius 0), so the work per query is known before any code is read.
 
@@ -496,6 +496,14 @@ def mih_range_exact_buckets(q, W, radius, qkeys, offs, offs_base, perm, pcodes, 
                 key = offs_base[j] + qkeys[b0 + t, j]
                 lo[t, j] = offs[key]
                 hi[t, j] = offs[key + 1]
+        # Touch every non-empty bucket's first code: independent loads the core overlaps, so the
+        # verification pass below finds them in cache instead of waiting on each in turn.
+        acc = np.uint64(0)
+        for t in range(nb):
+            for j in range(m):
+                if hi[t, j] > lo[t, j]:
+                    acc ^= pcodes[(j * n + lo[t, j]) * W]
+        sink[0] ^= acc
         for t in range(nb):
             qi = b0 + t
             # Any `steps` of the m tables cover radius < m (pigeonhole); take the smallest buckets.

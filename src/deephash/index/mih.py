@@ -121,7 +121,7 @@ class MIHEngine:
             if r < self.m and self.reordered:
                 results[s] = kernels.mih_range_exact_buckets(
                     qwords[s:e].reshape(-1), self.W, r, qkeys[s:e], self.offs, self.offs_base, self.perm,
-                    self.pcodes, self.masks, budget, failed[s:e])
+                    self.pcodes, self.masks, budget, failed[s:e], np.zeros(1, np.uint64))
             else:
                 results[s] = kernels.mih_range(
                     qwords[s:e].reshape(-1), self.W, self.bits, r, qkeys[s:e], *self._args(), budget, failed[s:e]
