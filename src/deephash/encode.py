@@ -10,9 +10,9 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from .codes import encode_outputs
 from .data import ArrayDataset, FileDataset, HashDataset
 from .data.base import resize_batch
-from .codes import encode_outputs
 from .errors import DeephashError
 from .models import HashNet
 

@@ -16,7 +16,6 @@ from .storage import MetadataStore, load_index, save_index
 from .threads import default_threads
 
 ENGINES = ("auto", "flat", "mih", "faiss-flat", "faiss-ivf")
-APPROXIMATE = ("faiss-ivf",)
 MISSING = -1
 
 
@@ -50,11 +49,8 @@ class HammingIndex:
                 f"(substrings of at most {MAX_SUBSTRING_BITS} bits), got {mih_m!r}"
             )
         self.mih_m = None if mih_m is None else int(mih_m)
-        for name, value in (("ivf_nlist", ivf_nlist), ("ivf_nprobe", ivf_nprobe)):
-            if value is not None and (not isinstance(value, (int, np.integer)) or value < 1):
-                raise DeephashError(f"{name} must be a positive integer, got {value!r}")
-        self.ivf_nlist = None if ivf_nlist is None else int(ivf_nlist)
-        self.ivf_nprobe = int(ivf_nprobe)
+        self.ivf_nlist = None if ivf_nlist is None else _positive_int("ivf_nlist", ivf_nlist)
+        self.ivf_nprobe = _positive_int("ivf_nprobe", ivf_nprobe)
         self.threads = threads or default_threads()
         self.checkpoint: dict | str | None = None
         self.class_names: list[str] | None = None
@@ -148,9 +144,7 @@ class HammingIndex:
     def set_ivf_nprobe(self, nprobe: int) -> None:
         """Lists the faiss-ivf engine scans per query (recall vs speed), without rebuilding its k-means
         (which, like the MIH tables, is built on first use after load, add or remove, not stored)."""
-        if not isinstance(nprobe, (int, np.integer)) or nprobe < 1:
-            raise DeephashError(f"ivf_nprobe must be a positive integer, got {nprobe!r}")
-        self.ivf_nprobe = int(nprobe)
+        self.ivf_nprobe = _positive_int("ivf_nprobe", nprobe)
         if "faiss-ivf" in self._engines:
             self._engines["faiss-ivf"].set_nprobe(self.ivf_nprobe)
 
@@ -315,6 +309,12 @@ def _check_engine(engine: str) -> str:
     if engine not in ENGINES:
         raise DeephashError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
     return engine
+
+
+def _positive_int(name: str, value) -> int:
+    if not isinstance(value, (int, np.integer)) or value < 1:
+        raise DeephashError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
 
 
 def _as_ids(ids) -> np.ndarray:
