@@ -103,15 +103,18 @@ def test_iah_train_encode_search_end_to_end(tmp_path):
     r = runner.invoke(app, ["search", "--index", str(tmp_path / "idx"), "--mode", "category", "--image", str(query),
                             "-k", "5", "--json", "--threshold", "0.3", "--grid", str(tmp_path / "grid.png")])
     assert r.exit_code == 0, r.output
-    groups = [json.loads(line) for line in r.output.splitlines() if line.startswith("{")]
-    assert groups and (tmp_path / "grid.png").is_file()
-    for g in groups:
-        cls = g["query"].rsplit("[", 1)[1].split()[0]
-        assert len(g["results"]) == 5
-        for res in g["results"]:
-            assert res["category"] == cls and len(res["box"]) == 4
+    lines = [json.loads(line) for line in r.output.splitlines() if line.startswith("{")]
+    assert len(lines) == 1 and (tmp_path / "grid.png").is_file()
+    found, searched = lines[0]["results"], lines[0]["categories"]
+    assert lines[0]["mode"] == "category" and searched
+    assert [c["prob"] for c in searched] == sorted((c["prob"] for c in searched), reverse=True)
+    assert len(found) == 5 * len(searched)
+    for n, c in enumerate(searched):
+        group = found[5 * n:5 * (n + 1)]
+        assert all(res["category"] == c["name"] and len(res["box"]) == 4 for res in group)
+        assert [res["distance"] for res in group] == sorted(res["distance"] for res in group)
     # the tiny model learns the colours: the query's most probable category is one it contains
-    assert groups[0]["query"].rsplit("[", 1)[1].split()[0] in qlabels
+    assert searched[0]["name"] in qlabels
     r = runner.invoke(app, ["search", "--index", str(tmp_path / "idx"), "--image", str(query), "-k", "3", "--json"])
     assert r.exit_code == 0, r.output
     res = json.loads(r.output.splitlines()[0])["results"]

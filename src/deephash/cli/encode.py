@@ -1,3 +1,5 @@
+"""``deephash encode``: parse, call ``deephash.retrieval.Encoder``, print."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -5,7 +7,6 @@ from typing import Optional
 
 import typer
 
-from ..errors import DeephashError
 from ._app import app
 
 
@@ -17,39 +18,18 @@ def encode(
     data: Optional[str] = typer.Option(None, help="A dataset spec; default: the one the model was trained on."),
     split: str = typer.Option("database", help="train, query or database (with a dataset)."),
     protocol: Optional[str] = typer.Option(None, help="Split protocol (default: the training one)."),
-    batch_size: int = typer.Option(256),
+    batch_size: Optional[int] = typer.Option(None, help="Images per batch (default: the method's, 256 for DSH)."),
     workers: int = typer.Option(0, help="Decoding processes for image files."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Turn images into packed binary codes with a trained model."""
-    from ..codes import CodesFile
-    from ..data import FileDataset, list_images
-    from ..encode import encode_dataset
-    from ..train.checkpoint import load_checkpoint, model_from_checkpoint
-    from ..train.config import TrainConfig
-    from ..train.run import codes_for, load_split, subset_of
+    from ..retrieval import Encoder
 
-    ckpt = load_checkpoint(checkpoint)
-    model = model_from_checkpoint(ckpt)
-    cfg = ckpt["config"]
-    meta = {"checkpoint": str(checkpoint.resolve()), "model": cfg["model"], "bits": cfg["bits"]}
+    encoder = Encoder(checkpoint, batch_size=batch_size, workers=workers)
     if images is not None:
-        paths = list_images(images)
-        if not paths:
-            raise DeephashError(f"no image files under {images}")
-        ds = FileDataset(paths, None, ckpt["class_names"], model.image_size, name=images.name)
-        res = encode_dataset(model, ds, batch_size=batch_size, workers=workers, progress=not quiet)
-        cf = CodesFile(res.codes, model.bits, ids=res.indices, paths=[ds.paths[i] for i in res.indices],
-                       class_names=ckpt["class_names"], meta={**meta, "images": str(images)})
-        failures = res.failures
+        cf, failures = encoder.encode_folder(images, progress=not quiet)
     else:
-        spec = data or cfg["data"]
-        proto = protocol or cfg["protocol"]
-        size = TrainConfig.stored_size(cfg)
-        sp = load_split(spec, proto, cfg["seed"], size, progress=not quiet)
-        ds = subset_of(sp, split)
-        meta.update(data=spec, protocol=sp.protocol, seed=cfg["seed"], image_size=size, split=split)
-        cf, failures = codes_for(model, ds, meta, progress=not quiet, workers=workers)
+        cf, failures = encoder.encode_split(data, split, protocol, progress=not quiet)
     cf.save(out)
     for path, reason in failures[:10]:
         typer.echo(f"skipped: {reason}", err=True)

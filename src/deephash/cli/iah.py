@@ -1,27 +1,16 @@
-"""Instance-Aware Hashing commands: ``iah-train``, ``iah-encode`` (semantic + category-aware indexes),
-``iah-demo`` (coco128 end to end), and the IAH side of ``deephash search --mode semantic|category``.
-
-An IAH index folder (from iah-encode) holds ``iah.json``, ``semantic/`` (a HammingIndex, one code per image)
-and ``category/`` (a CategoryIndex, one code per (image, predicted category), with the proposal box).
-"""
+"""Instance-Aware Hashing commands: ``iah-train``, ``iah-encode`` (an index with semantic and category-aware
+codes, see ``deephash.retrieval``) and ``iah-demo`` (coco128 end to end). Searching goes through
+``deephash search`` like any index."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import List, Optional
+from typing import Optional
 
 import typer
 
 from ..errors import DeephashError
 from ._app import app
-
-IAH_MANIFEST = "iah.json"
-
-
-def is_iah_index(path: Optional[Path]) -> bool:
-    return path is not None and (Path(path) / IAH_MANIFEST).is_file()
-
 
 def _split(data: str, split: Optional[str], image_size: int):
     from ..data import load_box_source
@@ -76,125 +65,13 @@ def iah_encode(
                                               "(the top category is always stored)."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
-    """Encode a dataset into a semantic index and a category-aware index (with proposal boxes)."""
-    n_sem, n_cat = build_iah_index(checkpoint, _split_for_ckpt(checkpoint, data, split), out, threshold, not quiet)
-    typer.echo(f"wrote {out}: {n_sem} semantic codes, {n_cat} category codes")
+    """Encode a dataset into an index with semantic and category-aware codes (with proposal boxes)."""
+    from ..retrieval import ImageIndex, Encoder
 
-
-def _split_for_ckpt(checkpoint: Path, data: str, split: Optional[str]):
-    from ..train.iah import load_iah
-
-    _, ckpt = load_iah(checkpoint)
-    return _split(data, split, ckpt["config"]["image_size"])
-
-
-def build_iah_index(checkpoint: Path, dataset, out: Path, threshold: float = 0.5, progress: bool = True):
-    import numpy as np
-
-    from ..index import CategoryIndex, HammingIndex
-    from ..train.iah import encode_iah, load_iah
-    from ..utils.io import atomic_write
-
-    model, ckpt = load_iah(checkpoint)
-    codes = encode_iah(model, ckpt["config"], dataset, progress=progress)
-    ids = np.arange(len(dataset))
-    meta = [{"path": dataset.paths[i] if dataset.paths else None,
-             "labels": [n for n, v in zip(dataset.class_names, dataset.labels[i]) if v]} for i in ids]
-    sem = HammingIndex(model.bits)
-    sem.add(codes.semantic, ids=ids, metadata=meta)
-    sem.checkpoint, sem.class_names = str(checkpoint), list(dataset.class_names)
-    present = codes.probs > threshold
-    present[ids, codes.probs.argmax(1)] = True
-    cat = CategoryIndex(model.bits, dataset.class_names)
-    cat.checkpoint = str(checkpoint)
-    n_cat = cat.add(ids, codes.category, present, boxes=codes.boxes, probs=codes.probs, metadata=meta)
-    out.mkdir(parents=True, exist_ok=True)
-    sem.save(out / "semantic")
-    cat.save(out / "category")
-    manifest = {"format": "deephash-iah-index/1", "checkpoint": str(checkpoint), "bits": model.bits,
-                "threshold": threshold, "class_names": list(dataset.class_names)}
-    atomic_write(out / IAH_MANIFEST, lambda fh: fh.write(json.dumps(manifest, indent=1).encode()))
-    return len(sem), n_cat
-
-
-def iah_search(index: Path, images: List[Path], checkpoint: Optional[Path], mode: str, k: int,
-               grid: Optional[Path], as_json: bool, threshold: float, limit: int) -> None:
-    """Query images against an IAH index folder: semantic (one ranked list) or category (grouped by the query's
-    predicted categories, with the proposal box of each code)."""
-    import numpy as np
-
-    from ..data import ArrayDataset, load_image
-    from ..index import CategoryIndex, HammingIndex
-    from ..train.iah import encode_iah, load_iah
-
-    if not is_iah_index(index):
-        raise DeephashError("--mode category needs --index pointing at an IAH index folder (deephash iah-encode)")
-    if not images:
-        raise DeephashError("IAH search takes query images (--image)")
-    manifest = json.loads((Path(index) / IAH_MANIFEST).read_text())
-    model, ckpt = load_iah(checkpoint or manifest["checkpoint"])
-    size = ckpt["config"]["image_size"]
-    pixels = [load_image(p) for p in images]
-    batch = ArrayDataset(np.stack([load_image(p, (size, size)) for p in images]),
-                         np.zeros((len(images), len(ckpt["class_names"])), np.uint8), ckpt["class_names"])
-    q = encode_iah(model, ckpt["config"], batch, progress=False)
-    rows = []  # (title, query pixels, query box, [(distance, id, metadata)])
-    if mode == "semantic":
-        sem = HammingIndex.load(Path(index) / "semantic")
-        D, I = sem.search(q.semantic, k)
-        for n, (d, ids) in enumerate(zip(D, I)):
-            keep = ids >= 0
-            rows.append((str(images[n]), n, None, list(zip(d[keep], ids[keep], sem.get_metadata(ids[keep])))))
-    else:
-        from ..codes import hamming_distances
-
-        cat = CategoryIndex.load(Path(index) / "category")
-        sem = HammingIndex.load(Path(index) / "semantic")
-        for n in range(len(images)):
-            def by_semantic(ids, n=n):  # equal category distances: the more similar whole image first
-                return hamming_distances(q.semantic[n:n + 1], sem.get_codes(ids))[0]
-
-            for g in cat.query(q.category[n], q.probs[n], k, threshold, tiebreak=by_semantic):
-                rows.append((f"{images[n]} [{g['class']} p={g['prob']:.2f}]", n, q.boxes[n, g["category"]],
-                             list(zip(g["distances"], g["ids"], g["metadata"]))))
-    for title, _, qbox, res in rows:
-        if as_json:
-            typer.echo(json.dumps({"query": title, "results": [{"id": int(i), "distance": int(d), **(m or {})}
-                                                               for d, i, m in res]}))
-            continue
-        typer.echo(f"query {title}: {len(res)} results")
-        for rank, (d, i, m) in enumerate(res, 1):
-            m = m or {}
-            box = f" box {m['box']}" if "box" in m else ""
-            typer.echo(f"  {rank:>3}  id {int(i):>8}  d={int(d):>3}  {m.get('path', '')} "
-                       f"{','.join(m.get('labels', []))}{box}")
-    if grid is not None:
-        draw_iah_grid(grid, rows[:limit], pixels)
-        typer.echo(f"wrote {grid}")
-
-
-def _pixel_box(box, img) -> list:
-    h, w = img.shape[:2]
-    return [box[0] * w, box[1] * h, box[2] * w, box[3] * h]
-
-
-def draw_iah_grid(path: Path, rows, pixels) -> None:
-    """One row per (query, category): the query with its proposal box, then results with theirs."""
-    from ..data import load_image
-    from ..viz import result_grid
-
-    queries, results, dists, qboxes, rboxes, titles = [], [], [], [], [], []
-    for title, n, qbox, res in rows:
-        if not all((m or {}).get("path") and Path(m["path"]).is_file() for _, _, m in res):
-            raise DeephashError("the index metadata holds no readable image paths for the grid")
-        imgs = [load_image(m["path"]) for _, _, m in res]
-        queries.append(pixels[n])
-        qboxes.append([_pixel_box(qbox, pixels[n])] if qbox is not None else [])
-        results.append(imgs)
-        rboxes.append([[_pixel_box(m["box"], im)] if "box" in m else [] for (_, _, m), im in zip(res, imgs)])
-        dists.append([d for d, _, _ in res])
-        titles.append(Path(title).name)
-    result_grid(queries, results, path, distances=dists, row_titles=titles, query_boxes=qboxes, result_boxes=rboxes)
+    dataset = _split(data, split, Encoder(checkpoint).image_size[0])
+    index = ImageIndex.build(checkpoint, dataset, threshold=threshold, progress=not quiet)
+    index.save(out)
+    typer.echo(f"wrote {out}: {len(index)} semantic codes, {len(index.category)} category codes")
 
 
 @app.command("iah-demo")
@@ -219,7 +96,7 @@ def iah_demo(
 ) -> None:
     """IAH end to end on a multi-label dataset with boxes: train, build both indexes, evaluate semantic codes,
     and draw a category-aware result grid with proposal boxes."""
-    from ..data import load_box_source
+    from ..data import load_box_source, load_image
     from ..evaluation import evaluate
     from ..train.iah import IAHConfig, encode_iah, train_iah
 
@@ -242,7 +119,11 @@ def iah_demo(
                     out=str(out / "model"))
     res = train_iah(cfg, train_set, progress=not quiet)
     typer.echo(f"trained IAH ({bits} bits, {proposals} proposals) on {len(train_set)} images in {res.seconds:.0f} s")
-    build_iah_index(res.checkpoint, train_set, out / "index", progress=not quiet)
+    from ..retrieval import ImageIndex
+    from ..retrieval.grid import draw_results
+
+    index = ImageIndex.build(res.checkpoint, train_set, progress=not quiet)
+    index.save(out / "index")
     q = encode_iah(res.model, cfg.to_dict(), query_set, progress=False)
     db = encode_iah(res.model, cfg.to_dict(), train_set, progress=False)
     m = evaluate(q.semantic, db.semantic, query_set.labels, train_set.labels, bits=bits, topk=(100,),
@@ -250,4 +131,6 @@ def iah_demo(
     typer.echo(f"semantic codes, {len(query_set)} queries vs {len(train_set)}: mAP {m['mAP']['deterministic']:.4f}, "
                f"NDCG@100 {m['NDCG@100']['deterministic']:.4f}")
     images = [Path(p) for p in query_set.paths[:queries]]
-    iah_search(out / "index", images, None, "category", 5, out / "category_grid.png", False, 0.5, 12)
+    results = index.search(images=images, k=5, mode="category")
+    draw_results(out / "category_grid.png", results, [load_image(p) for p in images], index, limit=12)
+    typer.echo(f"wrote {out / 'category_grid.png'}")

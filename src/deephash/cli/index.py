@@ -1,15 +1,15 @@
-"""``deephash index build|add|remove|info``: manage an on-disk Hamming index."""
+"""``deephash index build|add|remove|info``: parse, call ``deephash.retrieval``, print."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Optional
 
 import typer
 
-from ..codes import CodesFile
 from ..errors import DeephashError
-from ..index import ENGINES, HammingIndex, index_from_codes
+from ..index import ENGINES
 from ._app import app
 
 index_app = typer.Typer(help="Build and maintain a Hamming index of binary codes.", no_args_is_help=True)
@@ -18,35 +18,64 @@ app.add_typer(index_app, name="index")
 
 @index_app.command()
 def build(
-    codes: Path = typer.Option(..., "--codes", help="codes file (.npz) written by `deephash encode`"),
     out: Path = typer.Option(..., "--out", help="index directory to create or overwrite"),
+    codes: Optional[Path] = typer.Option(None, "--codes", help="codes file (.npz) written by `deephash encode`"),
+    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="or a trained model (DSH or IAH) to encode "
+                                              "--data with; IAH indexes also hold category-aware codes"),
+    data: Optional[str] = typer.Option(None, "--data", help="with --checkpoint: the dataset (default: the training one)"),
+    split: Optional[str] = typer.Option(None, "--split", help="with --checkpoint: which split (default: database, "
+                                        "or a detection dataset's first)"),
+    threshold: float = typer.Option(0.5, help="IAH: store a category code when its probability exceeds this"),
     engine: str = typer.Option("auto", "--engine", help=f"default search engine: {'|'.join(ENGINES)}"),
     mih_m: int = typer.Option(None, "--mih-m", help="MIH substrings (default: about bits/log2(n))"),
     ivf_nlist: int = typer.Option(None, "--ivf-nlist", help="faiss-ivf lists (default: about sqrt(n))"),
     ivf_nprobe: int = typer.Option(16, "--ivf-nprobe", help="faiss-ivf lists scanned per query (approximate "
                                    "engine: more lists, higher recall)"),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
-    """Build an index from a codes file; ids, paths and labels become per-id metadata."""
-    cf = CodesFile.load(codes)
-    index = index_from_codes(cf, engine=engine, mih_m=mih_m, ivf_nlist=ivf_nlist, ivf_nprobe=ivf_nprobe)
+    """Build an index from a codes file, or by encoding a dataset with a trained model."""
+    from ..codes import CodesFile
+    from ..retrieval import Encoder, ImageIndex
+
+    if (codes is None) == (checkpoint is None):
+        raise DeephashError("give exactly one of --codes (a codes file) or --checkpoint (a model to encode --data)")
+    settings = dict(engine=engine, mih_m=mih_m, ivf_nlist=ivf_nlist, ivf_nprobe=ivf_nprobe)
+    if codes is not None:
+        index = ImageIndex.from_codes(CodesFile.load(codes), **settings)
+    else:
+        dataset = Encoder(checkpoint).dataset(data, split, progress=not quiet)
+        index = ImageIndex.build(checkpoint, dataset, threshold=threshold, progress=not quiet, **settings)
     index.save(out)
-    typer.echo(f"indexed {len(index)} codes of {cf.bits} bits into {out}"
-               + (f" (padded to {index.bits})" if index.bits != cf.bits else ""))
+    padded = f" (padded to {index.semantic.bits})" if index.semantic.bits != index.bits else ""
+    extra = f", {len(index.category)} category codes" if index.category is not None else ""
+    typer.echo(f"indexed {len(index)} codes of {index.bits} bits{extra} into {out}{padded}")
 
 
 @index_app.command()
 def add(
     index_dir: Path = typer.Option(..., "--index", help="index directory"),
-    codes: Path = typer.Option(..., "--codes", help="codes file (.npz) with the codes to add"),
+    codes: Optional[Path] = typer.Option(None, "--codes", help="codes file (.npz) with the codes to add"),
+    images: Optional[Path] = typer.Option(None, "--images", help="or a folder of images to encode with the index's "
+                                          "model and add (unreadable files are skipped)"),
 ) -> None:
-    """Add the codes of a codes file (their ids must be new) and save."""
-    index = HammingIndex.load(index_dir, mmap=False)
-    cf = CodesFile.load(codes)
-    if cf.bits != index.code_bits:
-        raise DeephashError(f"{codes} holds {cf.bits}-bit codes but the index holds {index.code_bits}-bit codes")
-    index.add(cf.codes, ids=cf.ids, metadata=cf.metadata_rows())
-    index.save(index_dir)
-    typer.echo(f"added {len(cf)} codes; index holds {len(index)}")
+    """Add the codes of a codes file (their ids must be new), or images, and save."""
+    from ..codes import CodesFile
+    from ..data import list_images
+    from ..retrieval import open_index
+
+    if (codes is None) == (images is None):
+        raise DeephashError("give exactly one of --codes or --images")
+    index = open_index(index_dir, mmap=False)
+    if codes is not None:
+        added = index.add_codes(CodesFile.load(codes))
+        failures = []
+    else:
+        res = index.add(list_images(images))
+        added, failures = len(res.ids), res.failures
+    index.save()
+    for path, reason in failures:
+        typer.echo(f"skipped: {reason}", err=True)
+    typer.echo(f"added {added} codes; index holds {len(index)}")
 
 
 @index_app.command()
@@ -54,18 +83,22 @@ def remove(
     index_dir: Path = typer.Option(..., "--index", help="index directory"),
     ids: str = typer.Option(..., "--ids", help="comma-separated ids, e.g. 1,2,3"),
 ) -> None:
-    """Remove codes by id and save."""
+    """Remove images by id and save."""
+    from ..retrieval import open_index
+
     try:
         wanted = [int(s) for s in ids.split(",") if s.strip()]
-    except ValueError as e:
-        raise DeephashError(f"--ids must be comma-separated integers, got {ids!r}") from e
-    index = HammingIndex.load(index_dir, mmap=False)
+    except ValueError:
+        raise DeephashError(f"--ids must be comma-separated integers, got {ids!r}") from None
+    index = open_index(index_dir, mmap=False)
     n = index.remove(wanted)
-    index.save(index_dir)
+    index.save()
     typer.echo(f"removed {n} codes; index holds {len(index)}")
 
 
 @index_app.command()
 def info(index_dir: Path = typer.Option(..., "--index", help="index directory")) -> None:
     """Print the index manifest summary as JSON (checksums are verified)."""
-    typer.echo(json.dumps(HammingIndex.load(index_dir).info(), indent=2))
+    from ..retrieval import open_index
+
+    typer.echo(json.dumps(open_index(index_dir).info(), indent=2))

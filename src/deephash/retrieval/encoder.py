@@ -1,0 +1,169 @@
+"""A trained model as the retrieval layer sees it: images in, codes out, whatever the method."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..codes import CodesFile
+from ..data import ArrayDataset, HashDataset, load_image
+from ..errors import DeephashError
+
+
+@dataclass
+class Encoded:
+    """Codes of the images that could be read: ``indices`` are their positions in the input."""
+
+    codes: np.ndarray                      # (n, nbytes) packed semantic codes
+    indices: np.ndarray                    # (n,) positions encoded
+    failures: list                         # (path, reason) of unreadable inputs
+    category: np.ndarray | None = None     # (n, C, nbytes) category-aware codes (IAH)
+    probs: np.ndarray | None = None        # (n, C) class probabilities (IAH)
+    boxes: np.ndarray | None = None        # (n, C, 4) normalised box per category (IAH)
+
+
+class Encoder:
+    """Loads a checkpoint of any method once and encodes datasets, image files or pixel arrays."""
+
+    def __init__(self, checkpoint: str | Path, batch_size: int | None = None, workers: int = 0):
+        from ..train.checkpoint import load_checkpoint
+
+        self.checkpoint = str(checkpoint)
+        self.batch_size, self.workers = batch_size, workers  # None: the method's default batch
+        ckpt = load_checkpoint(checkpoint)
+        self.class_names = list(ckpt.get("class_names") or [])
+        if ckpt.get("format") == "deephash-iah/1":
+            from ..train.iah import load_iah
+
+            self.method = "iah"
+            self.model, ckpt = load_iah(checkpoint)
+            self.config = ckpt["config"]
+            size = self.config["image_size"]
+            self.image_size = (size, size)
+        else:
+            from ..train.checkpoint import model_from_checkpoint
+
+            self.method = "dsh"
+            self.model = model_from_checkpoint(ckpt)
+            self.config = ckpt["config"]
+            self.image_size = tuple(self.model.image_size)
+        self.bits = int(self.model.bits)
+
+    def dataset(self, data: str | None = None, split: str | None = None, protocol: str | None = None,
+                progress: bool = False) -> HashDataset:
+        """A split of a dataset at the size this model reads: by default the data and protocol it was trained
+        on, and the ``database`` split (DSH protocols) or the first split (detection datasets for IAH)."""
+        if self.method == "iah":
+            from ..data import load_box_source
+
+            if data is None:
+                raise DeephashError("give the dataset to encode (an IAH checkpoint does not record its data)")
+            splits = load_box_source(data, self.image_size[0])
+            name = split or next(iter(splits))
+            if name not in splits:
+                raise DeephashError(f"{data} has no split {name!r}; available: {', '.join(splits)}")
+            return splits[name]
+        from ..train.run import subset_of
+
+        return subset_of(self._dsh_split(data, protocol, progress), split or "database")
+
+    def _dsh_split(self, data, protocol, progress):
+        from ..train.run import load_split
+
+        cfg = self.config
+        return load_split(data or cfg["data"], protocol or cfg["protocol"], cfg["seed"], self._stored_size(),
+                          progress=progress)
+
+    def encode_split(self, data: str | None = None, split: str = "database", protocol: str | None = None,
+                     progress: bool = False) -> tuple[CodesFile, list]:
+        """A dataset split's codes as a codes file that records where they came from (so results can be drawn
+        and scored later); also the (path, reason) of images that could not be read."""
+        meta = self._meta(split=split)
+        if self.method == "dsh":
+            from ..train.run import subset_of
+
+            sp = self._dsh_split(data, protocol, progress)
+            ds = subset_of(sp, split)
+            meta.update(data=data or self.config["data"], protocol=sp.protocol, seed=self.config["seed"],
+                        image_size=self._stored_size())
+        else:
+            ds = self.dataset(data, split, protocol, progress)
+            meta.update(data=str(data), image_size=self.image_size[0])
+        return self._codes_file(ds, self.encode_dataset(ds, progress), meta)
+
+    def encode_folder(self, folder: str | Path, progress: bool = False) -> tuple[CodesFile, list]:
+        """Codes of every image under ``folder`` (recursively, any size or mode); unreadable files are skipped."""
+        from ..data import FileDataset, list_images
+
+        paths = list_images(folder)
+        if not paths:
+            raise DeephashError(f"no image files under {folder}")
+        ds = FileDataset(paths, None, self.class_names, self.image_size, name=Path(folder).name)
+        return self._codes_file(ds, self.encode_dataset(ds, progress), {**self._meta(), "images": str(folder)},
+                                labels=False)
+
+    def _meta(self, **extra) -> dict:
+        model = self.config.get("model", self.config.get("backbone"))
+        return {"checkpoint": str(Path(self.checkpoint).resolve()), "method": self.method, "model": model,
+                "bits": self.bits, **extra}
+
+    def _stored_size(self) -> int:
+        from ..train.config import TrainConfig
+
+        return TrainConfig.stored_size(self.config)
+
+    def _codes_file(self, ds: HashDataset, enc: Encoded, meta: dict, labels: bool = True) -> tuple[CodesFile, list]:
+        paths = [ds.paths[i] for i in enc.indices] if ds.paths is not None else None
+        cf = CodesFile(enc.codes, self.bits, ids=enc.indices, paths=paths,
+                       labels=ds.labels[enc.indices] if labels else None, class_names=ds.class_names, meta=meta)
+        return cf, enc.failures
+
+    def encode_dataset(self, dataset: HashDataset, progress: bool = False) -> Encoded:
+        if self.method == "iah":
+            from ..train.iah import encode_iah
+
+            kw = {"batch_size": self.batch_size} if self.batch_size else {}
+            c = encode_iah(self.model, self.config, dataset, progress=progress, **kw)
+            return Encoded(c.semantic, np.arange(len(c.semantic)), [], c.category, c.probs, c.boxes)
+        from ..encode import encode_dataset
+
+        r = encode_dataset(self.model, dataset, batch_size=self.batch_size or 256, workers=self.workers,
+                           progress=progress)
+        return Encoded(r.codes, r.indices, r.failures)
+
+    def encode_images(self, images, skip_unreadable: bool = False, progress: bool = False) -> Encoded:
+        """``images``: paths or uint8 (H, W, 3) arrays of any size. Unreadable files raise, or with
+        ``skip_unreadable`` are left out and listed in ``failures``."""
+        pixels, keep, failures = [], [], []
+        for i, im in enumerate(images):
+            try:
+                pixels.append(_pixels(im, self.image_size))
+                keep.append(i)
+            except DeephashError as e:
+                if not skip_unreadable:
+                    raise
+                failures.append((str(im), str(e)))
+        if not pixels:
+            return Encoded(np.empty((0, -(-self.bits // 8)), np.uint8), np.empty(0, np.int64), failures)
+        data = ArrayDataset(np.stack(pixels), np.zeros((len(pixels), len(self.class_names)), np.uint8),
+                            self.class_names)
+        enc = self.encode_dataset(data, progress=progress)
+        enc.indices = np.asarray(keep, np.int64)[enc.indices]
+        enc.failures = failures
+        return enc
+
+
+def _pixels(image, size: tuple[int, int]) -> np.ndarray:
+    if isinstance(image, (str, Path)):
+        return load_image(image, size)
+    a = np.asarray(image)
+    if a.dtype != np.uint8 or a.ndim != 3 or a.shape[2] != 3:
+        raise DeephashError(f"an image array must be uint8 (H, W, 3), got {a.dtype} {a.shape}")
+    if a.shape[:2] == tuple(size):
+        return a
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(a).resize((size[1], size[0]), Image.BILINEAR), np.uint8)
+

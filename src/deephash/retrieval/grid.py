@@ -1,0 +1,50 @@
+"""Result grids for query results: each (query, category) row shows the query and its results, with the
+proposal boxes of category-aware matches drawn in."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..data import load_image
+from ..errors import DeephashError
+from ..viz import result_grid
+from .image_index import ImageIndex
+from .results import QueryResult
+
+
+def draw_results(path: str | Path, results: list[QueryResult], query_pixels: list[np.ndarray], index: ImageIndex,
+                 limit: int = 20) -> Path:
+    """One row per query (per searched category in category mode), at most ``limit`` rows. Result images come
+    from the paths stored in the index, or from the dataset a codes file records."""
+    queries, images, dists, qboxes, rboxes, titles = [], [], [], [], [], []
+    for qr, pixels in zip(results, query_pixels):
+        for cat, found in qr.groups():
+            if len(queries) >= limit:
+                break
+            imgs = _pixels_of(index, found)
+            queries.append(pixels)
+            qboxes.append([_pixel_box(cat.box, pixels)] if cat is not None and cat.box else [])
+            images.append(imgs)
+            rboxes.append([[_pixel_box(r.box, im)] if r.box else [] for r, im in zip(found, imgs)])
+            dists.append([r.distance for r in found])
+            title = Path(qr.query).name
+            titles.append(f"{title} [{cat.name} p={cat.prob:.2f}]" if cat is not None else title)
+    return result_grid(queries, images, path, distances=dists, row_titles=titles, query_boxes=qboxes,
+                       result_boxes=rboxes)
+
+
+def _pixels_of(index: ImageIndex, found) -> list[np.ndarray]:
+    if index.codes_file is not None:
+        from ..train.run import images_for
+
+        return images_for(index.codes_file, np.array([r.id for r in found], np.int64))
+    if not all(r.path and Path(r.path).is_file() for r in found):
+        raise DeephashError("the index metadata holds no readable image paths for the grid")
+    return [load_image(r.path) for r in found]
+
+
+def _pixel_box(box, img) -> list:
+    h, w = img.shape[:2]
+    return [box[0] * w, box[1] * h, box[2] * w, box[3] * h]

@@ -1,0 +1,339 @@
+"""``ImageIndex``: a trained model, its index and the images' metadata behind one object.
+
+Every entry point (CLI, HTTP service, scripts) searches through this class, so a DSH index and an IAH index
+answer the same calls. An index folder is a ``HammingIndex`` folder (one semantic code per image, with its
+path and labels); an IAH index also holds ``category/``, a ``CategoryIndex`` with one code per (image,
+category present) and the box of the proposal that produced it. Folders written by the earlier
+``iah-encode`` (``iah.json`` + ``semantic/`` + ``category/``) still open.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..codes import CodesFile, hamming_distances
+from ..errors import DeephashError
+from ..index import CategoryIndex, HammingIndex, index_from_codes
+from .encoder import Encoded, Encoder
+from .results import CategoryQuery, QueryResult, SearchResult
+
+CATEGORY_DIR = "category"
+LEGACY_IAH_MANIFEST = "iah.json"
+MODES = ("semantic", "category")
+
+
+@dataclass
+class AddResult:
+    ids: np.ndarray                                 # ids given to the added images, in input order
+    failures: list = field(default_factory=list)    # (input, reason) of images that could not be read
+
+
+class ImageIndex:
+    """Search, add and remove images by pixels, codes or ids.
+
+    The model is loaded on first use from the checkpoint the index records (or the one given), so opening an
+    index to search by codes or ids needs no model. Writes (``add``, ``remove``, ``save``) take a lock;
+    searches read the indexes, which are safe for concurrent readers.
+    """
+
+    def __init__(self, semantic: HammingIndex, category: CategoryIndex | None = None, path: str | Path | None = None,
+                 checkpoint: str | Path | None = None, threshold: float = 0.5, codes_file: CodesFile | None = None):
+        self.semantic = semantic
+        self.category = category
+        self.path = None if path is None else Path(path)
+        self.checkpoint = str(checkpoint) if checkpoint else (semantic.checkpoint if isinstance(semantic.checkpoint, str)
+                                                              else None)
+        self.threshold = float(threshold)
+        self.codes_file = codes_file  # the source when built in memory from a codes file (for drawing)
+        self.failures: list = []  # inputs ``build`` could not read
+        self._encoder: Encoder | None = None
+        self._legacy = False
+        self._lock = threading.RLock()
+
+    # ---- construction ----------------------------------------------------------------------------
+
+    @classmethod
+    def from_codes(cls, codes: CodesFile, **engine) -> "ImageIndex":
+        """An in-memory index over a codes file's codes, ids, paths and labels (nothing written)."""
+        return cls(index_from_codes(codes, **engine), codes_file=codes)
+
+    @classmethod
+    def build(cls, checkpoint: str | Path, dataset, threshold: float = 0.5, progress: bool = False,
+              **engine) -> "ImageIndex":
+        """Encode a dataset with a trained model into a new index (call ``save(path)`` to write it).
+        IAH models also fill the category index with each image's code for every category whose
+        probability exceeds ``threshold`` (its most probable category always)."""
+        encoder = Encoder(checkpoint)
+        enc = encoder.encode_dataset(dataset, progress=progress)
+        rows = [_dataset_row(dataset, int(i)) for i in enc.indices]
+        semantic = HammingIndex(-(-encoder.bits // 8) * 8, **engine)
+        semantic.code_bits = encoder.bits
+        semantic.class_names = list(dataset.class_names)
+        semantic.checkpoint = str(Path(checkpoint).resolve())
+        index = cls(semantic, threshold=threshold)
+        index._encoder = encoder
+        if encoder.method == "iah":
+            index.category = CategoryIndex(semantic.bits, list(dataset.class_names), engine.get("engine", "auto"))
+            index.category.checkpoint = semantic.checkpoint
+        index._insert(enc, rows, ids=np.asarray(enc.indices, np.int64))
+        index.failures = enc.failures
+        return index
+
+    # ---- properties --------------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self.semantic)
+
+    @property
+    def bits(self) -> int:
+        return self.semantic.code_bits
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.semantic.class_names or (self.category.class_names if self.category else []))
+
+    @property
+    def method(self) -> str:
+        return "iah" if self.category is not None else "dsh"
+
+    @property
+    def encoder(self) -> Encoder:
+        """The model that turns images into this index's codes (loaded once, on first use)."""
+        if self._encoder is None:
+            with self._lock:
+                if self._encoder is None:
+                    ckpt = self._checkpoint_path()
+                    encoder = Encoder(ckpt)
+                    if encoder.bits != self.bits:
+                        raise DeephashError(f"checkpoint {ckpt} makes {encoder.bits}-bit codes but the index holds "
+                                            f"{self.bits}-bit codes")
+                    self._encoder = encoder
+        return self._encoder
+
+    def use_checkpoint(self, checkpoint: str | Path) -> None:
+        """Encode queries with this checkpoint instead of the recorded one."""
+        with self._lock:
+            self.checkpoint, self._encoder = str(checkpoint), None
+
+    def _checkpoint_path(self) -> Path:
+        if not self.checkpoint:
+            raise DeephashError("this index records no model: give a checkpoint to search by image")
+        p = Path(self.checkpoint)
+        if not p.exists() and not p.is_absolute() and self.path is not None and (self.path / p).exists():
+            p = self.path / p
+        return p
+
+    # ---- encode / add / remove -----------------------------------------------------------------------
+
+    def encode(self, images, skip_unreadable: bool = False) -> Encoded:
+        """Codes of images (paths or uint8 (H, W, 3) arrays of any size) with the index's model."""
+        return self.encoder.encode_images(images, skip_unreadable=skip_unreadable)
+
+    def add(self, images, metadata: list[dict | None] | None = None) -> AddResult:
+        """Encode and add images (paths or arrays); unreadable ones are skipped and listed. ``metadata`` gives one
+        dict per image (stored with it; a path input is stored as ``path`` unless the dict sets one)."""
+        images = list(images)
+        if metadata is not None and len(metadata) != len(images):
+            raise DeephashError(f"{len(metadata)} metadata entries for {len(images)} images")
+        enc = self.encode(images, skip_unreadable=True)
+        rows = []
+        for i in enc.indices:
+            row = {"path": str(images[i])} if isinstance(images[i], (str, Path)) else {}
+            row.update((metadata[i] or {}) if metadata is not None else {})
+            rows.append(row)
+        with self._lock:
+            ids = self._insert(enc, rows)
+        return AddResult(ids, enc.failures)
+
+    def _insert(self, enc: Encoded, rows: list[dict], ids: np.ndarray | None = None) -> np.ndarray:
+        ids = self.semantic.add(enc.codes, ids=ids, metadata=rows)
+        if self.category is not None and len(ids):
+            if enc.category is None:
+                raise DeephashError("this index holds category-aware codes but the model makes none (not an IAH model)")
+            present = enc.probs > self.threshold
+            present[np.arange(len(ids)), enc.probs.argmax(1)] = True
+            self.category.add(ids, enc.category, present, boxes=enc.boxes, probs=enc.probs, metadata=rows)
+        return ids
+
+    def add_codes(self, codes: CodesFile) -> int:
+        """Add a codes file's codes with their ids, paths and labels (the ids must be new)."""
+        if codes.bits != self.bits:
+            raise DeephashError(f"the codes file holds {codes.bits}-bit codes but the index holds {self.bits}-bit codes")
+        if self.category is not None:
+            raise DeephashError("an IAH index takes images (their category codes come from the model), not a codes file")
+        with self._lock:
+            self.semantic.add(codes.codes, ids=codes.ids, metadata=codes.metadata_rows())
+        return len(codes)
+
+    def remove(self, ids) -> int:
+        """Remove images by id (all must exist) from every part of the index."""
+        with self._lock:
+            n = self.semantic.remove(ids)
+            if self.category is not None:
+                ids = np.asarray(ids, np.int64)
+                for sub in self.category.subs.values():
+                    held = np.intersect1d(ids, sub.ids)
+                    if len(held):
+                        sub.remove(held)
+            return n
+
+    # ---- search ---------------------------------------------------------------------------------------
+
+    def search(self, images=None, codes=None, ids=None, k: int = 10, radius: int | None = None,
+               mode: str = "semantic", threshold: float = 0.5, max_categories: int = 3,
+               names: list[str] | None = None) -> list[QueryResult]:
+        """One ``QueryResult`` per query. Queries are images (paths or arrays), packed codes (semantic mode), or
+        ids of indexed images. ``k`` nearest, or with ``radius`` every image within that Hamming distance
+        (inclusive). ``mode="category"`` (IAH) searches, per query, the categories it most likely shows
+        (probability > ``threshold``, at most ``max_categories``, the best one at least) among images holding
+        that category, equal category distances ordered by whole-image (semantic) distance."""
+        if mode not in MODES:
+            raise DeephashError(f"mode must be semantic or category, got {mode!r}")
+        if sum(x is not None for x in (images, codes, ids)) != 1:
+            raise DeephashError("give exactly one kind of query: images, codes or ids")
+        if radius is not None and (not isinstance(radius, (int, np.integer)) or radius < 0):
+            raise DeephashError(f"radius must be a non-negative integer, got {radius!r}")
+        if radius is None and (not isinstance(k, (int, np.integer)) or k < 1):
+            raise DeephashError(f"k must be a positive integer, got {k!r}")
+        if mode == "category":
+            return self._search_category(images, ids, k, radius, threshold, max_categories, names)
+        if images is not None:
+            images = list(images)
+            qcodes = self.encode(images).codes
+            qnames = [str(im) if isinstance(im, (str, Path)) else f"image {n}" for n, im in enumerate(images)]
+        elif codes is not None:
+            qcodes = np.asarray(codes)
+            if qcodes.ndim == 1:
+                qcodes = qcodes[None]
+            qnames = [f"code {n}" for n in range(len(qcodes))]
+        else:
+            ids = _id_list(ids)
+            qcodes = self.semantic.get_codes(ids)
+            qnames = [f"id {i}" for i in ids]
+        if names is not None:
+            qnames = list(names)
+        if radius is not None:
+            lims, D, I = self.semantic.range_search(qcodes, radius)
+            rows = [(D[lims[n]:lims[n + 1]], I[lims[n]:lims[n + 1]]) for n in range(len(qcodes))]
+        else:
+            D, I = self.semantic.search(qcodes, k)
+            rows = [(d[i >= 0], i[i >= 0]) for d, i in zip(D, I)]
+        return [QueryResult(qn, self._results(self.semantic, d, i)) for qn, (d, i) in zip(qnames, rows)]
+
+    def _search_category(self, images, ids, k, radius, threshold, max_categories, names) -> list[QueryResult]:
+        if self.category is None:
+            raise DeephashError("category mode needs an IAH index (this one holds no category-aware codes)")
+        if radius is not None:
+            raise DeephashError("category mode searches the k nearest per category; radius search is semantic only")
+        if images is not None:
+            images = list(images)
+            enc = self.encode(images)
+            semantic, category, probs, boxes = enc.codes, enc.category, enc.probs, enc.boxes
+            qnames = [str(im) if isinstance(im, (str, Path)) else f"image {n}" for n, im in enumerate(images)]
+        elif ids is not None:
+            ids = _id_list(ids)
+            semantic, category, probs, boxes = self._stored_category_codes(ids)
+            qnames = [f"id {i}" for i in ids]
+        else:
+            raise DeephashError("category mode takes query images or ids of indexed images, not codes")
+        qnames = list(names) if names is not None else qnames
+        out = []
+        for n, qn in enumerate(qnames):
+            def by_semantic(found, n=n):  # equal category distances: the more similar whole image first
+                return hamming_distances(semantic[n:n + 1], self.semantic.get_codes(found))[0]
+
+            results, searched = [], []
+            for g in self.category.query(category[n], probs[n], k, threshold, max_categories, tiebreak=by_semantic):
+                c = g["category"]
+                box = None if boxes is None else [round(float(v), 5) for v in boxes[n, c]]
+                searched.append(CategoryQuery(c, g["class"], round(float(g["prob"]), 5), box))
+                results += _to_results(g["distances"], g["ids"], g["metadata"])
+            out.append(QueryResult(qn, results, "category", searched))
+        return out
+
+    def _stored_category_codes(self, ids: list[int]):
+        """An indexed image's own category codes, probabilities and boxes, as stored (categories it was not
+        indexed under get probability 0)."""
+        c, nbytes = len(self.category.class_names), self.semantic.nbytes
+        category = np.zeros((len(ids), c, nbytes), np.uint8)
+        probs = np.zeros((len(ids), c), np.float64)
+        boxes = np.zeros((len(ids), c, 4), np.float32)
+        semantic = self.semantic.get_codes(ids)
+        for cat, sub in self.category.subs.items():
+            held = np.isin(ids, sub.ids)
+            if held.any():
+                rows = np.flatnonzero(held)
+                found = [ids[r] for r in rows]
+                category[rows, cat] = sub.get_codes(found)
+                for r, md in zip(rows, sub.get_metadata(found)):
+                    probs[r, cat] = (md or {}).get("prob", 1.0)
+                    boxes[r, cat] = (md or {}).get("box", [0, 0, 1, 1])
+        return semantic, category, probs, boxes
+
+    def _results(self, index: HammingIndex, distances, ids) -> list[SearchResult]:
+        return _to_results(distances, ids, index.get_metadata(ids))
+
+    # ---- persistence ----------------------------------------------------------------------------------
+
+    def save(self, path: str | Path | None = None) -> Path:
+        """Write the index folder: each part atomically, the semantic index (whose manifest names the model and
+        marks the folder as an index) first, then the category codes."""
+        path = Path(path) if path is not None else self.path
+        if path is None:
+            raise DeephashError("no folder to save the index to")
+        with self._lock:
+            legacy = self._legacy and path == self.path
+            self.semantic.save(path / "semantic" if legacy else path)
+            if self.category is not None:
+                self.category.save(path / CATEGORY_DIR)
+            self.path = path
+        return path
+
+    def info(self) -> dict:
+        out = {**self.semantic.info(), "method": self.method}
+        if self.category is not None:
+            out["category_codes"] = len(self.category)
+        return out
+
+
+def open_index(path: str | Path, checkpoint: str | Path | None = None, mmap: bool = True) -> ImageIndex:
+    """Open an index folder (DSH or IAH); ``checkpoint`` overrides the model the index records."""
+    path = Path(path)
+    if (path / LEGACY_IAH_MANIFEST).is_file():
+        manifest = json.loads((path / LEGACY_IAH_MANIFEST).read_text())
+        semantic = HammingIndex.load(path / "semantic", mmap=mmap)
+        index = ImageIndex(semantic, CategoryIndex.load(path / CATEGORY_DIR), path,
+                           checkpoint or manifest.get("checkpoint"), manifest.get("threshold", 0.5))
+        index._legacy = True
+        return index
+    semantic = HammingIndex.load(path, mmap=mmap)
+    category = CategoryIndex.load(path / CATEGORY_DIR) if CategoryIndex.is_category_index(path / CATEGORY_DIR) else None
+    return ImageIndex(semantic, category, path, checkpoint)
+
+
+def _id_list(ids) -> list[int]:
+    a = np.atleast_1d(np.asarray(ids))
+    if a.ndim != 1 or (a.size and not np.issubdtype(a.dtype, np.integer)):
+        raise DeephashError(f"ids must be integers, got {ids!r}")
+    return [int(i) for i in a]
+
+
+def _to_results(distances, ids, metadata) -> list[SearchResult]:
+    out = []
+    for d, i, md in zip(distances, ids, metadata):
+        md = dict(md or {})
+        out.append(SearchResult(int(i), int(d), md.pop("path", None), md.pop("labels", []), md.pop("category", None),
+                                md.pop("prob", None), md.pop("box", None), md))
+    return out
+
+
+def _dataset_row(dataset, i: int) -> dict:
+    row = {"labels": [n for n, v in zip(dataset.class_names, dataset.labels[i]) if v]}
+    if dataset.paths is not None:
+        row["path"] = dataset.paths[i]
+    return row
