@@ -1,0 +1,116 @@
+"""The retrieval layer: one ImageIndex call searches DSH and IAH indexes, by images, codes or ids."""
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from deephash.cli import app
+from deephash.codes import hamming_distances
+from deephash.errors import DeephashError
+from deephash.retrieval import Encoder, ImageIndex, open_index
+
+from test_iah_e2e import _yolo_squares
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def dsh_run(tmp_path_factory):
+    d = tmp_path_factory.mktemp("dsh")
+    r = runner.invoke(app, ["train", "--data", "digits", "--bits", "16", "--epochs", "2", "--batch-size", "100",
+                            "--optimizer", "adam", "--schedule", "cosine", "--out", str(d / "run"), "-q"])
+    assert r.exit_code == 0, r.output
+    return d / "run" / "last.ckpt"
+
+
+@pytest.fixture(scope="module")
+def iah_run(tmp_path_factory):
+    d = tmp_path_factory.mktemp("iah")
+    data = _yolo_squares(d / "sq", 24, 0)
+    r = runner.invoke(app, ["iah-train", "--data", str(data), "--bits", "32", "--image-size", "48", "--epochs", "4",
+                            "--batch-size", "12", "--top-n", "12", "--out", str(d / "run"), "-q"])
+    assert r.exit_code == 0, r.output
+    return d / "run" / "last.ckpt", data
+
+
+def _brute(q, codes, ids, k):
+    d = hamming_distances(q, codes)
+    order = np.argsort(d, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(d, order, 1), ids[order]
+
+
+def test_dsh_index_searches_by_images_codes_and_ids(dsh_run, tmp_path):
+    enc = Encoder(dsh_run)
+    db = enc.dataset(split="database")
+    index = ImageIndex.build(dsh_run, db)
+    assert len(index) == len(db) and index.method == "dsh" and index.bits == 16
+    stored = index.semantic.get_codes(np.arange(len(db)))
+    queries = enc.dataset(split="query")
+    pixels = [queries.image_u8(i) for i in range(6)]
+    by_image = index.search(images=pixels, k=7)
+    qcodes = enc.encode_images(pixels).codes
+    D, I = _brute(qcodes, stored, np.arange(len(db)), 7)
+    for n, qr in enumerate(by_image):
+        assert [r.distance for r in qr.results] == D[n].tolist()
+        assert [r.id for r in qr.results] == I[n].tolist()       # ties by insertion order, as the brute force
+        assert qr.results[0].labels == [db.class_names[c] for c in np.flatnonzero(db.labels[I[n, 0]])]
+    by_codes = index.search(codes=qcodes, k=7)
+    assert [[r.id for r in q.results] for q in by_codes] == I.tolist()
+    by_id = index.search(ids=[5], radius=1)[0]
+    assert by_id.results[0].id == 5 and by_id.results[0].distance == 0
+    assert all(r.distance <= 1 for r in by_id.results)
+    assert len(by_id.results) == int((hamming_distances(stored[5:6], stored)[0] <= 1).sum())
+
+    index.save(tmp_path / "idx")
+    again = open_index(tmp_path / "idx")
+    assert [r.id for r in again.search(images=pixels[:2], k=7)[0].results] == I[0].tolist()
+    png = tmp_path / "q.png"
+    Image.fromarray(pixels[0]).save(png)
+    (tmp_path / "bad.jpg").write_text("not an image")
+    added = again.add([png, tmp_path / "bad.jpg"], metadata=[{"note": "mine"}, None])
+    assert len(added.ids) == 1 and len(added.failures) == 1 and "bad.jpg" in added.failures[0][0]
+    mine = [r for r in again.search(images=[png], radius=0)[0].results if r.id == added.ids[0]]
+    assert len(mine) == 1 and mine[0].path == str(png) and mine[0].metadata == {"note": "mine"}
+    assert again.remove(added.ids) == 1 and len(again) == len(db)
+    again.save()
+    assert len(open_index(tmp_path / "idx")) == len(db)
+
+
+def test_iah_index_answers_the_same_calls(iah_run, tmp_path):
+    ckpt, data = iah_run
+    enc = Encoder(ckpt)
+    index = ImageIndex.build(ckpt, enc.dataset(str(data), "train"))
+    assert index.method == "iah" and len(index) == 24 and len(index.category) >= 24
+    index.save(tmp_path / "idx")
+    index = open_index(tmp_path / "idx")
+    query = data / "images" / "val" / "0.png"
+    sem = index.search(images=[query], k=5)[0]                     # the same call as for DSH
+    assert len(sem.results) == 5 and sem.results[0].category is None
+    cat = index.search(images=[query], k=3, mode="category", threshold=0.3)[0]
+    assert cat.mode == "category" and cat.categories
+    for c, found in cat.groups():
+        assert len(found) == 3 and all(r.category == c.name and len(r.box) == 4 for r in found)
+    by_id = index.search(ids=[0], k=3, mode="category")[0]
+    assert by_id.results[0].id == 0 and by_id.results[0].distance == 0  # its own category code comes first
+    n = len(index.category)
+    index.remove([0])
+    assert len(index) == 23 and len(index.category) < n
+    assert all(r.id != 0 for r in index.search(images=[query], k=30, mode="category")[0].results)
+
+
+def test_bad_queries_name_the_problem(dsh_run):
+    index = ImageIndex.build(dsh_run, Encoder(dsh_run).dataset(split="query"))
+    cases = [
+        (dict(k=3), "exactly one kind of query"),
+        (dict(ids=[0], codes=np.zeros((1, 2), np.uint8)), "exactly one kind of query"),
+        (dict(ids=[0], mode="both"), "mode must be semantic or category"),
+        (dict(ids=[0], k=0), "k must be a positive integer"),
+        (dict(ids=[0], radius=-1), "radius must be a non-negative integer"),
+        (dict(ids=[10_000]), "not in the index"),
+        (dict(ids=[0], mode="category"), "needs an IAH index"),
+        (dict(codes=np.zeros((1, 3), np.uint8)), "do not match this 16-bit index"),
+    ]
+    for kwargs, msg in cases:
+        with pytest.raises(DeephashError, match=msg):
+            index.search(**kwargs)
