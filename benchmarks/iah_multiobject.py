@@ -12,7 +12,8 @@ Methods (same conv stack: the DSH paper's 5×5 32/32/64 layers, same epochs, bat
   ranked by the Hamming distance between q's code for c and their code for c (every database image has one
   code per category). "cat. + sem. ties": the same, equal distances ordered by semantic-code distance. Relevant = the database image contains c; the graded gain (NDCG, ACG, wAP) = the number
   of labels shared with q when it contains c, else 0. Means are over all (q, c) pairs.
-Metrics are the deterministic variants of ``deephash.evaluation.evaluate`` (ties in database order).
+Metrics are the deterministic variants of ``deephash.evaluation.evaluate`` (ties in database order) and, for
+the category-aware codes, of ``deephash.evaluation.evaluate_category``.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from deephash.data import cached_multiobject, load_source  # noqa: E402
 from deephash.encode import encode_dataset  # noqa: E402
-from deephash.evaluation import evaluate  # noqa: E402
+from deephash.evaluation import evaluate, evaluate_category  # noqa: E402
 from deephash.train.config import TrainConfig  # noqa: E402
 from deephash.train.iah import IAHConfig, encode_iah, train_iah  # noqa: E402
 from deephash.train.trainer import train as train_dsh  # noqa: E402
@@ -43,39 +44,12 @@ def metrics(q, db, ql, dbl, bits) -> dict:
     return {k: m[k]["deterministic"] for k in KEYS}
 
 
-def category_metrics(q_cat, db_cat, q_labels, db_labels, bits) -> dict:
-    """Means over every (query, category it contains) of the per-category ranking (see the module doc)."""
-    sums, n = dict.fromkeys(KEYS, 0.0), 0
-    for c in range(q_labels.shape[1]):
-        qi = np.flatnonzero(q_labels[:, c])
-        gated = db_labels * db_labels[:, c:c + 1]
-        if len(qi) == 0 or gated.sum() == 0:
-            continue
-        m = metrics(q_cat[qi, c], db_cat[:, c], q_labels[qi], gated, bits)
-        for k in KEYS:
-            sums[k] += m[k] * len(qi)
-        n += len(qi)
-    return {k: v / max(n, 1) for k, v in sums.items()} | {"pairs": n}
-
-
-def category_metrics_tiebreak(q_cat, db_cat, q_sem, db_sem, q_labels, db_labels, bits) -> dict:
-    """As ``category_metrics``, but equal category distances are ordered by semantic-code distance (what
-    ``deephash search --mode category`` does): per query, the database is put in semantic order first, so
-    the deterministic ranking's tie rule (database order) becomes the semantic distance."""
-    from deephash.codes import hamming_distances
-
-    sums, n = dict.fromkeys(KEYS, 0.0), 0
-    for c in range(q_labels.shape[1]):
-        gated = db_labels * db_labels[:, c:c + 1]
-        if gated.sum() == 0:
-            continue
-        for i in np.flatnonzero(q_labels[:, c]):
-            perm = np.argsort(hamming_distances(q_sem[i:i + 1], db_sem)[0], kind="stable")
-            m = metrics(q_cat[i:i + 1, c], db_cat[perm, c], q_labels[i:i + 1], gated[perm], bits)
-            for k in KEYS:
-                sums[k] += m[k]
-            n += 1
-    return {k: v / max(n, 1) for k, v in sums.items()} | {"pairs": n}
+def category_metrics(q_cat, db_cat, q_labels, db_labels, bits, q_sem=None, db_sem=None) -> dict:
+    """Means over every (query, category it contains) of the per-category ranking (see the module doc); with
+    semantic codes, equal category distances are ordered by semantic distance."""
+    r = evaluate_category(q_cat, db_cat, q_labels, db_labels, bits=bits, topk=(1000,), ndcg_k=(100,),
+                          query_semantic=q_sem, db_semantic=db_sem, progress=False)
+    return {k: r["metrics"][k]["deterministic"] for k in KEYS} | {"pairs": r["n_queries_evaluated"]}
 
 
 def per_category(q, db, query, database, bits) -> dict:
@@ -145,8 +119,7 @@ def main() -> None:
         rows.append(("IAH category-aware", bits, cat, secs))
         per_cat.append(rows[-1])
         print(rows[-1], flush=True)
-        tie = category_metrics_tiebreak(iq.category, idb.category, iq.semantic, idb.semantic, query.labels,
-                                        db.labels, bits)
+        tie = category_metrics(iq.category, idb.category, query.labels, db.labels, bits, iq.semantic, idb.semantic)
         rows.append(("IAH cat. + sem. ties", bits, tie, secs))
         per_cat.append(rows[-1])
         print(rows[-1], flush=True)

@@ -52,8 +52,10 @@ def mean(rows, key):
 
 
 def check(got, rows, which):
-    for name, values in got["metrics"].items():
-        assert values[which] == pytest.approx(mean(rows, name), abs=1e-12), name
+    names = set(rows[0]) - {"curve", "pr"}
+    assert set(got["metrics"]) == names
+    for name in names:
+        assert got["metrics"][name][which] == pytest.approx(mean(rows, name), abs=1e-12), name
     assert got["curves"]["precision_at_k"][which] == pytest.approx(mean(rows, "curve").tolist(), abs=1e-12)
     pr = np.mean([r["pr"] for r in rows], axis=0)
     assert got["curves"]["pr_radius"]["precision"] == pytest.approx(pr[:, 0].tolist(), abs=1e-12)

@@ -87,9 +87,25 @@ def hamming_distances(q: np.ndarray, db: np.ndarray, chunk: int = 1024) -> np.nd
     return out
 
 
+def _check_padding(codes: np.ndarray, bits: int, what: str) -> None:
+    pad = codes.shape[-1] * 8 - bits
+    if pad and codes.size and (codes[..., -1] & ((1 << pad) - 1)).any():
+        raise DeephashError(f"{bits}-bit {what} must have their {pad} padding bits zero "
+                            "(pack them with deephash.codes.pack_bits)")
+
+
+CATEGORY_ARRAYS = ("category_codes", "probs", "boxes")
+
+
 @dataclass
 class CodesFile:
-    """Packed codes with what is needed to use them later: ids, paths, labels, provenance."""
+    """Packed codes with what is needed to use them later: ids, paths, labels, provenance.
+
+    Category-aware (IAH) files also hold, per image and category, ``category_codes`` (N, C, nbytes)
+    packed like ``codes``, the image-level class ``probs`` (N, C) and the ``boxes`` (N, C, 4) of the
+    proposals that produced the codes (normalised x1, y1, x2, y2), so ``deephash evaluate`` can score
+    them on the per-(query, category) protocol.
+    """
 
     codes: np.ndarray
     bits: int
@@ -98,15 +114,15 @@ class CodesFile:
     labels: np.ndarray | None = None
     class_names: list[str] | None = None
     meta: dict = field(default_factory=dict)
+    category_codes: np.ndarray | None = None
+    probs: np.ndarray | None = None
+    boxes: np.ndarray | None = None
 
     def __post_init__(self):
         self.codes = np.ascontiguousarray(self.codes, dtype=np.uint8)
         if self.codes.ndim != 2 or self.codes.shape[1] != packed_width(self.bits):
             raise DeephashError(f"codes of shape {self.codes.shape} do not hold {self.bits}-bit codes")
-        pad = self.codes.shape[1] * 8 - self.bits
-        if pad and len(self.codes) and (self.codes[:, -1] & ((1 << pad) - 1)).any():
-            raise DeephashError(f"{self.bits}-bit codes must have their {pad} padding bits zero "
-                                "(pack them with deephash.codes.pack_bits)")
+        _check_padding(self.codes, self.bits, "codes")
         n = len(self.codes)
         self.ids = np.arange(n, dtype=np.int64) if self.ids is None else np.asarray(self.ids, dtype=np.int64)
         if len(self.ids) != n:
@@ -115,6 +131,55 @@ class CodesFile:
             raise DeephashError(f"{len(self.paths)} paths for {n} codes")
         if self.labels is not None and len(self.labels) != n:
             raise DeephashError(f"{len(self.labels)} label rows for {n} codes")
+        self._check_category_arrays()
+
+    def _check_category_arrays(self) -> None:
+        """Shapes (N, C, ...) with one C for all of them (and for labels / class names), dtypes, padding bits,
+        finite probabilities in [0, 1] and finite boxes."""
+        n, nbytes = self.codes.shape
+        n_cat = None
+        for name, tail in (("category_codes", (nbytes,)), ("probs", ()), ("boxes", (4,))):
+            a = getattr(self, name)
+            if a is None:
+                continue
+            a = np.asarray(a)
+            if a.ndim != 2 + len(tail) or len(a) != n or a.shape[2:] != tail:
+                want = ", ".join(["N", "C", *map(str, tail)])
+                raise DeephashError(f"{name} must have shape ({want}) with N = {n} codes, got {a.shape}")
+            if n_cat is not None and a.shape[1] != n_cat:
+                raise DeephashError(f"{name} has {a.shape[1]} categories but the other category arrays have "
+                                    f"{n_cat}")
+            n_cat = a.shape[1]
+            if name == "category_codes":
+                if a.dtype != np.uint8:
+                    raise DeephashError(f"category_codes must be packed uint8, got {a.dtype}")
+                _check_padding(a, self.bits, "category_codes")
+            else:
+                if not np.issubdtype(a.dtype, np.floating):
+                    raise DeephashError(f"{name} must be floating point, got {a.dtype}")
+                a = a.astype(np.float32)
+                if not np.isfinite(a).all():
+                    raise DeephashError(f"{name} hold NaN or infinite values")
+                if name == "probs" and ((a < 0) | (a > 1)).any():
+                    raise DeephashError("probs must lie in [0, 1]")
+            setattr(self, name, np.ascontiguousarray(a))
+        if n_cat is not None and self.labels is not None and np.shape(self.labels)[1:] != (n_cat,):
+            raise DeephashError(f"labels have shape {np.shape(self.labels)} but the category arrays have {n_cat} "
+                                "categories")
+        if n_cat is not None and self.class_names is not None and len(self.class_names) != n_cat:
+            raise DeephashError(f"{len(self.class_names)} class names for {n_cat} categories")
+
+    @classmethod
+    def from_iah(cls, semantic, category, probs, boxes, bits: int, **fields) -> "CodesFile":
+        """A codes file for an IAH encoding result (``deephash.train.iah.IAHCodes``): the semantic codes as
+        ``codes`` plus the category codes, probabilities and boxes; ``fields`` are the other CodesFile fields
+        (ids, paths, labels, class_names, meta). ``CodesFile.from_iah(**dataclasses.asdict(result), bits=...)``."""
+        return cls(codes=semantic, bits=bits, category_codes=category, probs=probs, boxes=boxes, **fields)
+
+    @property
+    def has_categories(self) -> bool:
+        """True when the file holds category-aware codes."""
+        return self.category_codes is not None
 
     def __len__(self) -> int:
         return len(self.codes)
@@ -155,6 +220,7 @@ class CodesFile:
             arrays["paths"] = np.array(self.paths, dtype=str)
         if self.labels is not None:
             arrays["labels"] = np.asarray(self.labels, dtype=np.uint8)
+        arrays |= {name: getattr(self, name) for name in CATEGORY_ARRAYS if getattr(self, name) is not None}
         atomic_write(path, lambda fh: np.savez(fh, **arrays))
         return path
 
@@ -180,15 +246,19 @@ class CodesFile:
             raise DeephashError(f"{path} is not a readable deephash codes file ({type(e).__name__}: {e})") from None
         if header.get("format") != CODES_FORMAT:
             raise DeephashError(f"{path}: unknown codes format {header.get('format')!r}")
-        out = cls(
-            codes=codes,
-            bits=bits,
-            ids=arrays["ids"],
-            paths=[str(p) for p in arrays["paths"]] if "paths" in arrays else None,
-            labels=arrays.get("labels"),
-            class_names=header.get("class_names"),
-            meta=header.get("meta", {}),
-        )
+        try:
+            out = cls(
+                codes=codes,
+                bits=bits,
+                ids=arrays["ids"],
+                paths=[str(p) for p in arrays["paths"]] if "paths" in arrays else None,
+                labels=arrays.get("labels"),
+                class_names=header.get("class_names"),
+                meta=header.get("meta", {}),
+                **{name: arrays[name] for name in CATEGORY_ARRAYS if name in arrays},
+            )
+        except DeephashError as e:
+            raise DeephashError(f"{path}: {e}") from None
         if len(out) != count:
             raise DeephashError(f"{path}: header says {count} codes, file holds {len(out)}")
         return out

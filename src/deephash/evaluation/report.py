@@ -52,9 +52,14 @@ def _footer(results: list[dict]) -> list[str]:
         f"radius: {first['radius']}",
     ]
     for r in results:
+        unit = "(query, category) pairs" if "pairs_per_category" in r else "queries"
+        if unit != "queries":
+            lines.append(f"{plots.label(r)}: {r['rules']['relevance']}")
+        if r["rules"]["ties"] != first["ties"]:
+            lines.append(f"{plots.label(r)}: ties: stable = {r['rules']['ties']['deterministic']}")
         lines.append(
-            f"{plots.label(r)}: {r['n_queries']} queries, {r['n_database']} database items; "
-            f"{r['n_queries_without_relevant']} queries have no relevant item ({r['rules']['empty']}); "
+            f"{plots.label(r)}: {r['n_queries']} {unit}, {r['n_database']} database items; "
+            f"{r['n_queries_without_relevant']} {unit} have no relevant item ({r['rules']['empty']}); "
             f"{r['radius']['n_queries_nothing_retrieved']} of the {r['n_queries_evaluated']} evaluated "
             f"retrieve nothing within radius {r['radius']['r']} (precision 0)"
         )
