@@ -121,4 +121,4 @@ def test_iah_train_encode_search_end_to_end(tmp_path):
     assert len(res) == 3 and qlabels & set(res[0]["labels"])
     r = runner.invoke(app, ["search", "--index", str(tmp_path / "run"), "--mode", "category", "--image", str(query)])
     assert r.exit_code == 2 and "Traceback" not in r.output and r.output == (
-        "error: --mode category needs --index pointing at an IAH index folder (deephash iah-encode)\n")
+        f"error: no deephash index at {tmp_path / 'run'} (missing manifest.json)\n")
