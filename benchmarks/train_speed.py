@@ -7,7 +7,7 @@ Not a test: run by hand on an idle machine, e.g.
 
 Training speed is measured through ``deephash.train.Trainer`` itself (batches sliced from the uint8
 array, batched augmentation, forward, DSH loss over all pairs, backward, optimiser step) on random
-images after a warm-up; encoding through ``HashNet.encode`` (inference mode, batch 256).
+images after a warm-up; encoding through ``HashingModel.encode`` (inference mode, batch 256).
 """
 
 from __future__ import annotations

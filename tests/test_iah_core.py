@@ -9,7 +9,7 @@ import torch
 from deephash.errors import DeephashError
 from deephash.losses import TripletRankingLoss
 from deephash.miners import CategoryTripletMiner, TripletMiner
-from deephash.models import create_iah_model
+from deephash.models import create_model
 from deephash.models.iah import category_pool, cross_hypothesis_max, semantic_code, spp_roi_features
 from deephash.proposals import GridProposals, ProposalCache, pad_proposals, propose, propose_batch, select_top
 
@@ -87,7 +87,7 @@ def test_pad_proposals_mask():
 
 def test_spp_shapes_and_gradient_reaches_backbone():
     torch.manual_seed(0)
-    net = create_iah_model("dsh", bits=32, num_classes=5, image_size=64, levels=(1, 2, 3))
+    net = create_model("iah", bits=32, num_classes=5, backbone="dsh", image_size=64, levels=(1, 2, 3))
     x = torch.rand(3, 3, 64, 64)
     props = [np.array([[0, 0, 64, 64], [5, 5, 30, 40], [20, 10, 60, 60]], np.float32),
              np.array([[0, 0, 64, 64], [1, 2, 10, 12]], np.float32),
@@ -114,14 +114,15 @@ def test_resnet18_backbone_loads_local_weights(tmp_path):
     torch.manual_seed(1)
     full = torchvision.models.resnet18(weights=None)
     torch.save(full.state_dict(), tmp_path / "r18.pt")
-    net = create_iah_model("resnet18", bits=32, num_classes=3, image_size=64, weights=tmp_path / "r18.pt")
+    net = create_model("iah", bits=32, num_classes=3, backbone="resnet18", image_size=64,
+                       weights=tmp_path / "r18.pt")
     assert torch.equal(net.features[0].weight, full.conv1.weight)
     assert torch.equal(net.features[6][0].conv1.weight, full.layer3[0].conv1.weight)
     out = net(torch.rand(1, 3, 64, 64), torch.tensor([[[0.0, 0.0, 64.0, 64.0]]]))
     assert out.semantic.shape == (1, 32)
     torch.save({"nothing": torch.zeros(1)}, tmp_path / "bad.pt")
     with pytest.raises(DeephashError):
-        create_iah_model("resnet18", bits=32, num_classes=3, weights=tmp_path / "bad.pt")
+        create_model("iah", bits=32, num_classes=3, backbone="resnet18", weights=tmp_path / "bad.pt")
 
 
 def test_efficientnet_lite0_loads_installed_imagenet_weights():
@@ -130,7 +131,8 @@ def test_efficientnet_lite0_loads_installed_imagenet_weights():
     path = efficientnet_lite0_weights()
     assert path.is_file()
     state = torch.load(path, map_location="cpu", weights_only=True)
-    net = create_iah_model("efficientnet_lite0", bits=32, num_classes=4, image_size=96, weights=path)
+    net = create_model("iah", bits=32, num_classes=4, backbone="efficientnet_lite0", image_size=96,
+                       weights=path)
     assert torch.equal(net.features.net._conv_stem.weight, state["_conv_stem.weight"])
     out = net(torch.rand(2, 3, 96, 96), torch.tensor([[[0.0, 0.0, 96.0, 96.0]]] * 2))
     assert out.category_codes.shape == (2, 4, 32)
@@ -219,7 +221,6 @@ def test_triplet_loss_direct():
 
 def test_frozen_backbone_trains_heads_on_stored_feature_maps(tmp_path):
     from deephash.data import generate_multiobject, load_source
-    from deephash.models import create_iah_model
     from deephash.train.iah import IAHConfig, _flip_boxes, _frozen_maps, train_iah
 
     src = load_source("digits")["all"].subset(np.arange(300)).as_arrays()
@@ -227,7 +228,7 @@ def test_frozen_backbone_trains_heads_on_stored_feature_maps(tmp_path):
     cfg = IAHConfig(bits=16, image_size=48, epochs=3, batch_size=20, frozen_backbone=True, threads=1,
                     out=str(tmp_path / "iah"))
     torch.manual_seed(0)
-    initial = create_iah_model("dsh", 16, data.num_classes, 48).state_dict()
+    initial = create_model("iah", 16, 48, num_classes=data.num_classes, backbone="dsh").state_dict()
     res = train_iah(cfg, data, progress=False)
     after = res.model.state_dict()
     for k in initial:

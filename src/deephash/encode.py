@@ -14,7 +14,7 @@ from .codes import encode_outputs
 from .data import ArrayDataset, FileDataset, HashDataset
 from .data.base import resize_batch
 from .errors import DeephashError
-from .models import HashNet
+from .models import HashingModel
 
 
 @dataclass
@@ -49,7 +49,7 @@ def _collate(items):
 
 
 @torch.inference_mode()
-def encode_dataset(model: HashNet, dataset: HashDataset, batch_size: int = 256, workers: int = 0,
+def encode_dataset(model: HashingModel, dataset: HashDataset, batch_size: int = 256, workers: int = 0,
                    progress: bool = True) -> EncodeResult:
     model.eval()
     size = tuple(model.image_size)

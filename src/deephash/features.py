@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from .data.base import resize_batch
 from .data.cache import cache_dir
-from .models import HashNet
+from .models import HashingModel
 from .utils.io import atomic_open
 
 # Small batches: Lite0's activations at 160 px stay in cache (measured 235 vs 190 images/s for 8 vs 32
@@ -30,7 +30,7 @@ BATCH = 16
 FEATURES_VERSION = 1
 
 
-def features_key(model: HashNet, images_u8: np.ndarray, mirror: bool) -> str:
+def features_key(model: HashingModel, images_u8: np.ndarray, mirror: bool) -> str:
     h = hashlib.sha256()
     h.update(repr((FEATURES_VERSION, torch.__version__, tuple(model.image_size), mirror, images_u8.shape,
                    str(images_u8.dtype), type(model.backbone).__qualname__, repr(model.backbone))).encode())
@@ -43,7 +43,7 @@ def features_key(model: HashNet, images_u8: np.ndarray, mirror: bool) -> str:
     return h.hexdigest()
 
 
-def _cache_path(model: HashNet, images_u8: np.ndarray, mirror: bool):
+def _cache_path(model: HashingModel, images_u8: np.ndarray, mirror: bool):
     return cache_dir() / "features" / f"{features_key(model, images_u8, mirror)}.npy"
 
 
@@ -57,13 +57,13 @@ def _read(path, n: int) -> torch.Tensor | None:
     return torch.from_numpy(stored) if stored.ndim == 2 and len(stored) == n else None
 
 
-def stored_features(model: HashNet, images_u8: np.ndarray, mirror: bool = False) -> torch.Tensor | None:
+def stored_features(model: HashingModel, images_u8: np.ndarray, mirror: bool = False) -> torch.Tensor | None:
     """The features if an earlier run stored them, else None (nothing is computed or written)."""
     return _read(_cache_path(model, images_u8, mirror), len(images_u8))
 
 
 @torch.inference_mode()
-def backbone_features(model: HashNet, images_u8: np.ndarray, mirror: bool = False, cache: bool = True,
+def backbone_features(model: HashingModel, images_u8: np.ndarray, mirror: bool = False, cache: bool = True,
                       progress: bool = True) -> torch.Tensor:
     """(N, D) float32 backbone features of uint8 (N, H, W, 3) images resized to the model's input size;
     ``mirror`` gives those of the horizontally flipped images (the mirror augmentation's second view)."""

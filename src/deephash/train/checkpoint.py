@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from ..errors import DeephashError
-from ..models import HashNet, create_model
+from ..models import HashingModel, create_model
 from ..utils.io import atomic_write
 
 MAGIC = b"DEEPHASH-CKPT/1\n"
@@ -49,7 +49,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
         raise DeephashError(f"cannot read checkpoint {path}: {e}") from None
 
 
-def model_from_checkpoint(ckpt: dict | str | os.PathLike) -> HashNet:
+def model_from_checkpoint(ckpt: dict | str | os.PathLike) -> HashingModel:
     """Rebuild the model from the architecture recorded in the checkpoint: no other input needed."""
     if not isinstance(ckpt, dict):
         ckpt = load_checkpoint(ckpt)

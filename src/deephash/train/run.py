@@ -10,7 +10,7 @@ from ..codes import CodesFile
 from ..data import HashDataset, Split, load_source, make_split
 from ..encode import encode_dataset
 from ..errors import DeephashError
-from ..models import HashNet
+from ..models import HashingModel
 from .config import TrainConfig
 
 SPLITS = ("train", "query", "database")
@@ -27,7 +27,7 @@ def split_for_config(cfg: TrainConfig | dict, progress: bool = True) -> Split:
     return load_split(c["data"], c["protocol"], c["seed"], TrainConfig.stored_size(c), progress)
 
 
-def codes_for(model: HashNet, dataset: HashDataset, meta: dict, progress: bool = True,
+def codes_for(model: HashingModel, dataset: HashDataset, meta: dict, progress: bool = True,
               workers: int = 0) -> tuple[CodesFile, list]:
     res = encode_dataset(model, dataset, progress=progress, workers=workers)
     paths = [dataset.paths[i] for i in res.indices] if dataset.paths is not None else None

@@ -18,7 +18,7 @@ from ..data.samplers import balanced_batches, epoch_batches
 from ..errors import DeephashError
 from ..losses import DSHLoss
 from ..miners import AllPairsMiner
-from ..models import HashNet, create_model, load_matching
+from ..models import HashingModel, create_model, load_matching
 from .augment import random_crop, random_mirror, to_float
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig
@@ -33,7 +33,7 @@ def set_threads(n: int) -> None:
     torch.set_num_threads(n if n > 0 else (os.cpu_count() or 1))
 
 
-def make_optimizer(model: HashNet, cfg: TrainConfig) -> torch.optim.Optimizer:
+def make_optimizer(model: HashingModel, cfg: TrainConfig) -> torch.optim.Optimizer:
     groups = model.parameter_groups(cfg.lr, cfg.weight_decay, cfg.bias_lr_mult, cfg.hash_lr_mult)
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum)
@@ -58,7 +58,7 @@ def lr_factor(cfg: TrainConfig, step: int, total: int) -> float:
 
 @dataclass
 class TrainResult:
-    model: HashNet
+    model: HashingModel
     checkpoint: Path
     history: list = field(default_factory=list)
     seconds: float = 0.0

@@ -1,4 +1,5 @@
-"""``HashNet``: backbone → (optional MLP neck) → linear hash layer, with its input normalisation built in.
+"""``HashingModel``: backbone → (optional MLP neck) → linear hash layer → hash activation, with its input
+normalisation built in.
 
 Models take float images in [0, 1] (N, 3, H, W) and do their own normalisation from
 buffers saved in the state dict, so a checkpoint alone is enough to encode images.
@@ -11,14 +12,18 @@ import torch
 from torch import nn
 
 from ..codes import encode_outputs
+from .activations import create_activation
 from .freezing import FreezableBackbone
 
 
-class HashNet(FreezableBackbone):
-    """``freeze_backbone()`` leaves only the neck and hash layer to train."""
+class HashingModel(FreezableBackbone):
+    """A pooled backbone with a hash head. ``freeze_backbone()`` leaves only the neck and hash layer to train.
+    ``activation`` names a hash activation (``deephash.models.activations``; ``activation_kwargs`` such as
+    ``{"beta": 2.0}`` go to it): "identity" (DSH, the default) keeps the raw outputs."""
 
     def __init__(self, backbone: nn.Module, feature_dim: int, bits: int, image_size: tuple[int, int],
-                 mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), hidden: int = 0, dropout: float = 0.0):
+                 mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), hidden: int = 0, dropout: float = 0.0,
+                 activation: str = "identity", activation_kwargs: dict | None = None):
         super().__init__()
         self.backbone = backbone
         # A hidden layer gives a frozen pretrained backbone a trainable non-linear map to the code;
@@ -33,9 +38,10 @@ class HashNet(FreezableBackbone):
         self.image_size = tuple(image_size)
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
+        self.activation = create_activation(activation, **(activation_kwargs or {}))
         self.channels_last = False
 
-    def use_channels_last(self) -> "HashNet":
+    def use_channels_last(self) -> "HashingModel":
         """NHWC weights and inputs: oneDNN's fast path for depthwise and grouped convolutions on CPU."""
         self.channels_last = True
         return self.to(memory_format=torch.channels_last)
@@ -52,10 +58,10 @@ class HashNet(FreezableBackbone):
 
     def head(self, features: torch.Tensor) -> torch.Tensor:
         """Backbone features → relaxed codes."""
-        return self.hash(self.neck(features))
+        return self.activation(self.hash(self.neck(features)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Relaxed codes: real outputs whose signs are the bits."""
+        """Relaxed codes: activated outputs whose signs are the bits."""
         return self.head(self.features(x))
 
     @torch.inference_mode()
