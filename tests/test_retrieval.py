@@ -114,3 +114,24 @@ def test_bad_queries_name_the_problem(dsh_run):
     for kwargs, msg in cases:
         with pytest.raises(DeephashError, match=msg):
             index.search(**kwargs)
+
+
+def test_iah_codes_files_are_scored_by_evaluate(iah_run, tmp_path):
+    import json
+
+    from deephash.codes import CodesFile
+
+    ckpt, data = iah_run
+    for split in ("train", "val"):
+        r = runner.invoke(app, ["encode", str(ckpt), "--data", str(data), "--split", split,
+                                "--out", str(tmp_path / f"{split}.npz"), "-q"])
+        assert r.exit_code == 0, r.output
+    db = CodesFile.load(tmp_path / "train.npz")
+    assert db.has_categories and db.category_codes.shape == (24, 3, 4) and db.probs.shape == (24, 3)
+    assert db.labels.sum() > 0 and db.meta["method"] == "iah"
+    r = runner.invoke(app, ["evaluate", "--query", str(tmp_path / "val.npz"), "--database", str(tmp_path / "train.npz"),
+                            "--json", "--topk", "10"])
+    assert r.exit_code == 0, r.output
+    scores = json.loads(r.output)
+    assert set(scores) == {"semantic", "category"}
+    assert 0 < scores["category"]["metrics"]["mAP"]["deterministic"] <= 1

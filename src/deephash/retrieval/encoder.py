@@ -117,7 +117,8 @@ class Encoder:
     def _codes_file(self, ds: HashDataset, enc: Encoded, meta: dict, labels: bool = True) -> tuple[CodesFile, list]:
         paths = [ds.paths[i] for i in enc.indices] if ds.paths is not None else None
         cf = CodesFile(enc.codes, self.bits, ids=enc.indices, paths=paths,
-                       labels=ds.labels[enc.indices] if labels else None, class_names=ds.class_names, meta=meta)
+                       labels=ds.labels[enc.indices] if labels else None, class_names=ds.class_names, meta=meta,
+                       category_codes=enc.category, probs=_float32(enc.probs), boxes=_float32(enc.boxes))
         return cf, enc.failures
 
     def encode_dataset(self, dataset: HashDataset, progress: bool = False) -> Encoded:
@@ -167,3 +168,7 @@ def _pixels(image, size: tuple[int, int]) -> np.ndarray:
 
     return np.asarray(Image.fromarray(a).resize((size[1], size[0]), Image.BILINEAR), np.uint8)
 
+
+
+def _float32(a):
+    return None if a is None else np.asarray(a, np.float32)
