@@ -4,6 +4,7 @@ Each search must be exact for ONE state of the index (the snapshot it took): the
 operations, so a search that started after ``a`` and ended after ``b`` of them saw one of the states a .. b+1.
 """
 
+import sys
 import threading
 import time
 
@@ -12,6 +13,7 @@ import pytest
 
 from deephash.codes import hamming_distances
 from deephash.index import HammingIndex
+from deephash.index.engines import SnapshotEngine
 
 N0, BITS, K, R = 25_000, 64, 10, 3
 
@@ -64,22 +66,28 @@ def _matches(kind, out, ref):
         for i, (d, i_) in enumerate(rows))
 
 
-@pytest.mark.parametrize("engine", ["flat", "mih", "auto"])
-def test_concurrent_readers_and_one_writer_see_consistent_snapshots(engine):
+@pytest.mark.parametrize("engine", ["flat", "mih"])
+def test_concurrent_readers_and_one_writer_see_consistent_snapshots(engine, monkeypatch):
     rng = np.random.default_rng(0)
-    states, plan = _states(rng, 12)
+    states, plan = _states(rng, 20)
     added = np.concatenate([p[1] for p in plan if p[0] == "add"])
     removed = states[0][0][np.isin(states[0][1], np.concatenate([p[1] for p in plan if p[0] == "remove"]))]
     q = np.concatenate([_near(rng, added, 12), _near(rng, removed, 12), _near(rng, states[0][0], 8)])
     index = HammingIndex(BITS, engine=engine)
     index.add(states[0][0], ids=states[0][1])
     index.search(q, K), index.range_search(q, R)  # compile the kernels and build the engine before the race
+    build = SnapshotEngine.build
+
+    def slow_build(self, codes, ids):  # builds take a while (MIH's, at millions of codes) and vary
+        time.sleep(float(np.random.default_rng().uniform(0, 0.02)))
+        build(self, codes, ids)
+    monkeypatch.setattr(SnapshotEngine, "build", slow_build)
     done, progress, records, errors = threading.Event(), [0], [], []
 
     def writer():
         try:
             for op, a, b in plan:
-                time.sleep(0.03)
+                time.sleep(0.02)
                 index.add(a, ids=b) if op == "add" else index.remove(a)
                 progress[0] += 1
         except Exception as e:  # noqa: BLE001 - reported by the main thread
@@ -100,10 +108,15 @@ def test_concurrent_readers_and_one_writer_see_consistent_snapshots(engine):
             errors.append(e)
 
     threads = [threading.Thread(target=reader, args=(t,)) for t in range(8)] + [threading.Thread(target=writer)]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join()
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads every few bytecodes: races in short windows show up
+    try:
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+    finally:
+        sys.setswitchinterval(interval)
     assert not errors, errors
     refs = [_reference(q, c, i) for c, i in states]
     bad = [(kind, a, b) for kind, a, b, out in records
@@ -111,3 +124,35 @@ def test_concurrent_readers_and_one_writer_see_consistent_snapshots(engine):
     assert len(index) == len(states[-1][1])
     assert len({a for _, a, _, _ in records}) > len(plan) // 2  # the searches did overlap the writes
     assert not bad, f"{len(bad)} of {len(records)} searches match no state they could have seen: {bad[:5]}"
+
+
+def test_concurrent_first_searches_build_each_engine_once(monkeypatch):
+    """Threads that find an engine missing wait for one build (a large MIH build takes seconds)."""
+    builds = []
+    build = SnapshotEngine.build
+
+    def counted(self, codes, ids):
+        builds.append(self.name)
+        time.sleep(0.05)
+        build(self, codes, ids)
+    monkeypatch.setattr(SnapshotEngine, "build", counted)
+    rng = np.random.default_rng(1)
+    index = HammingIndex(BITS, engine="mih")
+    index.add(rng.integers(0, 256, (3000, BITS // 8), dtype=np.uint8))
+    q = rng.integers(0, 256, (4, BITS // 8), dtype=np.uint8)
+    start = threading.Barrier(8)
+    results = []
+
+    def search():
+        start.wait()
+        results.append(index.search(q, 5))
+    threads = [threading.Thread(target=search) for _ in range(8)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert builds == ["mih"] and len(results) == 8
+    assert all(np.array_equal(r[1], results[0][1]) for r in results)
+    index.add(q)  # a new snapshot: built again, once
+    index.search(q, 5), index.range_search(q, 3)
+    assert builds == ["mih", "mih"]
