@@ -6,9 +6,9 @@ registers with ``@register_engine("name")``; HammingIndex then accepts ``engine=
 """
 
 from .base import IndexEngine, SnapshotEngine, create_engine, engine_class, list_engines, register_engine
-from .faiss_binary import FaissFlatEngine, FaissIVFEngine
-from .flat import FlatEngine
+from .flat import FlatEngine  # registration order is the order list_engines() reports
 from .mih import MIHEngine
+from .faiss_binary import FaissFlatEngine, FaissIVFEngine
 
 __all__ = ["FaissFlatEngine", "FaissIVFEngine", "FlatEngine", "IndexEngine", "MIHEngine", "SnapshotEngine",
            "create_engine", "engine_class", "list_engines", "register_engine"]
