@@ -27,19 +27,37 @@ def test_category_index_returns_only_images_of_the_category(tmp_path):
                     metadata=[{"path": f"img{i}.jpg"} for i in range(n)])
     assert added == present.sum() == len(idx)
     for cat in range(c):
-        d, ids, meta = idx.search(codes[0, cat], cat, k=n)
+        D, I, M = idx.search(codes[0, cat], cat, k=n)
+        assert D.shape == I.shape == (1, n) and (I[0, present[:, cat].sum():] == -1).all()
+        d, ids, meta = D[0][I[0] >= 0], I[0][I[0] >= 0], M[0]
         assert set(ids - 100) == set(np.flatnonzero(present[:, cat]))   # all of them, and only them
         assert all(m["category"] == "rgb"[cat] for m in meta)
         assert (np.diff(d) >= 0).all()
         for i, m in zip(ids, meta):
             assert m["path"] == f"img{i - 100}.jpg"
             np.testing.assert_allclose(m["box"], boxes[i - 100, cat], atol=1e-5)
-    d, ids, _ = idx.search(codes[0, 0], 0, k=1)
-    assert ids.tolist() == [100] and d.tolist() == [0]
+    D, I, _ = idx.search(codes[0, 0], 0, k=1)
+    assert I.tolist() == [[100]] and D.tolist() == [[0]]
     idx.save(tmp_path / "cat")
     again = CategoryIndex.load(tmp_path / "cat")
     assert len(again) == len(idx)
     np.testing.assert_array_equal(again.search(codes[5, 2], 2, 7)[1], idx.search(codes[5, 2], 2, 7)[1])
+    # a batch of mixed categories answers each query as it would alone
+    qs, cats = codes[[5, 0, 7, 3, 5], [2, 1, 0, 2, 1]], np.array([2, 1, 0, 2, 1])
+    D, I, M = idx.search(qs, cats, k=7)
+    assert D.shape == I.shape == (5, 7) and len(M) == 5
+    for i in range(5):
+        d1, i1, m1 = idx.search(qs[i], int(cats[i]), k=7)
+        np.testing.assert_array_equal(D[i], d1[0])
+        np.testing.assert_array_equal(I[i], i1[0])
+        assert M[i] == m1[0] and len(M[i]) == (I[i] >= 0).sum()
+    D, I, _ = idx.search(qs[:2], 1, k=3)  # one category for the whole batch
+    np.testing.assert_array_equal(I, idx.search(qs[:2], [1, 1], k=3)[1])
+    for bad_q, bad_c, msg in [(qs, [0, 1], "categories must be one integer or 5"), (qs, 3, "category 3 out of range"),
+                              (qs[:1], [-1], "out of range"), (qs[:, :2], 0, "do not match"),
+                              (qs.astype(np.int64), 0, "packed uint8"), (qs, [0.5] * 5, "integers")]:
+        with pytest.raises(DeephashError, match=msg):
+            idx.search(bad_q, bad_c)
     groups = idx.query(codes[3], np.array([0.9, 0.2, 0.7]), k=4)
     assert [g["class"] for g in groups] == ["r", "b"]
     assert [g["class"] for g in idx.query(codes[3], np.array([0.1, 0.3, 0.2]), k=4)] == ["g"]
@@ -58,12 +76,16 @@ def test_category_ties_are_ordered_by_a_second_distance():
     idx = CategoryIndex(bits, ["dog"])
     idx.add(np.arange(n), codes, np.ones((n, 1), bool))
     second = np.array([9, 8, 7, 6, 5, 4, 3, 2, 1, 0, 0, 5])  # second distance per image id
-    d, ids, _ = idx.search(codes[0, 0], 0, k=4)
-    assert ids.tolist() == [0, 1, 2, 3]                                  # insertion order without a tie-break
-    d, ids, _ = idx.search(codes[0, 0], 0, k=4, tiebreak=lambda i: second[i])
-    assert ids.tolist() == [9, 8, 7, 6] and d.tolist() == [0, 0, 0, 0]   # 10 has second 0 but category distance 2
-    d, ids, _ = idx.search(codes[0, 0], 0, k=12, tiebreak=lambda i: second[i])
-    assert ids.tolist()[-1] == 10 and d.tolist()[-1] == 2 and sorted(ids.tolist()) == list(range(n))
+    D, I, _ = idx.search(codes[0, 0], 0, k=4)
+    assert I[0].tolist() == [0, 1, 2, 3]                                  # insertion order without a tie-break
+    D, I, _ = idx.search(codes[0, 0], 0, k=4, tiebreak=lambda row, i: second[i])
+    assert I[0].tolist() == [9, 8, 7, 6] and D[0].tolist() == [0, 0, 0, 0]   # 10: second 0, category distance 2
+    D, I, _ = idx.search(codes[0, 0], 0, k=12, tiebreak=lambda row, i: second[i])
+    assert I[0, -1] == 10 and D[0, -1] == 2 and sorted(I[0].tolist()) == list(range(n))
+    # in a batch each query gets its own tie-break; 13 > 12 images: the last slot is missing
+    D, I, _ = idx.search(np.repeat(codes[0:1, 0], 2, 0), [0, 0], k=13,
+                         tiebreak=lambda row, i: second[i] if row == 0 else -i)
+    assert I[0, :3].tolist() == [9, 8, 7] and I[1, :3].tolist() == [11, 9, 8] and (I[:, -1] == -1).all()
 
 
 def _yolo_squares(root, n, seed):

@@ -122,8 +122,17 @@ def test_auto_falls_back_to_scan_per_query_and_stays_exact(monkeypatch):
         check_knn(index, q, db, ids, 10, None)
         check_range(index, q, db, ids, 4, None)
     eng.budget = 0
+    stats = {}
+    eng.search(q, 10, fallback=True, stats=stats)  # the per-query hand-over is reported to the caller
+    assert stats["fallback"] == len(q)
+    eng.range_search(q, 4, stats=stats)  # an explicit "mih" never hands over
+    assert stats["fallback"] == 0
+    seen = []
+    search = eng.search
+    monkeypatch.setattr(eng, "search", lambda *a, **kw: seen.append(kw) or search(*a, **kw))
     index.search(q, 10)
-    assert eng.last_fallback == len(q)
+    index.search(q, 10, engine="mih")
+    assert [kw.get("fallback", False) for kw in seen] == [True, False]
 
 
 def test_add_remove_keep_order_and_ids():
@@ -164,8 +173,8 @@ def test_empty_index_and_empty_queries():
         (lambda: HammingIndex(0), "multiple of 8"),
         (lambda: HammingIndex(1032), "multiple of 8"),
         (lambda: HammingIndex(64, engine="hnsw"), "unknown engine"),
-        (lambda: HammingIndex(64, mih_m=65), "mih_m"),
-        (lambda: HammingIndex(64, mih_m=2), "mih_m must be between 3 and 64"),
+        (lambda: HammingIndex(64, mih_m=65), "mih setting m"),
+        (lambda: HammingIndex(64, mih_m=2), "setting m must be between 3 and 64"),
         (lambda: HammingIndex(64).add(np.zeros((3, 4), np.uint8)), "do not match"),
         (lambda: HammingIndex(64).add(np.zeros((3, 64), np.float32)), "packed uint8"),
         (lambda: HammingIndex(64).add(np.zeros((3, 8), np.uint8), ids=[1, 1, 2]), "duplicate ids"),
@@ -250,5 +259,5 @@ def test_faiss_ivf_is_approximate_but_never_wrong_and_exact_when_every_list_is_s
     index.save(tmp_path / "ivf")
     loaded = HammingIndex.load(tmp_path / "ivf")
     assert (loaded.engine, loaded.ivf_nlist, loaded.ivf_nprobe) == ("faiss-ivf", 50, 50)
-    with pytest.raises(DeephashError, match="ivf_nprobe must be a positive integer"):
+    with pytest.raises(DeephashError, match="setting nprobe must be a positive integer"):
         HammingIndex(64, ivf_nprobe=0)

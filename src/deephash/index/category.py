@@ -3,7 +3,8 @@
 A thin layer over ``HammingIndex``: one sub-index per category whose ids are image ids, so a search
 for category c can only return images that hold a code for c. Each entry's metadata keeps the image's
 own metadata (path, labels) plus the box of the proposal that produced the code and the class
-probability. Saved as a folder: ``category.json`` plus one HammingIndex folder per non-empty category.
+probability. Searches are batch first, like FAISS: each query names its category. Saved as a folder:
+``category.json`` plus one HammingIndex folder per non-empty category.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import numpy as np
 
 from ..errors import DeephashError
 from ..utils.io import atomic_write
+from .engines.base import check_codes, check_k, empty_knn
 from .hamming_index import HammingIndex
 
 MANIFEST = "category.json"
@@ -66,42 +68,58 @@ class CategoryIndex:
             added += len(rows)
         return added
 
-    def search(self, query_code, category: int, k: int = 10, tiebreak=None) -> tuple[np.ndarray, np.ndarray, list[dict]]:
-        """The k nearest images holding a code for ``category``: (distances, image ids, metadata).
+    def search(self, queries, categories, k: int = 10, tiebreak=None) -> tuple[np.ndarray, np.ndarray, list[list]]:
+        """Batch search, FAISS-like: query i (packed, (nq, bits/8); one 1-D code is a batch of one) is
+        searched among the images holding a code for ``categories[i]`` (one int: the same for all).
 
-        Trained from image labels only, the codes of one category often coincide (nothing in the labels
-        tells one dog from another), so many images tie at the k-th distance. ``tiebreak(ids) -> distances``
-        orders equal category distances by a second distance (e.g. of the images' semantic codes) instead
-        of by insertion order; the category distance still comes first."""
-        if not 0 <= int(category) < len(self.class_names):
-            raise DeephashError(f"category {category} out of range for {len(self.class_names)} classes")
-        sub = self.subs.get(int(category))
-        if sub is None:
-            return np.empty(0, np.int32), np.empty(0, np.int64), []
-        q = np.asarray(query_code, np.uint8).reshape(1, -1)
-        D, I = sub.search(q, k)
-        keep = I[0] >= 0
-        d, ids = D[0][keep], I[0][keep]
-        if tiebreak is not None and len(ids):
-            _, d, ids = sub.range_search(q, int(d.max()))  # every image as close as the k-th
-            order = np.lexsort((np.asarray(tiebreak(ids)), d))[:k]
-            d, ids = d[order], ids[order]
-        return d, ids, sub.get_metadata(ids)
+        Returns (distances int32 (nq, k), image ids int64 (nq, k)) sorted by distance, -1 where a category
+        holds fewer than k images, and per query the metadata of its found ids. Trained from image labels
+        only, the codes of one category often coincide (nothing in the labels tells one dog from another),
+        so many images tie at the k-th distance. ``tiebreak(i, ids) -> distances`` orders query i's equal
+        category distances by a second distance (e.g. of the images' semantic codes) instead of by
+        insertion order; the category distance still comes first."""
+        q = np.asarray(queries)
+        q = check_codes(q[None] if q.ndim == 1 else q, self.nbytes, "queries")
+        nq = len(q)
+        cats = np.asarray(categories)
+        if cats.ndim == 0:
+            cats = np.full(nq, cats)
+        if cats.shape != (nq,) or (nq and not np.issubdtype(cats.dtype, np.integer)):
+            raise DeephashError(f"categories must be one integer or {nq} integers, got {cats.dtype} {cats.shape}")
+        bad = cats[(cats < 0) | (cats >= len(self.class_names))]
+        if len(bad):
+            raise DeephashError(f"category {int(bad[0])} out of range for {len(self.class_names)} classes")
+        D, I = empty_knn(nq, check_k(k))
+        meta: list[list] = [[] for _ in range(nq)]
+        for c in np.unique(cats):
+            sub = self.subs.get(int(c))
+            if sub is None:
+                continue
+            rows = np.flatnonzero(cats == c)
+            d, ids = sub.search(q[rows], k)
+            if tiebreak is not None:
+                _reorder_ties(sub, q[rows], rows, d, ids, tiebreak)
+            D[rows], I[rows] = d, ids
+            for r, found in zip(rows, ids):
+                meta[r] = sub.get_metadata(found[found >= 0])
+        return D, I, meta
 
     def query(self, category_codes, probs, k: int = 10, threshold: float = 0.5, max_categories: int = 3,
               tiebreak=None) -> list[dict]:
         """A query image's codes (C, bits/8) and class probabilities (C,) → results grouped by its predicted
         categories (probability > threshold, best first, at most ``max_categories``; the single best when none
-        passes); ``tiebreak`` as in ``search``."""
+        passes), each with only the found results; ``tiebreak(ids) -> distances`` as in ``search``."""
         probs = np.asarray(probs, dtype=np.float64)
         order = [int(c) for c in np.argsort(-probs, kind="stable") if probs[c] > threshold][:max_categories]
         if not order:
             order = [int(np.argmax(probs))]
+        per_row = None if tiebreak is None else (lambda i, ids: tiebreak(ids))
+        D, I, meta = self.search(np.asarray(category_codes)[order], order, k, per_row)
         groups = []
-        for c in order:
-            d, ids, meta = self.search(category_codes[c], c, k, tiebreak)
+        for j, c in enumerate(order):
+            found = I[j] >= 0
             groups.append({"category": c, "class": self.class_names[c], "prob": float(probs[c]),
-                           "distances": d, "ids": ids, "metadata": meta})
+                           "distances": D[j][found], "ids": I[j][found], "metadata": meta[j]})
         return groups
 
     def save(self, path) -> Path:
@@ -129,3 +147,14 @@ class CategoryIndex:
     @staticmethod
     def is_category_index(path) -> bool:
         return (Path(path) / MANIFEST).is_file()
+
+
+def _reorder_ties(sub: HammingIndex, q: np.ndarray, rows: np.ndarray, D: np.ndarray, I: np.ndarray, tiebreak) -> None:
+    """Reorder each row of (D, I) in place: every image as close as the row's k-th, by (distance, tiebreak)."""
+    kth = np.where(I >= 0, D, -1).max(axis=1)
+    lims, rd, rids = sub.range_search(q, int(kth.max()))  # one radius for the batch, filtered per row
+    for j, row in enumerate(rows):
+        d, ids = rd[lims[j]:lims[j + 1]], rids[lims[j]:lims[j + 1]]
+        d, ids = d[d <= kth[j]], ids[d <= kth[j]]
+        order = np.lexsort((np.asarray(tiebreak(int(row), ids)), d))[:(I[j] >= 0).sum()]
+        D[j, :len(order)], I[j, :len(order)] = d[order], ids[order]

@@ -1,22 +1,41 @@
-"""HammingIndex: the public, FAISS-like face of the index engines."""
+"""HammingIndex: the public, FAISS-like face of the index engines.
+
+It owns the codes, ids and metadata; engines (``engines``) only search. The codes and ids live in an
+immutable snapshot together with the engines built over them: a search reads the snapshot once, so
+it never mixes one state's engine with another's ids, and a writer builds a new snapshot and swaps
+it in with one assignment. Hence many threads may search while one adds or removes.
+"""
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
 
 from ..codes import check_bits
 from ..errors import DeephashError
-from . import kernels
-from .faiss_engine import FaissFlatEngine, FaissIVFEngine
-from .flat import FlatEngine
-from .mih import MAX_SUBSTRING_BITS, SMALL_N, MIHEngine
+from .engines import create_engine, engine_class, list_engines
+from .engines.base import check_codes, check_k, check_radius, empty_knn, empty_range
 from .storage import MetadataStore, load_index, save_index
 from .threads import default_threads
 
-ENGINES = ("auto", "flat", "mih", "faiss-flat", "faiss-ivf")
-MISSING = -1
+AUTO = "auto"
+ENGINES = (AUTO, *list_engines())  # the built-in choices; engines registered later are accepted too
+SMALL_N = 20_000  # auto: below this a linear scan is already cheap
+_LEGACY_SETTINGS = {"mih_m": ("mih", "m"), "ivf_nlist": ("faiss-ivf", "nlist"), "ivf_nprobe": ("faiss-ivf", "nprobe")}
+
+
+class _Snapshot:
+    """One state of the index: codes and ids in insertion order, and the engines built over them
+    (filled on first use under the index's lock, never replaced)."""
+
+    __slots__ = ("codes", "ids", "engines", "lookup")
+
+    def __init__(self, codes: np.ndarray, ids: np.ndarray, engines: dict | None = None):
+        self.codes, self.ids = codes, ids
+        self.engines: dict = engines or {}
+        self.lookup: tuple[np.ndarray, np.ndarray] | None = None  # (argsort of ids, sorted ids)
 
 
 class HammingIndex:
@@ -30,94 +49,135 @@ class HammingIndex:
     hashing, exact), ``faiss-flat``; ``auto`` uses MIH from 20,000 codes and falls back
     per query to the scan once MIH has verified about n/24 candidates, roughly a scan's
     cost (an explicit ``engine="mih"`` never falls back). ``faiss-ivf`` is the one
-    APPROXIMATE engine (``ivf_nlist`` k-means lists, ``ivf_nprobe`` scanned per query):
+    APPROXIMATE engine (settings ``nlist`` k-means lists, ``nprobe`` scanned per query):
     it can miss neighbours (and fill a row's tail with -1 when the probed lists hold fewer than k
     codes), never reports a wrong distance, keeps FAISS's choice among codes tied at the k-th
     distance, and is never chosen by ``auto``.
+
+    ``engine_settings`` configures the default engine (for ``auto``, its MIH engine), e.g.
+    ``HammingIndex(64, "mih", engine_settings={"m": 4})``; the older keywords ``mih_m``,
+    ``ivf_nlist`` and ``ivf_nprobe`` set the ``mih`` and ``faiss-ivf`` settings whatever the default,
+    so a search may pick either with ``engine=``. In-memory engines are built on first use after
+    load, add or remove (not stored). Safe for many concurrent searches and one writer in one process.
     """
 
-    def __init__(self, bits: int, engine: str = "auto", mih_m: int | None = None, threads: int | None = None,
-                 ivf_nlist: int | None = None, ivf_nprobe: int = 16):
+    def __init__(self, bits: int, engine: str = AUTO, mih_m: int | None = None, threads: int | None = None,
+                 ivf_nlist: int | None = None, ivf_nprobe: int | None = None, engine_settings: dict | None = None):
         self.bits = check_bits(bits)
         self.nbytes = self.bits // 8
-        self.W = -(-self.nbytes // 8)
         self.engine = _check_engine(engine)
-        lo_m = -(-self.bits // MAX_SUBSTRING_BITS)
-        if mih_m is not None and not (lo_m <= int(mih_m) <= self.bits):
-            raise DeephashError(
-                f"mih_m must be between {lo_m} and {self.bits} for {self.bits}-bit codes "
-                f"(substrings of at most {MAX_SUBSTRING_BITS} bits), got {mih_m!r}"
-            )
-        self.mih_m = None if mih_m is None else int(mih_m)
-        self.ivf_nlist = None if ivf_nlist is None else _positive_int("ivf_nlist", ivf_nlist)
-        self.ivf_nprobe = _positive_int("ivf_nprobe", ivf_nprobe)
+        per: dict[str, dict] = {}
+        for key, value in (("mih_m", mih_m), ("ivf_nlist", ivf_nlist), ("ivf_nprobe", ivf_nprobe)):
+            if value is not None:
+                name, setting = _LEGACY_SETTINGS[key]
+                per.setdefault(name, {})[setting] = value
+        if engine_settings:
+            target = _settings_target(self.engine)
+            given = per.setdefault(target, {})
+            for key, value in dict(engine_settings).items():
+                if key in given:
+                    raise DeephashError(f"engine setting {key!r} given twice (engine_settings and a keyword)")
+                given[key] = value
+        self._settings = self._check_settings(per)
         self.threads = threads or default_threads()
         self.checkpoint: dict | str | None = None
         self.class_names: list[str] | None = None
         self.code_bits = self.bits  # learned length; shorter codes are zero-padded to ``bits``
-        self._codes = np.empty((0, self.nbytes), np.uint8)
-        self._ids = np.empty(0, np.int64)
+        self._lock = threading.Lock()  # serialises writers and engine builds; searches only take it to build
+        self._snap = _Snapshot(np.empty((0, self.nbytes), np.uint8), np.empty(0, np.int64))
         self._next_id = 0
         self._store = MetadataStore()
         self._manifest: dict | None = None  # as read by load(), for info()
-        self._invalidate()
+
+    def _check_settings(self, per: dict[str, dict]) -> dict[str, dict]:
+        """Validated settings per engine name, as each engine normalises them."""
+        return {name: create_engine(name, self.bits, **s).settings() for name, s in per.items()}
+
+    def settings_of(self, engine: str | None = None) -> dict:
+        """Settings an engine is built with (default engine when None; ``auto``: its MIH engine)."""
+        name = _settings_target(_check_engine(engine or self.engine))
+        return {**engine_class(name).defaults, **self._settings.get(name, {})}
+
+    @property
+    def mih_m(self) -> int | None:
+        return self.settings_of("mih")["m"]
+
+    @property
+    def ivf_nlist(self) -> int | None:
+        return self.settings_of("faiss-ivf")["nlist"]
+
+    @property
+    def ivf_nprobe(self) -> int:
+        return self.settings_of("faiss-ivf")["nprobe"]
 
     # ---- contents -------------------------------------------------------------------
 
     def __len__(self) -> int:
-        return len(self._ids)
+        return len(self._snap.ids)
 
     @property
     def ids(self) -> np.ndarray:
-        return self._ids
+        return self._snap.ids
 
     @property
     def codes(self) -> np.ndarray:
-        return self._codes
+        return self._snap.codes
 
     def add(self, codes, ids=None, metadata=None) -> np.ndarray:
         """Append codes; returns their ids (consecutive new ids when none are given)."""
         codes = self._check_codes(codes, "codes")
         n = len(codes)
-        if ids is None:
-            ids = np.arange(self._next_id, self._next_id + n, dtype=np.int64)
-        else:
-            ids = _as_ids(ids)
-            if len(ids) != n:
-                raise DeephashError(f"{len(ids)} ids for {n} codes")
-            if len(ids) and ids.min() < 0:
-                raise DeephashError("ids must be non-negative")
-            uniq, counts = np.unique(ids, return_counts=True)
-            if (counts > 1).any():
-                raise DeephashError(f"duplicate ids in the batch: {uniq[counts > 1][:5].tolist()}")
-            clash = ids[np.isin(ids, self._ids)]
-            if len(clash):
-                raise DeephashError(f"ids already in the index: {clash[:5].tolist()}")
         if metadata is not None:
             metadata = list(metadata)
             if len(metadata) != n:
                 raise DeephashError(f"{len(metadata)} metadata entries for {n} codes")
             if any(md is not None and not isinstance(md, dict) for md in metadata):
                 raise DeephashError("metadata entries must be dicts or None")
-            self._store.add(ids, metadata)
-        self._codes = np.concatenate([self._codes, codes]) if len(self._codes) else codes.copy()
-        self._ids = np.concatenate([self._ids, ids])
-        if n:
-            self._next_id = max(self._next_id, int(ids.max()) + 1)
-        self._invalidate()
+        with self._lock:
+            snap = self._snap
+            if ids is None:
+                ids = np.arange(self._next_id, self._next_id + n, dtype=np.int64)
+            else:
+                ids = _as_ids(ids)
+                if len(ids) != n:
+                    raise DeephashError(f"{len(ids)} ids for {n} codes")
+                if len(ids) and ids.min() < 0:
+                    raise DeephashError("ids must be non-negative")
+                uniq, counts = np.unique(ids, return_counts=True)
+                if (counts > 1).any():
+                    raise DeephashError(f"duplicate ids in the batch: {uniq[counts > 1][:5].tolist()}")
+                clash = ids[np.isin(ids, snap.ids)]
+                if len(clash):
+                    raise DeephashError(f"ids already in the index: {clash[:5].tolist()}")
+            if metadata is not None:
+                self._store.add(ids, metadata)  # before the swap: a search that finds an id finds its metadata
+            kept = self._mutable_engines(snap)
+            for eng in kept.values():
+                eng.add(codes, ids)
+            new_codes = np.concatenate([snap.codes, codes]) if len(snap.codes) else codes.copy()
+            self._snap = _Snapshot(new_codes, np.concatenate([snap.ids, ids]), kept)
+            if n:
+                self._next_id = max(self._next_id, int(ids.max()) + 1)
         return ids
 
     def remove(self, ids) -> int:
         """Remove codes by id (all must exist); the others keep their relative order."""
         ids = np.unique(_as_ids(ids))
-        pos = self._positions(ids)
-        keep = np.ones(len(self._ids), bool)
-        keep[pos] = False
-        self._codes = self._codes[keep]
-        self._ids = self._ids[keep]
-        self._store.remove(ids)
-        self._invalidate()
+        with self._lock:
+            snap = self._snap
+            keep = np.ones(len(snap.ids), bool)
+            keep[_positions(snap, ids)] = False
+            kept = self._mutable_engines(snap)
+            for eng in kept.values():
+                eng.remove(ids)
+            self._snap = _Snapshot(snap.codes[keep], snap.ids[keep], kept)
+            self._store.remove(ids)
         return len(ids)
+
+    @staticmethod
+    def _mutable_engines(snap: _Snapshot) -> dict:
+        """Engines that take add/remove themselves carry over to the next snapshot; the others are rebuilt."""
+        return {name: eng for name, eng in snap.engines.items() if eng.mutable}
 
     def get_metadata(self, ids) -> list[dict | None]:
         """Metadata dict (path, labels, free-form fields) per id; None for unknown ids or none stored."""
@@ -126,27 +186,18 @@ class HammingIndex:
 
     def get_codes(self, ids) -> np.ndarray:
         """Packed codes of the given ids (all must exist), in the order asked."""
-        return self._codes[self._positions(_as_ids(ids))]
-
-    def _positions(self, ids: np.ndarray) -> np.ndarray:
-        if self._id_order is None:
-            self._id_order = np.argsort(self._ids, kind="stable")
-            self._sorted_ids = self._ids[self._id_order]
-        if len(self._sorted_ids) == 0:
-            found, at = np.zeros(len(ids), bool), np.zeros(len(ids), np.int64)
-        else:
-            at = np.minimum(np.searchsorted(self._sorted_ids, ids), len(self._sorted_ids) - 1)
-            found = self._sorted_ids[at] == ids
-        if not found.all():
-            raise DeephashError(f"ids not in the index: {ids[~found][:5].tolist()}")
-        return self._id_order[at]
+        snap = self._snap
+        return snap.codes[_positions(snap, _as_ids(ids))]
 
     def set_ivf_nprobe(self, nprobe: int) -> None:
         """Lists the faiss-ivf engine scans per query (recall vs speed), without rebuilding its k-means
         (which, like the MIH tables, is built on first use after load, add or remove, not stored)."""
-        self.ivf_nprobe = _positive_int("ivf_nprobe", nprobe)
-        if "faiss-ivf" in self._engines:
-            self._engines["faiss-ivf"].set_nprobe(self.ivf_nprobe)
+        with self._lock:
+            self._settings.update(self._check_settings({"faiss-ivf": {**self.settings_of("faiss-ivf"),
+                                                                        "nprobe": nprobe}}))
+            eng = self._snap.engines.get("faiss-ivf")
+            if eng is not None:
+                eng.set_nprobe(self.ivf_nprobe)
 
     # ---- search ---------------------------------------------------------------------
 
@@ -156,25 +207,12 @@ class HammingIndex:
         Rows are sorted by distance, ties by insertion position; when the index holds
         fewer than k codes the missing slots have id -1 and distance -1.
         """
-        q = self._check_codes(q, "queries")
-        if not isinstance(k, (int, np.integer)) or k < 1:
-            raise DeephashError(f"k must be a positive integer, got {k!r}")
-        k = int(k)
-        if len(self) == 0 or len(q) == 0:
-            return np.full((len(q), k), MISSING, np.int32), np.full((len(q), k), MISSING, np.int64)
-        kk = min(k, len(self))
-        eng = self._engine(engine)
-        if eng.name.startswith("faiss"):
-            keys = eng.knn_keys(q, kk)
-        elif eng.name == "mih":
-            keys = eng.knn_keys(q, self._qwords(q), kk, self.threads, fallback=self._auto(engine))
-        else:
-            keys = eng.knn_keys(self._qwords(q), kk, self.threads)
-        D, I = self._decode(keys)
-        if kk < k:
-            pad = ((0, 0), (0, k - kk))
-            D, I = np.pad(D, pad, constant_values=MISSING), np.pad(I, pad, constant_values=MISSING)
-        return D, I
+        q, k = self._check_codes(q, "queries"), check_k(k)
+        snap = self._snap
+        if len(snap.ids) == 0 or len(q) == 0:
+            return empty_knn(len(q), k)
+        name, opts = self._policy(engine, len(snap.ids))
+        return self._built(snap, name).search(q, k, threads=self.threads, **opts)
 
     def range_search(self, q, r: int, engine: str | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Every code within distance r of each query, r INCLUSIVE (d <= r; FAISS uses d < r).
@@ -182,107 +220,84 @@ class HammingIndex:
         Returns FAISS-style (lims int64 (nq+1,), distances int32, ids int64): the results of
         query i are [lims[i], lims[i+1]), sorted by distance then insertion position.
         """
-        q = self._check_codes(q, "queries")
-        if not isinstance(r, (int, np.integer)) or r < 0:
-            raise DeephashError(f"radius must be a non-negative integer, got {r!r}")
-        r = int(min(r, self.bits))
-        if len(self) == 0 or len(q) == 0:
-            return np.zeros(len(q) + 1, np.int64), np.empty(0, np.int32), np.empty(0, np.int64)
-        eng = self._engine(engine)
-        if eng.name.startswith("faiss"):
-            lims, keys = eng.range_keys(q, r)
-        elif eng.name == "mih":
-            lims, keys = eng.range_keys(q, self._qwords(q), r, self.threads, fallback=self._auto(engine))
-        else:
-            lims, keys = eng.range_keys(self._qwords(q), r, self.threads)
-        D, I = self._decode(keys)
-        return lims, D, I
+        q, r = self._check_codes(q, "queries"), min(check_radius(r), self.bits)
+        snap = self._snap
+        if len(snap.ids) == 0 or len(q) == 0:
+            return empty_range(len(q))
+        name, opts = self._policy(engine, len(snap.ids))
+        return self._built(snap, name).range_search(q, r, threads=self.threads, **opts)
 
-    def _decode(self, keys: np.ndarray):
-        missing = keys == kernels.EMPTY_KEY
-        pos = keys & kernels.POS_MASK
-        pos[missing] = 0
-        D = (keys >> kernels.POS_BITS).astype(np.int32)
-        I = self._ids[pos] if len(self._ids) else pos
-        D[missing], I[missing] = MISSING, MISSING
-        return D, I
-
-    def _auto(self, engine: str | None) -> bool:
-        return (engine or self.engine) == "auto"
-
-    def _engine(self, engine: str | None):
+    def _policy(self, engine: str | None, n: int) -> tuple[str, dict]:
+        """The engine a search uses and its search options: ``auto`` is the scan below SMALL_N codes,
+        else MIH handing queries that cost about a scan over to the scan."""
         name = _check_engine(engine or self.engine)
-        if name == "auto":
-            name = "flat" if len(self) < SMALL_N else "mih"
-        if name not in self._engines:
-            if name == "flat":
-                self._engines[name] = FlatEngine(self._words())
-            elif name == "mih":
-                self._engines[name] = MIHEngine(self._codes, self._words(), self.mih_m)
-            elif name == "faiss-ivf":
-                self._engines[name] = FaissIVFEngine(self._codes, self.ivf_nlist, self.ivf_nprobe)
-            else:
-                self._engines[name] = FaissFlatEngine(self._codes)
-        return self._engines[name]
+        if name != AUTO:
+            return name, {}
+        return ("flat", {}) if n < SMALL_N else ("mih", {"fallback": True})
 
-    def _words(self) -> np.ndarray:
-        """Codes as (n, W) uint64, a zero-copy view when the width is a multiple of 64 bits."""
-        if self._words_cache is None:
-            self._words_cache = _to_words(self._codes, self.W)
-        return self._words_cache
+    def _built(self, snap: _Snapshot, name: str):
+        """The snapshot's engine ``name``, built once (double-checked under the lock: concurrent
+        first searches wait for one build instead of each building)."""
+        eng = snap.engines.get(name)
+        if eng is None:
+            with self._lock:
+                eng = snap.engines.get(name)
+                if eng is None:
+                    eng = create_engine(name, self.bits, **self._settings.get(name, {}))
+                    eng.build(snap.codes, snap.ids)
+                    snap.engines[name] = eng
+        return eng
 
-    def _qwords(self, q: np.ndarray) -> np.ndarray:
-        return _to_words(q, self.W)
-
-    def _invalidate(self) -> None:
-        self._engines: dict = {}
-        self._words_cache = None
-        self._id_order = None
-        self._sorted_ids = None
+    def _engine(self, engine: str | None = None):
+        """The built engine a search with ``engine`` would use now (for tests and benchmarks)."""
+        snap = self._snap
+        return self._built(snap, self._policy(engine, len(snap.ids))[0])
 
     def _check_codes(self, codes, what: str) -> np.ndarray:
         a = np.asarray(codes)
         if a.ndim == 1 and what == "queries":
             a = a[None, :]
-        if a.dtype != np.uint8:
-            raise DeephashError(f"{what} must be packed uint8 codes (np.packbits order), got dtype {a.dtype}")
-        if a.ndim != 2 or a.shape[1] != self.nbytes:
-            raise DeephashError(
-                f"{what} of shape {a.shape} do not match this {self.bits}-bit index: expected (n, {self.nbytes}) bytes"
-            )
-        return np.ascontiguousarray(a)
+        return check_codes(a, self.nbytes, what)
 
     # ---- persistence ----------------------------------------------------------------
 
     def save(self, path) -> Path:
-        """Atomically write the index directory (see deephash.index.storage for the layout)."""
-        header = {
-            "bits": self.bits,
-            "count": len(self),
-            "next_id": self._next_id,
-            "engine": {"default": self.engine, "mih_m": self.mih_m, "ivf_nlist": self.ivf_nlist,
-                       "ivf_nprobe": self.ivf_nprobe},
-            "checkpoint": self.checkpoint,
-            "class_names": self.class_names,
-            "code_bits": self.code_bits,
-        }
-        return save_index(path, codes=self._codes, ids=self._ids, store=self._store, header=header)
+        """Atomically write the index directory (see deephash.index.storage for the layout). The manifest
+        records the default engine and the settings of every configured engine."""
+        with self._lock:  # one consistent state of codes, ids and metadata; searches go on
+            snap = self._snap
+            header = {
+                "bits": self.bits,
+                "count": len(snap.ids),
+                "next_id": self._next_id,
+                "engine": {"default": self.engine, "settings": self._settings},
+                "checkpoint": self.checkpoint,
+                "class_names": self.class_names,
+                "code_bits": self.code_bits,
+            }
+            return save_index(path, codes=snap.codes, ids=snap.ids, store=self._store, header=header)
 
     @classmethod
     def load(cls, path, mmap: bool = True, verify: bool = True, threads: int | None = None) -> "HammingIndex":
         """Open a saved index; codes are memory-mapped unless mmap=False. Corruption raises DeephashError."""
         manifest, codes, ids, meta_path = load_index(path, mmap=mmap, verify=verify)
         eng = manifest.get("engine") or {}
-        index = cls(int(manifest["bits"]), engine=eng.get("default", "auto"), mih_m=eng.get("mih_m"), threads=threads,
-                    ivf_nlist=eng.get("ivf_nlist"), ivf_nprobe=eng.get("ivf_nprobe", 16))
-        index._codes, index._ids = codes, ids
+        index = cls(int(manifest["bits"]), engine=eng.get("default", AUTO), threads=threads)
+        if "settings" in eng:
+            per = eng["settings"] or {}
+        else:  # manifests before engine settings: {"default", "mih_m", "ivf_nlist", "ivf_nprobe"}
+            per = {}
+            for key, (name, setting) in _LEGACY_SETTINGS.items():
+                if eng.get(key) is not None:
+                    per.setdefault(name, {})[setting] = eng[key]
+        index._settings = index._check_settings(per)
+        index._snap = _Snapshot(codes, ids)
         index._next_id = int(manifest.get("next_id", int(ids.max()) + 1 if len(ids) else 0))
         index.checkpoint = manifest.get("checkpoint")
         index.class_names = manifest.get("class_names")
         index.code_bits = int(manifest.get("code_bits", index.bits))
         index._store = MetadataStore(Path(meta_path))
         index._manifest = manifest
-        index._invalidate()
         return index
 
     def info(self) -> dict:
@@ -291,6 +306,7 @@ class HammingIndex:
             "code_bits": self.code_bits,
             "count": len(self),
             "engine": self.engine,
+            "engine_settings": self._settings,
             "mih_m": self.mih_m,
             "ivf_nlist": self.ivf_nlist,
             "ivf_nprobe": self.ivf_nprobe,
@@ -306,15 +322,30 @@ class HammingIndex:
 
 
 def _check_engine(engine: str) -> str:
-    if engine not in ENGINES:
-        raise DeephashError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
+    if engine != AUTO and engine not in list_engines():
+        raise DeephashError(f"unknown engine {engine!r}; choose one of {', '.join((AUTO, *list_engines()))}")
     return engine
 
 
-def _positive_int(name: str, value) -> int:
-    if not isinstance(value, (int, np.integer)) or value < 1:
-        raise DeephashError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
+def _settings_target(engine: str) -> str:
+    """The engine whose settings a default engine's settings are: ``auto``'s are its MIH engine's."""
+    return "mih" if engine == AUTO else engine
+
+
+def _positions(snap: _Snapshot, ids: np.ndarray) -> np.ndarray:
+    """Insertion positions of ids in a snapshot (all must exist)."""
+    if snap.lookup is None:  # a pure function of the snapshot: racing threads compute the same value
+        order = np.argsort(snap.ids, kind="stable")
+        snap.lookup = (order, snap.ids[order])
+    order, sorted_ids = snap.lookup
+    if len(sorted_ids) == 0:
+        found, at = np.zeros(len(ids), bool), np.zeros(len(ids), np.int64)
+    else:
+        at = np.minimum(np.searchsorted(sorted_ids, ids), len(sorted_ids) - 1)
+        found = sorted_ids[at] == ids
+    if not found.all():
+        raise DeephashError(f"ids not in the index: {ids[~found][:5].tolist()}")
+    return order[at]
 
 
 def _as_ids(ids) -> np.ndarray:
@@ -324,16 +355,7 @@ def _as_ids(ids) -> np.ndarray:
     return a.astype(np.int64)
 
 
-def _to_words(codes: np.ndarray, W: int) -> np.ndarray:
-    n, nbytes = codes.shape
-    if nbytes == W * 8 and codes.flags.c_contiguous:
-        return codes.view(np.uint64)
-    out = np.zeros((n, W * 8), np.uint8)
-    out[:, :nbytes] = codes
-    return out.view(np.uint64)
-
-
-__all__ = ["HammingIndex", "ENGINES"]
+__all__ = ["ENGINES", "HammingIndex", "index_from_codes"]
 
 
 def index_from_codes(cf, **kwargs) -> HammingIndex:

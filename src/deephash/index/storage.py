@@ -36,6 +36,9 @@ _DATA_FILE = re.compile(r"^(codes|ids|meta)\.v\d+-[0-9a-f]+\.(npy|sqlite)$|^\..*
 PAUSE_ENV = "DEEPHASH_TEST_SAVE_PAUSE"
 
 
+_ABSENT = object()
+
+
 class MetadataStore:
     """Per-id metadata: a read-only SQLite file plus in-memory changes since the last save."""
 
@@ -67,8 +70,8 @@ class MetadataStore:
         db = self._db()
         for i in ids:
             i = int(i)
-            if i in self.pending:
-                md = self.pending[i]
+            md = self.pending.get(i, _ABSENT)  # one look-up: a concurrent remove cannot slip in between
+            if md is not _ABSENT:
                 out.append(None if md is None else dict(md))
             elif i in self.removed or db is None:
                 out.append(None)

@@ -4,9 +4,11 @@ on the shared VM than FAISS's OpenMP pool."""
 from __future__ import annotations
 
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 _POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()  # searches in several threads may ask for the pool first at once
 
 
 def default_threads() -> int:
@@ -16,7 +18,9 @@ def default_threads() -> int:
 def _pool() -> ThreadPoolExecutor:
     global _POOL
     if _POOL is None:
-        _POOL = ThreadPoolExecutor(max_workers=default_threads(), thread_name_prefix="deephash-index")
+        with _POOL_LOCK:
+            if _POOL is None:
+                _POOL = ThreadPoolExecutor(max_workers=default_threads(), thread_name_prefix="deephash-index")
     return _POOL
 
 

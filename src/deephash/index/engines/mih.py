@@ -21,13 +21,15 @@ import math
 
 import numpy as np
 
-from . import kernels
-from .flat import FlatEngine, concat_ranges
-from .threads import run_parallel
+from ...errors import DeephashError
+from .. import kernels
+from ..threads import run_parallel
+from .base import SnapshotEngine, register_engine
+from .flat import concat_ranges, flat_knn_keys, flat_range_keys
 
 MAX_SUBSTRING_BITS = 24  # direct bucket tables of 2^w offsets stay <= 128 MiB each
 REORDER_BUDGET_BYTES = 2 << 30  # per-table reordered code copies, in total
-SMALL_N = 20_000  # below this a linear scan is already cheap
+NO_BUDGET = np.iinfo(np.int64).max
 
 
 def choose_m(bits: int, n: int) -> int:
@@ -36,18 +38,30 @@ def choose_m(bits: int, n: int) -> int:
     return int(min(bits, max(m, 1, math.ceil(bits / MAX_SUBSTRING_BITS))))
 
 
-class MIHEngine:
-    name = "mih"
+@register_engine("mih")
+class MIHEngine(SnapshotEngine):
+    """Exact MIH. Setting ``m``: substrings (None: about bits/log2(n), chosen at build). Searches take
+    ``fallback=True`` to hand a query to the linear scan once it has cost about a scan (the ``auto``
+    policy) and ``stats`` (a caller's dict) to learn how many did."""
 
-    def __init__(self, codes: np.ndarray, words: np.ndarray, m: int | None = None):
-        n, nbytes = codes.shape
-        bits = nbytes * 8
-        self.n, self.W, self.bits = n, words.shape[1], bits
-        self.m = choose_m(bits, n) if m is None else int(m)
+    exact = True
+    defaults = {"m": None}
+
+    def _validate(self, s: dict) -> dict:
+        lo = -(-self.bits // MAX_SUBSTRING_BITS)
+        m = s["m"]
+        if m is not None and (not isinstance(m, (int, np.integer)) or isinstance(m, bool)
+                              or not lo <= m <= self.bits):
+            raise DeephashError(f"mih setting m must be between {lo} and {self.bits} for {self.bits}-bit codes "
+                                f"(substrings of at most {MAX_SUBSTRING_BITS} bits), got {m!r}")
+        return {"m": None if m is None else int(m)}
+
+    def _build(self, codes: np.ndarray, words: np.ndarray) -> None:
+        n, bits = len(codes), self.bits
+        self.m = choose_m(bits, n) if self._settings["m"] is None else self._settings["m"]
         edges = np.linspace(0, bits, self.m + 1).round().astype(np.int64)
         self.starts, self.widths = edges[:-1], np.diff(edges)
         self.db = words.reshape(-1)
-        self.flat = FlatEngine(words)
         self.reordered = self.m * words.nbytes <= REORDER_BUDGET_BYTES
         self.masks = np.zeros((self.m, self.W), np.uint64)
         offs, perm = [], np.empty((self.m, n), np.int64)
@@ -83,12 +97,18 @@ class MIHEngine:
     def _args(self):
         return (self.widths, self.offs, self.offs_base, self.perm, self.pcodes, self.reordered, self.db, self.masks)
 
-    def knn_keys(self, qcodes, qwords, k: int, threads: int, fallback: bool = True) -> np.ndarray:
+    def search(self, q, k, *, threads: int = 1, fallback: bool = False, stats: dict | None = None):
+        return super().search(q, k, threads=threads, fallback=fallback, stats=stats)
+
+    def range_search(self, q, r, *, threads: int = 1, fallback: bool = False, stats: dict | None = None):
+        return super().range_search(q, r, threads=threads, fallback=fallback, stats=stats)
+
+    def _knn_keys(self, qcodes, qwords, k: int, threads: int, fallback: bool, stats: dict | None) -> np.ndarray:
         nq = len(qwords)
         qkeys = self._qkeys(qcodes)
         out = np.empty((nq, k), np.int64)
         failed = np.zeros(nq, np.bool_)
-        budget = self.budget if fallback else np.iinfo(np.int64).max
+        budget = self.budget if fallback else NO_BUDGET
 
         def job(s, e):
             kernels.mih_knn(
@@ -106,15 +126,16 @@ class MIHEngine:
                 run_parallel(lambda s, e: job(head + s, head + e), nq - head, threads)
         if failed.any():
             idx = np.flatnonzero(failed)
-            out[idx] = self.flat.knn_keys(np.ascontiguousarray(qwords[idx]), k, threads)
-        self.last_fallback = int(failed.sum())
+            out[idx] = flat_knn_keys(self.db, self.W, self.n, np.ascontiguousarray(qwords[idx]), k, threads)
+        if stats is not None:
+            stats["fallback"] = int(failed.sum())
         return out
 
-    def range_keys(self, qcodes, qwords, r: int, threads: int, fallback: bool = True):
+    def _range_keys(self, qcodes, qwords, r: int, threads: int, fallback: bool, stats: dict | None):
         nq = len(qwords)
         qkeys = self._qkeys(qcodes)
         failed = np.zeros(nq, np.bool_)
-        budget = self.budget if fallback else np.iinfo(np.int64).max
+        budget = self.budget if fallback else NO_BUDGET
         results = {}
 
         def job(s, e):
@@ -129,11 +150,12 @@ class MIHEngine:
 
         run_parallel(job, nq, threads)
         lims, keys = concat_ranges([results[s] for s in sorted(results)], nq)
-        self.last_fallback = int(failed.sum())
+        if stats is not None:
+            stats["fallback"] = int(failed.sum())
         if not failed.any():
             return lims, keys
         idx = np.flatnonzero(failed)
-        flims, fkeys = self.flat.range_keys(np.ascontiguousarray(qwords[idx]), r, threads)
+        flims, fkeys = flat_range_keys(self.db, self.W, self.n, np.ascontiguousarray(qwords[idx]), r, threads)
         counts = np.diff(lims)
         counts[idx] = np.diff(flims)
         parts = [keys[lims[i] : lims[i + 1]] for i in range(nq)]
