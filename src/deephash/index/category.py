@@ -110,9 +110,7 @@ class CategoryIndex:
         categories (probability > threshold, best first, at most ``max_categories``; the single best when none
         passes), each with only the found results; ``tiebreak(ids) -> distances`` as in ``search``."""
         probs = np.asarray(probs, dtype=np.float64)
-        order = [int(c) for c in np.argsort(-probs, kind="stable") if probs[c] > threshold][:max_categories]
-        if not order:
-            order = [int(np.argmax(probs))]
+        order = self.choose_categories(probs, threshold, max_categories)
         per_row = None if tiebreak is None else (lambda i, ids: tiebreak(ids))
         D, I, meta = self.search(np.asarray(category_codes)[order], order, k, per_row)
         groups = []
@@ -121,6 +119,14 @@ class CategoryIndex:
             groups.append({"category": c, "class": self.class_names[c], "prob": float(probs[c]),
                            "distances": D[j][found], "ids": I[j][found], "metadata": meta[j]})
         return groups
+
+    @staticmethod
+    def choose_categories(probs, threshold: float = 0.5, max_categories: int = 3) -> list[int]:
+        """The categories a query image is searched in: probability > threshold, best first, at most
+        ``max_categories``; the single most probable when none passes."""
+        probs = np.asarray(probs, dtype=np.float64)
+        order = [int(c) for c in np.argsort(-probs, kind="stable") if probs[c] > threshold][:max_categories]
+        return order or [int(np.argmax(probs))]
 
     def save(self, path) -> Path:
         path = Path(path)

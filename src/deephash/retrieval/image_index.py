@@ -242,18 +242,21 @@ class ImageIndex:
         else:
             raise DeephashError("category mode takes query images or ids of indexed images, not codes")
         qnames = list(names) if names is not None else qnames
-        out = []
-        for n, qn in enumerate(qnames):
-            def by_semantic(found, n=n):  # equal category distances: the more similar whole image first
-                return hamming_distances(semantic[n:n + 1], self.semantic.get_codes(found))[0]
+        pairs = [(n, c) for n in range(len(qnames))
+                 for c in CategoryIndex.choose_categories(probs[n], threshold, max_categories)]
+        queries = np.stack([category[n, c] for n, c in pairs])
 
-            results, searched = [], []
-            for g in self.category.query(category[n], probs[n], k, threshold, max_categories, tiebreak=by_semantic):
-                c = g["category"]
-                box = None if boxes is None else [round(float(v), 5) for v in boxes[n, c]]
-                searched.append(CategoryQuery(c, g["class"], round(float(g["prob"]), 5), box))
-                results += _to_results(g["distances"], g["ids"], g["metadata"])
-            out.append(QueryResult(qn, results, "category", searched))
+        def by_semantic(row, found):  # equal category distances: the more similar whole image first
+            n = pairs[row][0]
+            return hamming_distances(semantic[n:n + 1], self.semantic.get_codes(found))[0]
+
+        D, I, meta = self.category.search(queries, np.array([c for _, c in pairs]), k, tiebreak=by_semantic)
+        out = [QueryResult(qn, [], "category") for qn in qnames]
+        for row, (n, c) in enumerate(pairs):
+            box = None if boxes is None else [round(float(v), 5) for v in boxes[n, c]]
+            out[n].categories.append(CategoryQuery(c, self.category.class_names[c], round(float(probs[n, c]), 5), box))
+            found = I[row] >= 0
+            out[n].results += _to_results(D[row][found], I[row][found], meta[row])
         return out
 
     def _stored_category_codes(self, ids: list[int]):
