@@ -86,3 +86,27 @@ def backbone_features(model: HashNet, images_u8: np.ndarray, mirror: bool = Fals
         with atomic_open(path) as fh:
             np.save(fh, feats.numpy(), allow_pickle=False)
     return feats
+
+
+def stored_views(model: HashNet, images_u8: np.ndarray, mirror: bool, progress: bool = True) -> torch.Tensor:
+    """The frozen-feature store of a DSH-style model: (views, N, D), the original view and, when training
+    mirrors, the mirrored one (each read from or written to the cache)."""
+    return torch.stack([backbone_features(model, images_u8, mirror=m, progress=progress)
+                        for m in ([False, True] if mirror else [False])])
+
+
+@torch.inference_mode()
+def feature_maps(model, images_u8: np.ndarray, mirror: bool, progress: bool = True, batch: int = BATCH) -> torch.Tensor:
+    """The frozen-feature store of an IAH model: its backbone's feature maps of every image (already at the
+    model's input size), and of its mirror image when training mirrors: (views, N, C, h, w). Kept in memory
+    only (maps are large); one conv pass per image for the whole run instead of one per epoch."""
+    images = torch.from_numpy(images_u8)
+    views = []
+    for flip in ([False, True] if mirror else [False]):
+        maps = []
+        for s in tqdm(range(0, len(images), batch), desc="feature maps" + (" (mirrored)" if flip else ""),
+                      disable=not progress, leave=False):
+            x = images[s:s + batch].permute(0, 3, 1, 2).float().div_(255.0)
+            maps.append(model.feature_map(x.flip(-1) if flip else x))
+        views.append(torch.cat(maps))
+    return torch.stack(views)
