@@ -85,6 +85,9 @@ class IAH(Method):
             raise DeephashError("method iah does not take random crops (crop_pad must be 0): proposals are fixed")
         if cfg.channels_last:
             raise DeephashError("method iah has no channels_last mode")
+        if cfg.model_kwargs:
+            raise DeephashError("method iah takes no model_kwargs; its head width is the option hidden "
+                                "(method_options: {hidden: 256}, or -o hidden=256)")
 
     def prepare(self, data, progress: bool) -> None:
         from ..proposals import pad_proposals
