@@ -9,7 +9,7 @@ import torch
 
 from deephash import DeephashError
 from deephash.data import generate_multiobject, load_source, make_split
-from deephash.methods import (Encoded, Method, encode, get_method, list_methods, load_trained, register_method)
+from deephash.methods import Encoded, Method, encode, get_method, list_methods, load_trained, register_method
 from deephash.train import TrainConfig, Trainer, train
 from deephash.train.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 
@@ -173,3 +173,48 @@ def test_encode_gives_what_each_method_has(tmp_path, multi):
     d = encode(load_trained(dsh.checkpoint), digits, progress=False)
     assert d.codes.shape == (60, 1) and d.category is None and d.probs is None and d.boxes is None
     assert d.bits == 8 and not d.failures
+
+
+def test_cli_train_method_iah_on_a_yolo_folder_equals_iah_train_and_resumes(tmp_path):
+    import json
+
+    from test_cli import run
+    from test_iah_e2e import _yolo_squares
+
+    data = _yolo_squares(tmp_path / "sq", 12, 0)
+    splits = load_source(data, 48)  # a box dataset, its YOLO split folders named for a protocol
+    assert set(splits) == {"train", "test"} and len(splits["train"].boxes) == 12
+    common = ["--bits", 16, "--image-size", 48, "--epochs", 2, "--batch-size", 6, "-q"]
+    code, out, err = run("train", "--method", "iah", "--data", data, "-o", "top_n=8", "--out", tmp_path / "t", *common)
+    assert code == 0, err
+    assert json.loads(out.splitlines()[-1])["method"] == "iah"
+    t = load_trained(tmp_path / "t")
+    assert t.method == "iah" and t.config.method_options["top_n"] == 8 and t.config.optimizer == "adamw"
+    code, _, err = run("train", "--method", "iah", "--data", data, "-o", "topn=8", "--out", tmp_path / "x", *common)
+    assert code != 0 and "unknown iah method option" in err
+    # iah-train is `train --method iah` on one split: the same run gives the same weights
+    code, _, err = run("iah-train", "--data", data, "--split", "train", "--top-n", 8, "--out", tmp_path / "a", *common)
+    assert code == 0, err
+    assert state_hash(load_trained(tmp_path / "a").model) == state_hash(t.model)
+    # an interrupted iah-train run continues with --resume to the same weights
+    cfg = TrainConfig(method="iah", data=str(data), bits=16, image_size=48, epochs=2, batch_size=6,
+                      out=str(tmp_path / "b"), method_options={"top_n": 8})
+    first = Trainer(cfg, splits["train"], progress=False)
+    first.epochs = 1
+    first.fit()
+    code, _, err = run("iah-train", "--data", data, "--split", "train", "--top-n", 8, "--out", tmp_path / "b",
+                       "--resume", tmp_path / "b", *common)
+    assert code == 0, err
+    assert state_hash(load_trained(tmp_path / "b").model) == state_hash(t.model)
+    assert load_checkpoint(tmp_path / "b" / "last.ckpt")["epoch"] == 2
+
+
+def test_losses_mine_by_default():
+    from deephash.losses import DSHLoss, TripletRankingLoss
+    from deephash.miners import AllPairsMiner, TripletMiner
+
+    torch.manual_seed(0)
+    x, y = torch.randn(8, 6), (torch.rand(8, 3) < 0.5).float()
+    assert DSHLoss(6)(x, y) == DSHLoss(6)(x, tuples=AllPairsMiner()(x, y))
+    assert TripletRankingLoss(6)(x, y) == TripletRankingLoss(6)(x, tuples=TripletMiner()(x, y))
+    assert TripletRankingLoss(6)(x, y) > 0

@@ -78,7 +78,7 @@ def backbone_features(model: HashNet, images_u8: np.ndarray, mirror: bool = Fals
         for s in tqdm(range(0, len(images), BATCH), desc="backbone features" + (" (mirrored)" if mirror else ""),
                       disable=not progress, leave=False):
             x = resize_batch(images[s:s + BATCH].permute(0, 3, 1, 2).float().div_(255.0), model.image_size)
-            chunks.append(model.features(x.flip(-1) if mirror else x).float())
+            chunks.append(model.features((x.flip(-1) if mirror else x).to(model.mean.device)).float().cpu())
     finally:
         model.train(was_training)
     feats = torch.cat(chunks)
@@ -107,6 +107,6 @@ def feature_maps(model, images_u8: np.ndarray, mirror: bool, progress: bool = Tr
         for s in tqdm(range(0, len(images), batch), desc="feature maps" + (" (mirrored)" if flip else ""),
                       disable=not progress, leave=False):
             x = images[s:s + batch].permute(0, 3, 1, 2).float().div_(255.0)
-            maps.append(model.feature_map(x.flip(-1) if flip else x))
+            maps.append(model.feature_map((x.flip(-1) if flip else x).to(model.mean.device)))
         views.append(torch.cat(maps))
     return torch.stack(views)

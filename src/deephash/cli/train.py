@@ -79,9 +79,9 @@ def train(
 
     flags = {k: v for k, v in dict(
         method=method, device=device, data=data, protocol=protocol, bits=bits, model=model, epochs=epochs,
-        iterations=iterations, batch_size=batch_size, optimizer=optimizer, lr=lr, weight_decay=weight_decay, schedule=schedule,
-        margin=margin, alpha=alpha, crop_pad=crop_pad, mirror=mirror, balanced=balanced, image_size=image_size,
-        data_size=data_size, weights=weights, init_from=init_from, seed=seed, threads=threads,
+        iterations=iterations, batch_size=batch_size, optimizer=optimizer, lr=lr, weight_decay=weight_decay,
+        schedule=schedule, margin=margin, alpha=alpha, crop_pad=crop_pad, mirror=mirror, balanced=balanced,
+        image_size=image_size, data_size=data_size, weights=weights, init_from=init_from, seed=seed, threads=threads,
         channels_last=channels_last, frozen_backbone=frozen_backbone, out=out).items() if v is not None}
     head = {k: v for k, v in dict(hidden=hidden, dropout=dropout).items() if v is not None}
     if resume is not None:
@@ -107,7 +107,8 @@ def train(
     result = run_train(cfg, split.train, resume=resume, progress=not quiet)
     last = result.history[-1] if result.history else {}
     summary = {"checkpoint": str(result.checkpoint), "method": cfg.method, "bits": cfg.bits,
-               "epochs": last.get("epoch"), "iterations": last.get("step"), "final_loss": last.get("loss"), "seconds": round(result.seconds, 1),
+               "epochs": last.get("epoch"), "iterations": last.get("step"), "final_loss": last.get("loss"),
+               "seconds": round(result.seconds, 1),
                "train_images_per_second": round(result.images_per_second, 1), **split.sizes()}
     if rank() == 0:
         Path(cfg.out, "train.json").write_text(json.dumps(summary, indent=2))

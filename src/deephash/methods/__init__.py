@@ -53,16 +53,21 @@ def config_of(ckpt: dict):
     return TrainConfig.from_dict(ckpt["config"])
 
 
+def model_of(ckpt: dict):
+    """(model in eval mode, TrainConfig) from a checkpoint payload of any format."""
+    cfg = config_of(ckpt)
+    model = get_method(cfg.method)(cfg).build_model(len(ckpt["class_names"]))
+    model.load_state_dict(ckpt["model"])
+    return model.eval(), cfg
+
+
 def load_trained(path: str | os.PathLike) -> Trained:
     """Any method's checkpoint (a file or its run folder) as its model in eval mode, config and class names."""
     from ..train.checkpoint import load_checkpoint
 
     path = checkpoint_file(path)
     ckpt = load_checkpoint(path)
-    cfg = config_of(ckpt)
-    model = get_method(cfg.method)(cfg).build_model(len(ckpt["class_names"]))
-    model.load_state_dict(ckpt["model"])
-    model.eval()
+    model, cfg = model_of(ckpt)
     return Trained(cfg.method, model, cfg, list(ckpt["class_names"]), path)
 
 
@@ -79,4 +84,4 @@ def encode(trained, dataset, batch_size: int | None = None, progress: bool = Tru
 
 
 __all__ = ["CKPT_FORMAT", "Encoded", "Method", "NoOptions", "Trained", "config_of", "encode", "get_method",
-           "list_methods", "load_trained", "register_method"]
+           "list_methods", "load_trained", "model_of", "register_method"]

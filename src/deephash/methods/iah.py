@@ -10,6 +10,7 @@ margin grows with it). ``TrainConfig.model`` names the backbone (``models.iah.FE
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass, field
 
@@ -150,14 +151,15 @@ class IAH(Method):
         from ..proposals import pad_proposals
         from ..train.augment import to_float
 
+        if model.mean.device.type != "cpu":
+            model = copy.deepcopy(model).cpu()  # IAHNet.encode returns numpy arrays of its outputs
         data = self.arrays(dataset, progress)
         props = dataset_proposals(self.options, data, progress)
         images = torch.from_numpy(data.images)
-        device = next(model.parameters()).device
         parts = []
         for s in tqdm(range(0, len(data), batch_size), desc="iah encode", disable=not progress, leave=False):
             b, m = pad_proposals(props[s:s + batch_size])
-            parts.append(model.encode(to_float(images[s:s + batch_size]).to(device), b.to(device), m.to(device)))
+            parts.append(model.encode(to_float(images[s:s + batch_size]), b, m))
         h, w = data.image_size
         scale = np.array([w, h, w, h], np.float32)
         return Encoded(np.concatenate([p["semantic"] for p in parts]), np.arange(len(data)), [],

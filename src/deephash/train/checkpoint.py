@@ -52,11 +52,6 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
 
 def model_from_checkpoint(ckpt: dict | str | os.PathLike) -> torch.nn.Module:
     """Rebuild the model (any method) from the architecture recorded in the checkpoint, in eval mode."""
-    from ..methods import config_of, get_method, load_trained
+    from ..methods import model_of
 
-    if not isinstance(ckpt, dict):
-        return load_trained(ckpt).model
-    cfg = config_of(ckpt)
-    model = get_method(cfg.method)(cfg).build_model(len(ckpt["class_names"]))
-    model.load_state_dict(ckpt["model"])
-    return model.eval()
+    return model_of(ckpt if isinstance(ckpt, dict) else load_checkpoint(ckpt))[0]
