@@ -218,3 +218,16 @@ def test_losses_mine_by_default():
     assert DSHLoss(6)(x, y) == DSHLoss(6)(x, tuples=AllPairsMiner()(x, y))
     assert TripletRankingLoss(6)(x, y) == TripletRankingLoss(6)(x, tuples=TripletMiner()(x, y))
     assert TripletRankingLoss(6)(x, y) > 0
+
+
+def test_only_rank_zero_writes_checkpoints(tmp_path, monkeypatch):
+    import deephash.train.trainer as engine
+
+    digits = load_source("digits")["all"].subset(np.arange(40))
+    monkeypatch.setattr(engine, "rank", lambda: 1)
+    res = train(TrainConfig(bits=8, epochs=1, batch_size=20, threads=1, out=str(tmp_path / "r1")), digits,
+                progress=False)
+    assert len(res.history) == 1 and not (tmp_path / "r1").exists()
+    monkeypatch.setattr(engine, "rank", lambda: 0)
+    train(TrainConfig(bits=8, epochs=1, batch_size=20, threads=1, out=str(tmp_path / "r0")), digits, progress=False)
+    assert (tmp_path / "r0" / "last.ckpt").is_file()

@@ -9,6 +9,9 @@ pixels, the torch version and ``FEATURES_VERSION`` (raised whenever this module'
 computation changes). A fine-tuned backbone or another image set never reads a stale entry; an
 unreadable entry is recomputed. Entries are never evicted: delete ``$DEEPHASH_CACHE/features`` to
 reclaim the space (about 5 KB per image for Lite0).
+
+These are the training engine's frozen-feature stores: ``stored_views`` (pooled features, cached as above)
+for DSH-style models and ``feature_maps`` (whole conv maps, in memory only) for IAH.
 """
 
 from __future__ import annotations
