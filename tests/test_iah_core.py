@@ -174,15 +174,15 @@ def _brute_triplets(labels):
 
 def test_triplet_miner_matches_brute_force():
     labels = torch.tensor([[1, 1, 0], [1, 0, 0], [0, 1, 1], [0, 0, 1], [1, 1, 1]])
-    a, p, n = TripletMiner()(labels)
+    a, p, n = TripletMiner()(None, labels)
     assert set(zip(a.tolist(), p.tolist(), n.tolist())) == _brute_triplets(labels)
-    a2, _, _ = TripletMiner(max_triplets=5, seed=1)(labels)
+    a2, _, _ = TripletMiner(max_triplets=5, seed=1)(None, labels)
     assert len(a2) == 5
 
 
 def test_category_triplet_miner():
     labels = torch.tensor([[1, 0], [1, 1], [0, 1], [0, 0]])
-    a, p, n = CategoryTripletMiner()(labels)
+    a, p, n = CategoryTripletMiner()(None, labels)
     got = {(int(x) // 2, int(y) // 2, int(z) // 2, int(x) % 2) for x, y, z in zip(a, p, n)}
     assert all(int(x) % 2 == int(y) % 2 == int(z) % 2 for x, y, z in zip(a, p, n))
     want = set()
@@ -195,8 +195,8 @@ def test_category_triplet_miner():
 
 def test_category_triplet_miner_graded_adds_within_category_ranking():
     labels = torch.tensor([[1, 1, 0], [1, 1, 0], [1, 0, 1], [0, 1, 0]])
-    plain = CategoryTripletMiner()(labels)
-    a, p, n = CategoryTripletMiner(graded=True)(labels)
+    plain = CategoryTripletMiner()(None, labels)
+    a, p, n = CategoryTripletMiner(graded=True)(None, labels)
     got = {(int(x) // 3, int(y) // 3, int(z) // 3, int(x) % 3) for x, y, z in zip(a, p, n)}
     extra = got - {(int(x) // 3, int(y) // 3, int(z) // 3, int(x) % 3) for x, y, z in zip(*plain)}
     s = labels.float() @ labels.float().T
@@ -209,27 +209,31 @@ def test_category_triplet_miner_graded_adds_within_category_ranking():
 def test_triplet_loss_direct():
     codes = torch.tensor([[1.0, 1.0], [1.0, -1.0], [-1.0, -1.0]], requires_grad=True)
     trip = (torch.tensor([0, 1]), torch.tensor([1, 2]), torch.tensor([2, 0]))
-    loss = TripletRankingLoss(bits=2, margin=3.0)(codes, trip)
+    loss = TripletRankingLoss(bits=2, margin=3.0)(codes, tuples=trip)
     # triplet 0: 3 + 4 - 8 = -1 → 0; triplet 1: 3 + 4 - 4 = 3
     assert loss.item() == pytest.approx(1.5)
     loss.backward()
     assert codes.grad.abs().sum() > 0
-    assert TripletRankingLoss(2)(codes, (torch.tensor([], dtype=torch.long),) * 3).item() == 0.0
-    reg = TripletRankingLoss(2, alpha=1.0)(torch.tensor([[0.5, -1.0]]), (torch.tensor([], dtype=torch.long),) * 3)
+    none = (torch.tensor([], dtype=torch.long),) * 3
+    assert TripletRankingLoss(2)(codes, tuples=none).item() == 0.0
+    reg = TripletRankingLoss(2, alpha=1.0)(torch.tensor([[0.5, -1.0]]), tuples=none)
     assert reg.item() == pytest.approx(0.25)
 
 
 def test_frozen_backbone_trains_heads_on_stored_feature_maps(tmp_path):
     from deephash.data import generate_multiobject, load_source
-    from deephash.train.iah import IAHConfig, _flip_boxes, _frozen_maps, train_iah
+    from deephash.models import create_model
+    from deephash.features import feature_maps
+    from deephash.train import TrainConfig, train
+    from deephash.train.augment import flip_boxes
 
     src = load_source("digits")["all"].subset(np.arange(300)).as_arrays()
     data = generate_multiobject(src, 40, canvas=48, max_objects=2, seed=0, progress=False)
-    cfg = IAHConfig(bits=16, image_size=48, epochs=3, batch_size=20, frozen_backbone=True, threads=1,
-                    out=str(tmp_path / "iah"))
+    cfg = TrainConfig(method="iah", bits=16, image_size=48, epochs=3, batch_size=20, frozen_backbone=True,
+                      threads=1, out=str(tmp_path / "iah"))
     torch.manual_seed(0)
     initial = create_model("iah", 16, 48, num_classes=data.num_classes, backbone="dsh").state_dict()
-    res = train_iah(cfg, data, progress=False)
+    res = train(cfg, data, progress=False)
     after = res.model.state_dict()
     for k in initial:
         if k.startswith("features."):
@@ -239,10 +243,10 @@ def test_frozen_backbone_trains_heads_on_stored_feature_maps(tmp_path):
     # a stored mirrored map with flipped boxes is exactly the model run on the mirrored image
     model = res.model.eval()
     images = torch.from_numpy(data.images[:4])
-    maps = _frozen_maps(model, images, mirror=True, progress=False)
+    maps = feature_maps(model, data.images[:4], mirror=True, progress=False)
     boxes = torch.tensor([[[0, 0, 48, 48], [4, 8, 30, 40]]], dtype=torch.float32).expand(4, 2, 4).clone()
     x = images.permute(0, 3, 1, 2).float() / 255
-    flipped = _flip_boxes(boxes, 48)
+    flipped = flip_boxes(boxes, 48)
     with torch.no_grad():
         a = model.heads(maps[1], flipped).category_codes
         b = model(x.flip(-1), flipped).category_codes

@@ -50,7 +50,7 @@ def test_dsh_loss_and_gradient_match_direct_computation(seed):
     labels = (rng.random((n, 4)) < 0.4).astype(np.float32)
     m = 2 * k
     out = torch.tensor(b, requires_grad=True)
-    loss = DSHLoss(k)(out, AllPairsMiner()(torch.tensor(labels)))
+    loss = DSHLoss(k)(out, tuples=AllPairsMiner()(out, torch.tensor(labels)))
     assert loss.item() == pytest.approx(direct_dsh_loss(b, labels, m, 0.01), rel=1e-10)
     loss.backward()
     np.testing.assert_allclose(out.grad.numpy(), direct_gradient(b, labels, m, 0.01), rtol=1e-9, atol=1e-12)
@@ -59,16 +59,16 @@ def test_dsh_loss_and_gradient_match_direct_computation(seed):
 def test_margin_and_alpha_options():
     b = torch.tensor([[1.0, 1.0], [-1.0, -1.0]])
     lab = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
-    pairs = AllPairsMiner()(lab)
-    assert DSHLoss(2)(b, pairs).item() == 0.0          # d = 8 ≥ m = 4, |b| = 1
-    assert DSHLoss(2, margin=10)(b, pairs).item() == pytest.approx(0.25 * 2)
-    assert DSHLoss(2, margin=10, pair_weight=1.0)(b, pairs).item() == pytest.approx(2)
-    assert DSHLoss(2, alpha=1.0)(b * 2, pairs).item() == pytest.approx(2.0)
+    pairs = AllPairsMiner()(None, lab)
+    assert DSHLoss(2)(b, tuples=pairs).item() == 0.0          # d = 8 ≥ m = 4, |b| = 1
+    assert DSHLoss(2, margin=10)(b, tuples=pairs).item() == pytest.approx(0.25 * 2)
+    assert DSHLoss(2, margin=10, pair_weight=1.0)(b, tuples=pairs).item() == pytest.approx(2)
+    assert DSHLoss(2, alpha=1.0)(b * 2, tuples=pairs).item() == pytest.approx(2.0)
 
 
 def test_miner_all_pairs_and_multilabel_similarity():
     labels = torch.tensor([[1, 0, 0], [1, 1, 0], [0, 0, 1], [0, 1, 0]])
-    i, j, sim = AllPairsMiner()(labels)
+    i, j, sim = AllPairsMiner()(None, labels)
     assert len(i) == 6 and bool((i < j).all())
     got = {(int(a), int(b)): bool(s) for a, b, s in zip(i, j, sim)}
     assert got == {(0, 1): True, (0, 2): False, (0, 3): False, (1, 2): False, (1, 3): True, (2, 3): False}

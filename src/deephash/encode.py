@@ -52,6 +52,7 @@ def _collate(items):
 def encode_dataset(model: HashingModel, dataset: HashDataset, batch_size: int = 256, workers: int = 0,
                    progress: bool = True) -> EncodeResult:
     model.eval()
+    device = model.mean.device
     size = tuple(model.image_size)
     chunks, indices, failures = [], [], []
     if isinstance(dataset, ArrayDataset) and model.backbone_frozen:
@@ -61,13 +62,14 @@ def encode_dataset(model: HashingModel, dataset: HashDataset, batch_size: int = 
 
         feats = stored_features(model, dataset.images)
         if feats is not None:
-            codes = [encode_outputs(model.head(feats[s:s + batch_size])) for s in range(0, len(feats), batch_size)]
+            codes = [encode_outputs(model.head(feats[s:s + batch_size].to(device)))
+                     for s in range(0, len(feats), batch_size)]
             return EncodeResult(np.concatenate(codes), np.arange(len(dataset)), [])
     if isinstance(dataset, ArrayDataset):
         images = torch.from_numpy(dataset.images)
         for s in tqdm(range(0, len(dataset), batch_size), desc="encode", disable=not progress, leave=False):
             x = resize_batch(images[s:s + batch_size].permute(0, 3, 1, 2).float().div_(255.0), size)
-            chunks.append(model.encode(x))
+            chunks.append(model.encode(x.to(device)))
         return EncodeResult(np.concatenate(chunks), np.arange(len(dataset)), [])
     if not isinstance(dataset, FileDataset):
         raise DeephashError(f"cannot encode a {type(dataset).__name__}")
@@ -76,7 +78,7 @@ def encode_dataset(model: HashingModel, dataset: HashDataset, batch_size: int = 
     for idx, x, bad in tqdm(loader, desc="encode", disable=not progress, leave=False):
         failures += [(ds.paths[i], err) for i, err in bad]
         if x is not None:
-            chunks.append(model.encode(x))
+            chunks.append(model.encode(x.to(device)))
             indices.append(idx.numpy())
     if not chunks:
         raise DeephashError(f"none of the {len(ds)} images could be read (first error: {failures[0][1]})")

@@ -9,6 +9,9 @@ pixels, the torch version and ``FEATURES_VERSION`` (raised whenever this module'
 computation changes). A fine-tuned backbone or another image set never reads a stale entry; an
 unreadable entry is recomputed. Entries are never evicted: delete ``$DEEPHASH_CACHE/features`` to
 reclaim the space (about 5 KB per image for Lite0).
+
+These are the training engine's frozen-feature stores: ``stored_views`` (pooled features, cached as above)
+for DSH-style models and ``feature_maps`` (whole conv maps, in memory only) for IAH.
 """
 
 from __future__ import annotations
@@ -78,7 +81,7 @@ def backbone_features(model: HashingModel, images_u8: np.ndarray, mirror: bool =
         for s in tqdm(range(0, len(images), BATCH), desc="backbone features" + (" (mirrored)" if mirror else ""),
                       disable=not progress, leave=False):
             x = resize_batch(images[s:s + BATCH].permute(0, 3, 1, 2).float().div_(255.0), model.image_size)
-            chunks.append(model.features(x.flip(-1) if mirror else x).float())
+            chunks.append(model.features((x.flip(-1) if mirror else x).to(model.mean.device)).float().cpu())
     finally:
         model.train(was_training)
     feats = torch.cat(chunks)
@@ -86,3 +89,27 @@ def backbone_features(model: HashingModel, images_u8: np.ndarray, mirror: bool =
         with atomic_open(path) as fh:
             np.save(fh, feats.numpy(), allow_pickle=False)
     return feats
+
+
+def stored_views(model: HashingModel, images_u8: np.ndarray, mirror: bool, progress: bool = True) -> torch.Tensor:
+    """The frozen-feature store of a DSH-style model: (views, N, D), the original view and, when training
+    mirrors, the mirrored one (each read from or written to the cache)."""
+    return torch.stack([backbone_features(model, images_u8, mirror=m, progress=progress)
+                        for m in ([False, True] if mirror else [False])])
+
+
+@torch.inference_mode()
+def feature_maps(model, images_u8: np.ndarray, mirror: bool, progress: bool = True, batch: int = BATCH) -> torch.Tensor:
+    """The frozen-feature store of an IAH model: its backbone's feature maps of every image (already at the
+    model's input size), and of its mirror image when training mirrors: (views, N, C, h, w). Kept in memory
+    only (maps are large); one conv pass per image for the whole run instead of one per epoch."""
+    images = torch.from_numpy(images_u8)
+    views = []
+    for flip in ([False, True] if mirror else [False]):
+        maps = []
+        for s in tqdm(range(0, len(images), batch), desc="feature maps" + (" (mirrored)" if flip else ""),
+                      disable=not progress, leave=False):
+            x = images[s:s + batch].permute(0, 3, 1, 2).float().div_(255.0)
+            maps.append(model.feature_map((x.flip(-1) if flip else x).to(model.mean.device)))
+        views.append(torch.cat(maps))
+    return torch.stack(views)

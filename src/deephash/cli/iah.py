@@ -41,15 +41,18 @@ def iah_train(
                                          "whole run, only the proposal heads train."),
     seed: int = typer.Option(0),
     out: Path = typer.Option(Path("runs/iah")),
+    resume: Optional[Path] = typer.Option(None, help="Continue exactly from this checkpoint (same flags)."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
-    """Train IAH: label probabilities (cross-hypothesis max pooling) + triplet ranking on relaxed codes."""
-    from ..train.iah import IAHConfig, train_iah
+    """Train IAH on one split (``deephash train --method iah`` with these defaults): label probabilities
+    (cross-hypothesis max pooling) + triplet ranking on relaxed codes."""
+    from ..train import TrainConfig, train
 
-    cfg = IAHConfig(backbone=backbone, weights=str(weights) if weights else None, bits=bits, image_size=image_size,
-                    proposals=proposals, top_n=top_n, epochs=epochs, batch_size=batch_size, lr=lr, margin=margin,
-                    frozen_backbone=frozen_backbone, seed=seed, out=str(out))
-    res = train_iah(cfg, _split(data, split, image_size), progress=not quiet)
+    cfg = TrainConfig(method="iah", data=data, model=backbone, weights=str(weights) if weights else None, bits=bits,
+                      image_size=image_size, epochs=epochs, batch_size=batch_size, lr=lr, margin=margin,
+                      frozen_backbone=frozen_backbone, seed=seed, out=str(out),
+                      method_options={"proposals": proposals, "top_n": top_n})
+    res = train(cfg, _split(data, split, image_size), resume=resume, progress=not quiet)
     last = res.history[-1]
     typer.echo(f"trained {bits}-bit IAH in {res.seconds:.0f} s (bce {last['bce']:.3f}, semantic triplet "
                f"{last['semantic']:.3f}, category triplet {last['category']:.3f}); checkpoint {res.checkpoint}")
@@ -98,7 +101,8 @@ def iah_demo(
     and draw a category-aware result grid with proposal boxes."""
     from ..data import load_box_source, load_image
     from ..evaluation import evaluate
-    from ..train.iah import IAHConfig, encode_iah, train_iah
+    from ..train import TrainConfig, train
+    from ..train.iah import encode_iah
 
     splits = load_box_source(data, image_size)
     names = list(splits)
@@ -114,10 +118,10 @@ def iah_demo(
     # semantic mAP 0.7055 frozen, 40 epochs, vs 0.6645 fine-tuned, 8 epochs, in half the time).
     epochs = (40 if frozen_backbone else 8) if epochs is None else epochs
     lr = (3e-3 if frozen_backbone else 1e-3) if lr is None else lr
-    cfg = IAHConfig(backbone=backbone, weights=weights, bits=bits, image_size=image_size, proposals=proposals,
-                    epochs=epochs, batch_size=32, lr=lr, frozen_backbone=frozen_backbone, seed=seed,
-                    out=str(out / "model"))
-    res = train_iah(cfg, train_set, progress=not quiet)
+    cfg = TrainConfig(method="iah", data=str(data), model=backbone, weights=weights, bits=bits, image_size=image_size,
+                      epochs=epochs, batch_size=32, lr=lr, frozen_backbone=frozen_backbone, seed=seed,
+                      out=str(out / "model"), method_options={"proposals": proposals})
+    res = train(cfg, train_set, progress=not quiet)
     typer.echo(f"trained IAH ({bits} bits, {proposals} proposals) on {len(train_set)} images in {res.seconds:.0f} s")
     from ..retrieval import ImageIndex
     from ..retrieval.grid import draw_results

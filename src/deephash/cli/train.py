@@ -2,21 +2,43 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
+from ..errors import DeephashError
 from ..train.config import TrainConfig
 from ._app import app
+
+
+def parse_options(items: List[str]) -> dict:
+    """``KEY=VALUE`` method options; values are read as YAML scalars (24, 0.5, true, [1, 2], gt)."""
+    import yaml
+
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise DeephashError(f"--option expects KEY=VALUE, got {item!r}")
+        try:
+            out[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as e:
+            raise DeephashError(f"--option {item!r}: {e}") from None
+    return out
 
 
 @app.command()
 def train(
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML file of TrainConfig keys; flags override it."),
-    data: Optional[str] = typer.Option(None, help="'digits', a CIFAR-10 archive/folder, an image folder (or .tar.gz), a label list."),
+    method: Optional[str] = typer.Option(None, help="Hashing method: dsh (default) or iah."),
+    option: List[str] = typer.Option([], "--option", "-o", help="A method option KEY=VALUE (repeatable), e.g. "
+                                     "-o proposals=gt -o top_n=16 for iah."),
+    device: Optional[str] = typer.Option(None, help="cpu (default) or cuda."),
+    data: Optional[str] = typer.Option(None, help="'digits', a CIFAR-10 archive/folder, a YOLO/VOC folder or COCO "
+                                       ".json (boxes, for iah), an image folder (or .tar.gz), a label list."),
     protocol: Optional[str] = typer.Option(None, help="Split protocol: dsh, cifar10, cifar10-1, cifar10-2, per-class, holdout, given."),
     bits: Optional[int] = typer.Option(None, help="Code length, 1..1024 (packed to whole bytes with zero padding)."),
-    model: Optional[str] = typer.Option(None, help="Architecture from the model registry (default dsh, the paper's net)."),
+    model: Optional[str] = typer.Option(None, help="Architecture from the model registry, or iah's backbone (default dsh, the paper's net)."),
     epochs: Optional[int] = typer.Option(None),
     iterations: Optional[int] = typer.Option(None, help="Stop after this many iterations (overrides epochs)."),
     batch_size: Optional[int] = typer.Option(None),
@@ -24,8 +46,8 @@ def train(
     lr: Optional[float] = typer.Option(None),
     weight_decay: Optional[float] = typer.Option(None),
     schedule: Optional[str] = typer.Option(None, help="step, cosine, constant or onecycle."),
-    margin: Optional[float] = typer.Option(None, help="DSH margin m (default 2·bits)."),
-    alpha: Optional[float] = typer.Option(None, help="Weight of the binary regulariser (default 0.01)."),
+    margin: Optional[float] = typer.Option(None, help="Loss margin (dsh default 2·bits, iah bits/2)."),
+    alpha: Optional[float] = typer.Option(None, help="Weight of the binary regulariser (dsh default 0.01, iah 0)."),
     crop_pad: Optional[int] = typer.Option(None, help="Random crop after padding by this many pixels."),
     mirror: Optional[bool] = typer.Option(None, "--mirror/--no-mirror"),
     balanced: Optional[bool] = typer.Option(None, "--balanced/--no-balanced", help="Class-balanced batches."),
@@ -44,33 +66,39 @@ def train(
                                                    "once per image and its mirror, cached, and only the head trains."),
     hidden: Optional[int] = typer.Option(None, help="Width of a ReLU layer before the hash layer (0 = none)."),
     dropout: Optional[float] = typer.Option(None, help="Dropout around that hidden layer."),
-    out: Optional[str] = typer.Option(None, help="Run folder for checkpoints (default runs/dsh)."),
+    out: Optional[str] = typer.Option(None, help="Run folder for checkpoints (default runs/<method>)."),
     resume: Optional[Path] = typer.Option(None, help="Continue exactly from this checkpoint (or its run folder), "
-                                          "with its own settings; only --threads, --out and --channels-last may change."),
+                                          "with its own settings; only --threads, --out, --channels-last and --device "
+                                          "may change."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
-    """Train a DSH hashing network; a checkpoint is written atomically after every epoch."""
+    """Train a hashing network (dsh or iah); a checkpoint is written atomically after every epoch."""
     from ..train.run import split_for_config
+    from ..train.trainer import rank
     from ..train.trainer import train as run_train
 
     flags = {k: v for k, v in dict(
-        data=data, protocol=protocol, bits=bits, model=model, epochs=epochs, iterations=iterations,
-        batch_size=batch_size, optimizer=optimizer, lr=lr, weight_decay=weight_decay, schedule=schedule,
-        margin=margin, alpha=alpha, crop_pad=crop_pad, mirror=mirror, balanced=balanced, image_size=image_size,
-        data_size=data_size, weights=weights, init_from=init_from, seed=seed, threads=threads,
+        method=method, device=device, data=data, protocol=protocol, bits=bits, model=model, epochs=epochs,
+        iterations=iterations, batch_size=batch_size, optimizer=optimizer, lr=lr, weight_decay=weight_decay,
+        schedule=schedule, margin=margin, alpha=alpha, crop_pad=crop_pad, mirror=mirror, balanced=balanced,
+        image_size=image_size, data_size=data_size, weights=weights, init_from=init_from, seed=seed, threads=threads,
         channels_last=channels_last, frozen_backbone=frozen_backbone, out=out).items() if v is not None}
     head = {k: v for k, v in dict(hidden=hidden, dropout=dropout).items() if v is not None}
     if resume is not None:
+        from ..methods import config_of
         from ..train.checkpoint import load_checkpoint
 
-        saved = load_checkpoint(resume)["config"]
+        saved = config_of(load_checkpoint(resume)).to_dict()
         folder = resume if resume.is_dir() else resume.parent
         base = {**saved, "out": str(folder)}
         if config:
             base.update(TrainConfig.read_yaml(config))
-        cfg = TrainConfig.from_dict({**base, **flags})
     else:
-        cfg = TrainConfig.from_yaml(config, **flags) if config else TrainConfig.from_dict(flags)
+        base = TrainConfig.read_yaml(config) if config else {}
+    options = parse_options(option)
+    if options:
+        flags["method_options"] = {**base.get("method_options", {}), **options}
+    cfg = TrainConfig.from_dict({**base, **flags})
     if head:
         cfg.model_kwargs = {**cfg.model_kwargs, **head}
     cfg.validate()
@@ -78,8 +106,10 @@ def train(
     typer.echo(f"data {cfg.data}: {split.describe()}")
     result = run_train(cfg, split.train, resume=resume, progress=not quiet)
     last = result.history[-1] if result.history else {}
-    summary = {"checkpoint": str(result.checkpoint), "bits": cfg.bits, "epochs": last.get("epoch"),
-               "iterations": last.get("step"), "final_loss": last.get("loss"), "seconds": round(result.seconds, 1),
+    summary = {"checkpoint": str(result.checkpoint), "method": cfg.method, "bits": cfg.bits,
+               "epochs": last.get("epoch"), "iterations": last.get("step"), "final_loss": last.get("loss"),
+               "seconds": round(result.seconds, 1),
                "train_images_per_second": round(result.images_per_second, 1), **split.sizes()}
-    Path(cfg.out, "train.json").write_text(json.dumps(summary, indent=2))
-    typer.echo(json.dumps(summary))
+    if rank() == 0:
+        Path(cfg.out, "train.json").write_text(json.dumps(summary, indent=2))
+        typer.echo(json.dumps(summary))

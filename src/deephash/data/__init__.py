@@ -1,8 +1,9 @@
 """Datasets: every source gives named splits of ``HashDataset`` (image tensor, multi-hot labels).
 
 ``load_source(spec)`` recognises: ``digits`` (embedded), the official CIFAR-10 python
-archive or folder, an image-folder tree or archive of one, a multi-label list file, or a
-folder of list files (train.txt / test.txt / database.txt). ``make_split`` applies a named
+archive or folder, a dataset with boxes (YOLO folder with data.yaml, VOC folder, COCO
+instances JSON: box datasets, see ``detection``), an image-folder tree or archive of one,
+a multi-label list file, or a folder of list files (train.txt / test.txt / database.txt). ``make_split`` applies a named
 protocol to get train / query / database sets.
 """
 
@@ -13,7 +14,8 @@ from pathlib import Path
 from ..errors import DeephashError
 from .base import ArrayDataset, FileDataset, HashDataset, one_hot, to_tensor
 from .cifar import is_cifar_python, load_cifar10_python
-from .detection import BoxArrayDataset, BoxFileDataset, load_box_source, load_coco, load_voc, load_yolo
+from .detection import (BoxArrayDataset, BoxFileDataset, is_box_source, load_box_source, load_coco, load_voc,
+                        load_yolo)
 from .digits import load_digits_dataset
 from .folder import load_image_folder, load_image_folder_archive
 from .images import list_images, load_image
@@ -30,9 +32,11 @@ def load_source(spec: str | Path, image_size: int | tuple[int, int] | None = Non
     path = Path(spec).expanduser()
     if not path.exists():
         raise DeephashError(f"dataset not found: {spec} (give 'digits', a CIFAR-10 archive or folder, "
-                            "an image folder, or a label list file)")
+                            "a YOLO/VOC/COCO dataset, an image folder, or a label list file)")
     if is_cifar_python(path):
         return load_cifar10_python(path)
+    if is_box_source(path):
+        return _protocol_split_names(load_box_source(path, image_size))
     if path.is_file() and path.name.endswith((".tar.gz", ".tgz", ".tar")):
         return load_image_folder_archive(path, image_size, progress=progress)
     if path.is_file() and path.suffix in (".txt", ".lst", ".list"):
@@ -41,13 +45,23 @@ def load_source(spec: str | Path, image_size: int | tuple[int, int] | None = Non
         return load_list_dir(path, images_root, image_size)
     if path.is_dir():
         return load_image_folder(path, image_size)
-    raise DeephashError(f"unrecognised dataset {path}: expected a CIFAR-10 archive/folder, an image-folder "
-                        "tree or .tar.gz of one, or a .txt label list")
+    raise DeephashError(f"unrecognised dataset {path}: expected a CIFAR-10 archive/folder, a YOLO/VOC folder or "
+                        "COCO .json, an image-folder tree or .tar.gz of one, or a .txt label list")
+
+
+def _protocol_split_names(splits: dict) -> dict:
+    """YOLO split folders such as ``train2017`` / ``val2017`` named ``train`` / ``test`` (the query side) so a
+    protocol applies; names are kept when they would not map one to one."""
+    def short(name: str) -> str:
+        return "train" if name.startswith("train") else "test" if name.startswith(("val", "test")) else name
+
+    renamed = {short(k): v for k, v in splits.items()}
+    return renamed if len(renamed) == len(splits) else splits
 
 
 __all__ = [
     "ArrayDataset", "BoxArrayDataset", "BoxFileDataset", "FileDataset", "HashDataset", "PROTOCOLS", "Split",
-    "cached_multiobject", "generate_multiobject", "list_images", "load_box_source", "load_cifar10_python", "load_coco",
+    "cached_multiobject", "generate_multiobject", "is_box_source", "list_images", "load_box_source", "load_cifar10_python", "load_coco",
     "load_digits_dataset", "load_image", "load_image_folder", "load_image_folder_archive", "load_source", "load_voc",
     "load_yolo", "make_split", "one_hot", "read_list_file", "split_indices", "to_tensor",
 ]

@@ -202,9 +202,16 @@ def load_coco(annotations: str | Path, images_root: str | Path | None = None, im
                           [c["name"] for c in cats], boxes, image_size, annotations.stem)
 
 
+def is_box_source(path: Path) -> bool:
+    """A YOLO tree (data.yaml), a VOC folder (Annotations/) or a COCO instances JSON file."""
+    return (path.is_dir() and ((path / "data.yaml").is_file() or (path / "Annotations").is_dir())) or \
+        (path.is_file() and path.suffix == ".json")
+
+
 def load_box_source(spec: str | Path, image_size=None) -> dict[str, BoxFileDataset]:
     """A dataset with boxes by path: a YOLO tree (data.yaml), a VOC folder (Annotations/) or a COCO instances
-    JSON file. Returns named splits (YOLO split folders; ``all`` otherwise)."""
+    JSON file. Returns named splits (YOLO split folders; ``all`` otherwise). ``data.load_source`` opens
+    these too; this is the boxes-only entry point."""
     path = Path(spec).expanduser()
     if not path.exists():
         raise DeephashError(f"dataset not found: {spec}")

@@ -1,4 +1,5 @@
+from .base import BaseLoss
 from .dsh import DSHLoss
 from .triplet import TripletRankingLoss
 
-__all__ = ["DSHLoss", "TripletRankingLoss"]
+__all__ = ["BaseLoss", "DSHLoss", "TripletRankingLoss"]

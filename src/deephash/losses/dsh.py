@@ -1,14 +1,16 @@
-"""The DSH loss (Liu et al., CVPR 2016) over given pairs; it does not know how pairs are mined."""
+"""The DSH loss (Liu et al., CVPR 2016) over pairs; by default every pair of the batch (``AllPairsMiner``)."""
 
 from __future__ import annotations
 
 import torch
-from torch import nn
+
+from ..miners import AllPairsMiner, BaseMiner
+from .base import BaseLoss
 
 
-class DSHLoss(nn.Module):
+class DSHLoss(BaseLoss):
     """L = mean over pairs of w·[s·D + (1−s)·max(m − D, 0)] + α · mean_i ‖|b_i| − 1‖₁,
-    with D = ‖b_i − b_j‖² and s = 1 for a similar pair.
+    with D = ‖b_i − b_j‖² and s = 1 for a similar pair; tuples are (i, j, similar).
 
     ``pair_weight`` w = ¼ by default, which is the authors' released layer: the paper's
     ½-weighted pair term (½·D, ½·max(m − D, 0)) summed over pairs i<j and divided by
@@ -16,14 +18,15 @@ class DSHLoss(nn.Module):
     The weight matters only relative to α. ``margin`` defaults to 2·bits (m = 2k).
     """
 
-    def __init__(self, bits: int, margin: float | None = None, alpha: float = 0.01, pair_weight: float = 0.25):
-        super().__init__()
+    def __init__(self, bits: int, margin: float | None = None, alpha: float = 0.01, pair_weight: float = 0.25,
+                 miner: BaseMiner | None = None):
+        super().__init__(miner or AllPairsMiner())
         self.bits = bits
         self.margin = 2.0 * bits if margin is None else float(margin)
         self.alpha = alpha
         self.pair_weight = pair_weight
 
-    def forward(self, outputs: torch.Tensor, pairs: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    def compute(self, outputs: torch.Tensor, pairs: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> torch.Tensor:
         i, j, sim = pairs
         d = (outputs[i] - outputs[j]).pow(2).sum(dim=1)
         sim = sim.to(outputs.dtype)

@@ -1,4 +1,5 @@
+from .base import BaseMiner
 from .pairs import AllPairsMiner, similarity_matrix
 from .triplets import CategoryTripletMiner, TripletMiner, shared_labels
 
-__all__ = ["AllPairsMiner", "CategoryTripletMiner", "TripletMiner", "shared_labels", "similarity_matrix"]
+__all__ = ["AllPairsMiner", "BaseMiner", "CategoryTripletMiner", "TripletMiner", "shared_labels", "similarity_matrix"]

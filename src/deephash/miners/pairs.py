@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import torch
 
+from .base import BaseMiner
+
 
 def similarity_matrix(labels_a: torch.Tensor, labels_b: torch.Tensor | None = None) -> torch.Tensor:
     """Similar ⇔ the multi-hot label vectors share at least one class (dot product > 0)."""
@@ -12,10 +14,10 @@ def similarity_matrix(labels_a: torch.Tensor, labels_b: torch.Tensor | None = No
     return (labels_a.float() @ labels_b.float().T) > 0
 
 
-class AllPairsMiner:
-    """Every i<j pair of the mini-batch — the DSH paper's online pair generation."""
+class AllPairsMiner(BaseMiner):
+    """Every i<j pair of the mini-batch — the DSH paper's online pair generation: (i, j, similar)."""
 
-    def __call__(self, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def mine(self, embeddings, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         n = labels.shape[0]
         i, j = torch.triu_indices(n, n, offset=1, device=labels.device)
         sim = similarity_matrix(labels)[i, j]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 
 from ..errors import DeephashError
+from .base import BaseMiner
 
 
 def shared_labels(labels: torch.Tensor) -> torch.Tensor:
@@ -17,7 +18,7 @@ def shared_labels(labels: torch.Tensor) -> torch.Tensor:
     return y @ y.T
 
 
-class TripletMiner:
+class TripletMiner(BaseMiner):
     """Every valid triplet of the batch, or a seeded random ``max_triplets`` of them (the cube of the batch
     size grows fast)."""
 
@@ -38,13 +39,20 @@ class TripletMiner:
             a, p, q = a[keep], p[keep], q[keep]
         return a, p, q
 
-    def __call__(self, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def mine(self, embeddings, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         return self.from_similarity(shared_labels(labels))
 
+    def rng_state(self) -> dict:
+        return {"gen": self.gen.get_state()}
 
-class CategoryTripletMiner:
+    def set_rng_state(self, state: dict) -> None:
+        self.gen.set_state(state["gen"])
+
+
+class CategoryTripletMiner(BaseMiner):
     """Triplets per category for category-aware codes: for class c, anchor and positive both contain c and the
-    negative does not. Indices address the flattened (B·C) rows of codes shaped (B, C, k): row = image·C + c.
+    negative does not. Indices address the flattened (B·C) rows of codes shaped (B, C, k): row = image·C + c (``embeddings`` are those rows;
+    ``labels`` the (B, C) image labels).
     Built per class from (holders × holders × others) index grids, not from a B³ cube.
 
     Those triplets alone are satisfied by giving every holder of c the same code for c, which leaves nothing to
@@ -59,7 +67,14 @@ class CategoryTripletMiner:
         self.inner = TripletMiner(None, seed)
         self.gen = torch.Generator().manual_seed(seed + 1)
 
-    def __call__(self, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def rng_state(self) -> dict:
+        return {"gen": self.gen.get_state(), "inner": self.inner.rng_state()}
+
+    def set_rng_state(self, state: dict) -> None:
+        self.gen.set_state(state["gen"])
+        self.inner.set_rng_state(state["inner"])
+
+    def mine(self, embeddings, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         b, c = labels.shape
         has = labels > 0
         parts = []
@@ -71,10 +86,10 @@ class CategoryTripletMiner:
             keep = a != p
             parts.append(torch.stack([a[keep] * c + k, p[keep] * c + k, n[keep] * c + k]))
             if self.graded:
-                a, p, n = self.inner(labels[pos])
+                a, p, n = self.inner(None, labels[pos])
                 parts.append(torch.stack([pos[a] * c + k, pos[p] * c + k, pos[n] * c + k]))
         if not parts:
-            empty = torch.empty(0, dtype=torch.long)
+            empty = torch.empty(0, dtype=torch.long, device=labels.device)
             return empty, empty, empty
         t = torch.cat(parts, 1)
         if self.max_triplets is not None and t.shape[1] > self.max_triplets:

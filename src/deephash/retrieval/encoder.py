@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -10,46 +9,23 @@ import numpy as np
 from ..codes import CodesFile
 from ..data import ArrayDataset, HashDataset, load_image
 from ..errors import DeephashError
-
-
-@dataclass
-class Encoded:
-    """Codes of the images that could be read: ``indices`` are their positions in the input."""
-
-    codes: np.ndarray                      # (n, nbytes) packed semantic codes
-    indices: np.ndarray                    # (n,) positions encoded
-    failures: list                         # (path, reason) of unreadable inputs
-    category: np.ndarray | None = None     # (n, C, nbytes) category-aware codes (IAH)
-    probs: np.ndarray | None = None        # (n, C) class probabilities (IAH)
-    boxes: np.ndarray | None = None        # (n, C, 4) normalised box per category (IAH)
+from ..methods import Encoded
 
 
 class Encoder:
-    """Loads a checkpoint of any method once and encodes datasets, image files or pixel arrays."""
+    """Loads a checkpoint of any method once (``deephash.methods.load_trained``) and encodes datasets, image
+    files or pixel arrays with it."""
 
     def __init__(self, checkpoint: str | Path, batch_size: int | None = None, workers: int = 0):
-        from ..train.checkpoint import load_checkpoint
+        from ..methods import load_trained
 
-        self.checkpoint = str(checkpoint)
-        self.batch_size, self.workers = batch_size, workers  # None: the method's default batch
-        ckpt = load_checkpoint(checkpoint)
-        self.class_names = list(ckpt.get("class_names") or [])
-        if ckpt.get("format") == "deephash-iah/1":
-            from ..train.iah import load_iah
-
-            self.method = "iah"
-            self.model, ckpt = load_iah(checkpoint)
-            self.config = ckpt["config"]
-            size = self.config["image_size"]
-            self.image_size = (size, size)
-        else:
-            from ..train.checkpoint import model_from_checkpoint
-
-            self.method = "dsh"
-            self.model = model_from_checkpoint(ckpt)
-            self.config = ckpt["config"]
-            self.image_size = tuple(self.model.image_size)
+        self.trained = load_trained(checkpoint)
+        self.checkpoint = str(self.trained.checkpoint)
+        self.method, self.model, self.config = self.trained.method, self.trained.model, self.trained.config
+        self.class_names = list(self.trained.class_names)
         self.bits = int(self.model.bits)
+        self.image_size = tuple(self.model.image_size)
+        self.batch_size, self.workers = batch_size, workers  # None: the method's default batch
 
     def dataset(self, data: str | None = None, split: str | None = None, protocol: str | None = None,
                 progress: bool = False) -> HashDataset:
@@ -58,9 +34,7 @@ class Encoder:
         if self.method == "iah":
             from ..data import load_box_source
 
-            if data is None:
-                raise DeephashError("give the dataset to encode (an IAH checkpoint does not record its data)")
-            splits = load_box_source(data, self.image_size[0])
+            splits = load_box_source(data or self.config.data, self.image_size[0])
             name = split or next(iter(splits))
             if name not in splits:
                 raise DeephashError(f"{data} has no split {name!r}; available: {', '.join(splits)}")
@@ -73,8 +47,7 @@ class Encoder:
         from ..train.run import load_split
 
         cfg = self.config
-        return load_split(data or cfg["data"], protocol or cfg["protocol"], cfg["seed"], self._stored_size(),
-                          progress=progress)
+        return load_split(data or cfg.data, protocol or cfg.protocol, cfg.seed, self._stored_size(), progress=progress)
 
     def encode_split(self, data: str | None = None, split: str = "database", protocol: str | None = None,
                      progress: bool = False) -> tuple[CodesFile, list]:
@@ -86,11 +59,11 @@ class Encoder:
 
             sp = self._dsh_split(data, protocol, progress)
             ds = subset_of(sp, split)
-            meta.update(data=data or self.config["data"], protocol=sp.protocol, seed=self.config["seed"],
+            meta.update(data=data or self.config.data, protocol=sp.protocol, seed=self.config.seed,
                         image_size=self._stored_size())
         else:
             ds = self.dataset(data, split, protocol, progress)
-            meta.update(data=str(data), image_size=self.image_size[0])
+            meta.update(data=str(data or self.config.data), image_size=self.image_size[0])
         return self._codes_file(ds, self.encode_dataset(ds, progress), meta)
 
     def encode_folder(self, folder: str | Path, progress: bool = False) -> tuple[CodesFile, list]:
@@ -105,8 +78,7 @@ class Encoder:
                                 labels=False)
 
     def _meta(self, **extra) -> dict:
-        model = self.config.get("model", self.config.get("backbone"))
-        return {"checkpoint": str(Path(self.checkpoint).resolve()), "method": self.method, "model": model,
+        return {"checkpoint": str(Path(self.checkpoint).resolve()), "method": self.method, "model": self.config.model,
                 "bits": self.bits, **extra}
 
     def _stored_size(self) -> int:
@@ -122,17 +94,9 @@ class Encoder:
         return cf, enc.failures
 
     def encode_dataset(self, dataset: HashDataset, progress: bool = False) -> Encoded:
-        if self.method == "iah":
-            from ..train.iah import encode_iah
+        from ..methods import encode
 
-            kw = {"batch_size": self.batch_size} if self.batch_size else {}
-            c = encode_iah(self.model, self.config, dataset, progress=progress, **kw)
-            return Encoded(c.semantic, np.arange(len(c.semantic)), [], c.category, c.probs, c.boxes)
-        from ..encode import encode_dataset
-
-        r = encode_dataset(self.model, dataset, batch_size=self.batch_size or 256, workers=self.workers,
-                           progress=progress)
-        return Encoded(r.codes, r.indices, r.failures)
+        return encode(self.trained, dataset, self.batch_size, progress, self.workers)
 
     def encode_images(self, images, skip_unreadable: bool = False, progress: bool = False) -> Encoded:
         """``images``: paths or uint8 (H, W, 3) arrays of any size. Unreadable files raise, or with

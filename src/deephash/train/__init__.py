@@ -1,4 +1,4 @@
-"""Training: ``TrainConfig`` + ``train(cfg, dataset)``; checkpoints that resume exactly."""
+"""Training: ``TrainConfig`` + ``train(cfg, dataset)`` for every method; checkpoints that resume exactly."""
 
 from .checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from .config import TrainConfig

@@ -5,17 +5,31 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ..data import ArrayDataset
+from ..data.base import resize_batch
+
 
 def to_float(batch_u8: torch.Tensor) -> torch.Tensor:
     """(B, H, W, 3) uint8 → (B, 3, H, W) float in [0, 1]."""
     return batch_u8.permute(0, 3, 1, 2).float().div_(255.0)
 
 
-def random_mirror(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+def mirror_mask(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Flip a random half of the batch in place; returns which items were flipped (for their boxes)."""
     flip = torch.rand(x.shape[0], generator=gen) < 0.5
     if flip.any():
         x[flip] = x[flip].flip(-1)
+    return flip
+
+
+def random_mirror(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    mirror_mask(x, gen)
     return x
+
+
+def flip_boxes(b: torch.Tensor, width: int) -> torch.Tensor:
+    """Pixel boxes (..., 4) x1, y1, x2, y2 of a horizontally mirrored image of the given width."""
+    return torch.stack([width - b[..., 2], b[..., 1], width - b[..., 0], b[..., 3]], -1)
 
 
 def random_crop(x: torch.Tensor, pad: int, gen: torch.Generator) -> torch.Tensor:
@@ -28,3 +42,14 @@ def random_crop(x: torch.Tensor, pad: int, gen: torch.Generator) -> torch.Tensor
     cols = (ox[:, None] + torch.arange(w))[:, None, :]
     bidx = torch.arange(b)[:, None, None]
     return padded.permute(0, 2, 3, 1)[bidx, rows, cols].permute(0, 3, 1, 2).contiguous()
+
+
+def resize_arrays(data: ArrayDataset, size: int) -> ArrayDataset:
+    """The set resized once to size×size (boxes, being normalised, carry over)."""
+    x = resize_batch(to_float(torch.from_numpy(data.images)), (size, size))
+    images = (x.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).numpy()
+    if hasattr(data, "boxes"):
+        from ..data import BoxArrayDataset
+
+        return BoxArrayDataset(images, data.labels, data.class_names, data.boxes, data.paths, data.name)
+    return ArrayDataset(images, data.labels, data.class_names, data.paths, data.name)

@@ -2,7 +2,9 @@
 
 File layout: ``DEEPHASH-CKPT/1\\n`` + 64 hex digits of sha256(body) + ``\\n`` + body,
 where body is a ``torch.save`` of the payload. A truncated or altered file fails the
-digest check with a clear message instead of a deep unpickling error.
+digest check with a clear message instead of a deep unpickling error. The payload's ``format``
+(``deephash-train/2``, or the older ``deephash-dsh/1`` / ``deephash-iah/1``) is read by
+``deephash.methods.load_trained``.
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ from pathlib import Path
 import torch
 
 from ..errors import DeephashError
-from ..models import HashingModel, create_model
 from ..utils.io import atomic_write
 
 MAGIC = b"DEEPHASH-CKPT/1\n"
@@ -49,16 +50,8 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
         raise DeephashError(f"cannot read checkpoint {path}: {e}") from None
 
 
-def model_from_checkpoint(ckpt: dict | str | os.PathLike) -> HashingModel:
-    """Rebuild the model from the architecture recorded in the checkpoint: no other input needed."""
-    if not isinstance(ckpt, dict):
-        ckpt = load_checkpoint(ckpt)
-    cfg = ckpt["config"]
-    model = create_model(cfg["model"], bits=cfg["bits"], image_size=cfg["image_size"], **cfg.get("model_kwargs", {}))
-    model.load_state_dict(ckpt["model"])
-    if cfg.get("frozen_backbone"):
-        model.freeze_backbone()
-    if cfg.get("channels_last"):
-        model.use_channels_last()
-    model.eval()
-    return model
+def model_from_checkpoint(ckpt: dict | str | os.PathLike) -> torch.nn.Module:
+    """Rebuild the model (any method) from the architecture recorded in the checkpoint, in eval mode."""
+    from ..methods import model_of
+
+    return model_of(ckpt if isinstance(ckpt, dict) else load_checkpoint(ckpt))[0]

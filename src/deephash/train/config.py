@@ -1,4 +1,8 @@
-"""Training configuration: one dataclass, settable from a YAML file and/or CLI flags."""
+"""Training configuration: one dataclass for every method, settable from a YAML file and/or CLI flags.
+
+``method`` picks the plug-in (``deephash.methods``); fields left at None take that method's defaults
+(``Method.defaults``), and ``method_options`` holds the method's own settings, checked against its
+options dataclass (unknown keys are refused) and stored complete."""
 
 from __future__ import annotations
 
@@ -13,6 +17,8 @@ from ..errors import DeephashError
 
 @dataclass
 class TrainConfig:
+    method: str = "dsh"
+    method_options: dict = field(default_factory=dict)
     data: str = "digits"
     protocol: str | None = None
     seed: int = 0
@@ -20,24 +26,24 @@ class TrainConfig:
     model_kwargs: dict = field(default_factory=dict)
     weights: str | None = None
     init_from: str | None = None
-    bits: int = 48
-    image_size: int = 32
+    bits: int | None = None  # None: the method's default
+    image_size: int | None = None  # None: the method's default
     data_size: int | None = None  # size images are decoded and held at (default image_size); see stored_size
-    epochs: int = 30
+    epochs: int | None = None  # None: the method's default
     iterations: int | None = None
-    batch_size: int = 200
-    optimizer: str = "sgd"
-    lr: float = 1e-3
+    batch_size: int | None = None  # None: the method's default
+    optimizer: str | None = None  # None: the method's default
+    lr: float | None = None  # None: the method's default
     momentum: float = 0.9
-    weight_decay: float = 0.004
+    weight_decay: float | None = None  # None: the method's default
     bias_lr_mult: float = 2.0
     hash_lr_mult: float = 1.0
-    schedule: str = "step"
+    schedule: str | None = None  # None: the method's default
     milestones: list = field(default_factory=lambda: [60 / 70, 65 / 70])
     gamma: float = 0.1
     warmup_steps: int = 0
     margin: float | None = None
-    alpha: float = 0.01
+    alpha: float | None = None  # None: the method's default
     mirror: bool = True
     crop_pad: int = 0
     normalize: str = "auto"
@@ -45,17 +51,32 @@ class TrainConfig:
     threads: int = 0
     channels_last: bool = False
     frozen_backbone: bool = False
-    out: str = "runs/dsh"
+    device: str = "cpu"
+    out: str | None = None  # None: the method's default
 
     # A resumed run must be the same run: only these may differ from the checkpoint's config.
-    RESUME_MUTABLE = ("threads", "out", "channels_last")
+    RESUME_MUTABLE = ("threads", "out", "channels_last", "device")
     OPTIMIZERS = ("sgd", "adam", "adamw")
     SCHEDULES = ("step", "cosine", "constant", "onecycle")
+
+    def __post_init__(self):
+        method = self.method_class()
+        for k, v in method.defaults.items():
+            if getattr(self, k) is None:
+                setattr(self, k, v)
+        self.method_options = method.resolve_options(self.method_options)
+
+    def method_class(self):
+        from ..methods import get_method
+
+        return get_method(self.method)
 
     def validate(self) -> "TrainConfig":
         from ..codes import check_code_length
 
         check_code_length(self.bits)
+        if self.device not in ("cpu", "cuda") and not str(self.device).startswith("cuda:"):
+            raise DeephashError(f"device must be cpu or cuda, got {self.device!r}")
         if self.optimizer not in self.OPTIMIZERS:
             raise DeephashError(f"optimizer must be one of {self.OPTIMIZERS}, got {self.optimizer!r}")
         if self.schedule not in self.SCHEDULES:
@@ -79,12 +100,14 @@ class TrainConfig:
         if not 0 <= self.crop_pad < self.image_size:
             raise DeephashError(f"crop_pad must be between 0 and image_size - 1 ({self.image_size - 1}), "
                                 f"got {self.crop_pad}")
+        self.method_class().validate_config(self)
         return self
 
     def resume_conflicts(self, saved: dict) -> list[str]:
         """Settings that differ from a checkpoint's config and would make a resume inexact."""
         mine = self.to_dict()
-        defaults = TrainConfig().to_dict()  # a key the checkpoint predates had its default value
+        # a key the checkpoint predates had its default value
+        defaults = TrainConfig(method=saved.get("method", "dsh")).to_dict()
         return [f"{k}: checkpoint {saved.get(k, defaults[k])!r}, now {mine[k]!r}" for k in mine
                 if k not in self.RESUME_MUTABLE and saved.get(k, defaults[k]) != mine[k]]
 

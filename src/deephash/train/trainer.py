@@ -1,40 +1,48 @@
-"""DSH training: batches sliced from an in-memory uint8 array, batched augmentation,
-an iteration-based LR schedule, and an atomic checkpoint every epoch that resumes exactly."""
+"""The one training engine for every method (``deephash.methods``): batches sliced from an in-memory
+uint8 array, batched augmentation, an iteration-based LR schedule, an optional frozen-backbone feature
+store, and an atomic checkpoint every epoch that resumes exactly (weights, optimiser, RNG, history)."""
 
 from __future__ import annotations
 
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 from tqdm.auto import tqdm
 
-from ..data import ArrayDataset, HashDataset
-from ..data.base import resize_batch
+from ..data import HashDataset
 from ..data.samplers import balanced_batches, epoch_batches
 from ..errors import DeephashError
-from ..losses import DSHLoss
-from ..miners import AllPairsMiner
-from ..models import HashingModel, create_model, load_matching
-from .augment import random_crop, random_mirror, to_float
+from ..methods import CKPT_FORMAT, LEGACY_FORMATS, get_method
+from ..models import load_matching
+from .augment import mirror_mask, random_crop, to_float
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig
-
-CKPT_FORMAT = "deephash-dsh/1"
 
 
 def set_threads(n: int) -> None:
     """Use all cores unless told otherwise (``threads`` = 0)."""
-    import os
-
     torch.set_num_threads(n if n > 0 else (os.cpu_count() or 1))
 
 
-def make_optimizer(model: HashingModel, cfg: TrainConfig) -> torch.optim.Optimizer:
-    groups = model.parameter_groups(cfg.lr, cfg.weight_decay, cfg.bias_lr_mult, cfg.hash_lr_mult)
+def rank() -> int:
+    """This process's rank under torch.distributed when initialised, else 0; only rank 0 writes files."""
+    import torch.distributed as dist
+
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
+def epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    """The augmentation generator of one epoch: a resumed run redraws exactly what it would have."""
+    return torch.Generator().manual_seed(seed * 100003 + epoch)
+
+
+def make_optimizer(groups: list[dict], cfg: TrainConfig) -> torch.optim.Optimizer:
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum)
     if cfg.optimizer == "adam":
@@ -58,7 +66,7 @@ def lr_factor(cfg: TrainConfig, step: int, total: int) -> float:
 
 @dataclass
 class TrainResult:
-    model: HashingModel
+    model: nn.Module
     checkpoint: Path
     history: list = field(default_factory=list)
     seconds: float = 0.0
@@ -70,27 +78,26 @@ class Trainer:
     def __init__(self, cfg: TrainConfig, train_set: HashDataset, progress: bool = True):
         self.cfg = cfg.validate()
         self.progress = progress
-        data = train_set.as_arrays() if not isinstance(train_set, ArrayDataset) else train_set
-        if data.image_size != (cfg.image_size, cfg.image_size) and not cfg.frozen_backbone:
-            data = _resize_arrays(data, cfg.image_size)  # a frozen backbone's features are resized per batch, once
-        self.data = data
+        self.rank = rank()
+        self.device = torch.device(cfg.device)
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise DeephashError("device cuda requested but torch sees no CUDA device")
+        set_threads(cfg.threads)
+        self.method = get_method(cfg.method)(cfg)
+        self.data = data = self.method.arrays(train_set, progress)
+        self.method.prepare(data, progress)
         self.images = torch.from_numpy(data.images)
         self.labels = torch.from_numpy(data.labels.astype(np.float32))
         torch.manual_seed(cfg.seed)  # the initial weights are part of the run's identity
-        self.model = create_model(cfg.model, cfg.bits, cfg.image_size, weights=cfg.weights, **cfg.model_kwargs)
-        if cfg.frozen_backbone:
-            self.model.freeze_backbone()
-        self.features: torch.Tensor | None = None  # (views, N, D) when the backbone is frozen
-        if cfg.channels_last:
-            self.model.use_channels_last()
-        if self._dataset_normalisation():
-            mean = data.images.reshape(-1, 3).mean(0) / 255.0
-            self.model.set_normalization(mean, self.model.std)
+        self.model = self.method.build_model(data.num_classes)
+        self.method.setup(self.model, data)
         if cfg.init_from:
-            self._init_from(cfg.init_from)
-        self.loss = DSHLoss(cfg.bits, cfg.margin, cfg.alpha)
-        self.miner = AllPairsMiner()
-        self.optimizer = make_optimizer(self.model, cfg)
+            # start from another checkpoint's weights (e.g. the 12-bit model for longer codes); tensors of
+            # another shape (a new hash layer) keep their initial values
+            load_matching(self.model, load_checkpoint(cfg.init_from)["model"], str(cfg.init_from))
+        self.model.to(self.device)
+        self.features: torch.Tensor | None = None  # the frozen-backbone store, (views, N, ...)
+        self.optimizer = make_optimizer(self.method.parameter_groups(self.model), cfg)
         self.base_lrs = [g["lr"] for g in self.optimizer.param_groups]  # before any schedule or resume
         self.steps_per_epoch = len(self._batches(0))
         self.total_steps = cfg.iterations or cfg.epochs * self.steps_per_epoch
@@ -100,22 +107,15 @@ class Trainer:
         self.step = 0
         self.history: list[dict] = []
 
-    def _dataset_normalisation(self) -> bool:
-        return self.cfg.normalize == "dataset" or (self.cfg.normalize == "auto" and self.cfg.model == "dsh")
-
-    def _init_from(self, path: str) -> None:
-        """Start from another checkpoint's backbone (e.g. the 12-bit model for longer codes); the hash
-        layer is copied only if its size matches."""
-        load_matching(self.model, load_checkpoint(path)["model"], str(path))
-
     def _batches(self, epoch: int) -> list[np.ndarray]:
         if self.cfg.balanced:
             return balanced_batches(self.data.labels, self.cfg.batch_size, self.cfg.seed, epoch)
         return epoch_batches(len(self.data), self.cfg.batch_size, self.cfg.seed, epoch)
 
     def _payload(self) -> dict:
-        return {
+        payload = {
             "format": CKPT_FORMAT,
+            "method": self.cfg.method,
             "config": self.cfg.to_dict(),
             "bits": self.cfg.bits,
             "class_names": self.data.class_names,
@@ -125,12 +125,23 @@ class Trainer:
             "step": self.step,
             "history": self.history,
             "torch_rng": torch.get_rng_state(),
+            "method_state": self.method.state(),
         }
+        if self.device.type == "cuda":
+            payload["cuda_rng"] = torch.cuda.get_rng_state(self.device)
+        return payload
 
     def resume(self, path: str | Path) -> None:
         ckpt = load_checkpoint(path)
-        if ckpt.get("format") != CKPT_FORMAT:
-            raise DeephashError(f"{path}: not a DSH training checkpoint")
+        fmt = ckpt.get("format")
+        if fmt == "deephash-iah/1":
+            raise DeephashError(f"{path}: an IAH checkpoint from before runs could resume (no optimiser state); "
+                                "train again")
+        if fmt not in (CKPT_FORMAT, "deephash-dsh/1"):
+            raise DeephashError(f"{path}: not a training checkpoint")
+        method = ckpt.get("method", LEGACY_FORMATS.get(fmt))
+        if method != self.cfg.method:
+            raise DeephashError(f"{path} was trained with method {method!r}, this run is {self.cfg.method!r}")
         if ckpt["bits"] != self.cfg.bits:
             raise DeephashError(f"{path} holds a {ckpt['bits']}-bit model but this run is configured for "
                                 f"{self.cfg.bits} bits")
@@ -141,84 +152,79 @@ class Trainer:
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.epoch, self.step, self.history = ckpt["epoch"], ckpt["step"], ckpt["history"]
         torch.set_rng_state(ckpt["torch_rng"])
+        if "cuda_rng" in ckpt and self.device.type == "cuda":
+            torch.cuda.set_rng_state(ckpt["cuda_rng"], self.device)
+        self.method.load_state(ckpt.get("method_state", {}))
 
-    def _frozen_features(self) -> torch.Tensor:
-        """The frozen backbone's features of every training image, and of its mirror image when the
-        run mirrors: (views, N, D). Computed once per run (or read from the content-keyed cache)."""
-        from ..features import backbone_features
-
-        views = [False, True] if self.cfg.mirror else [False]
-        return torch.stack([backbone_features(self.model, self.data.images, mirror=m, progress=self.progress)
-                            for m in views])
-
-    def _inputs(self, idx: np.ndarray, gen: torch.Generator) -> torch.Tensor:
-        """A batch as the model's trainable part takes it: augmented images, or stored features of a
-        random view (the original or its mirror) per image when the backbone is frozen."""
-        if self.features is None:
-            return self._augment(idx, gen)
-        view = torch.randint(0, len(self.features), (len(idx),), generator=gen)
-        return self.features[view, torch.from_numpy(idx)]
-
-    def _augment(self, idx: np.ndarray, gen: torch.Generator) -> torch.Tensor:
-        x = to_float(self.images[torch.from_numpy(idx)])
+    def _inputs(self, t: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """A batch as the model's trainable part takes it, and which items are mirrored: augmented images,
+        or stored features of a random view (the original or its mirror) per item when the backbone is frozen."""
+        if self.features is not None:
+            view = torch.randint(0, len(self.features), (len(t),), generator=gen)
+            return self.features[view.to(self.features.device), t.to(self.features.device)], view == 1
+        x = to_float(self.images[t])
         if self.cfg.crop_pad:
             x = random_crop(x, self.cfg.crop_pad, gen)
-        if self.cfg.mirror:
-            x = random_mirror(x, gen)
-        return x
+        flipped = mirror_mask(x, gen) if self.cfg.mirror else torch.zeros(len(t), dtype=torch.bool)
+        return x.to(self.device), flipped
 
     def fit(self) -> TrainResult:
         set_threads(self.cfg.threads)
-        self.out.mkdir(parents=True, exist_ok=True)
+        writer = self.rank == 0
+        if writer:
+            self.out.mkdir(parents=True, exist_ok=True)
         base_lrs = self.base_lrs
         start = time.perf_counter()
         seen = 0
         if self.cfg.frozen_backbone and self.features is None:
-            self.features = self._frozen_features()
+            self.features = self.method.frozen_store(self.model, self.data.images, self.progress).to(self.device)
         feature_seconds = time.perf_counter() - start
-        forward = self.model.head if self.features is not None else self.model
+        stored = self.features is not None
+        quiet = not (self.progress and writer)
         self.model.train()
         while self.epoch < self.epochs and self.step < self.total_steps:
-            gen = torch.Generator().manual_seed(self.cfg.seed * 100003 + self.epoch)
+            gen = epoch_generator(self.cfg.seed, self.epoch)
             batches = self._batches(self.epoch)
-            bar = tqdm(batches, desc=f"epoch {self.epoch + 1}/{self.epochs}", disable=not self.progress, leave=False)
-            total_loss, count = 0.0, 0
+            bar = tqdm(batches, desc=f"{self.cfg.method} epoch {self.epoch + 1}/{self.epochs}",
+                       disable=True if quiet else None, leave=False)  # None: quiet when not a terminal
+            sums: dict[str, float] = {}
+            count = 0
             for idx in bar:
                 if self.step >= self.total_steps:
                     break
-                f = lr_factor(self.cfg, self.step, self.total_steps)
+                f = self.method.lr_factor(self.step, self.total_steps)
                 for g, lr in zip(self.optimizer.param_groups, base_lrs):
                     g["lr"] = lr * f
-                x = self._inputs(idx, gen)
-                y = self.labels[torch.from_numpy(idx)]
-                out = forward(x)
-                loss = self.loss(out, self.miner(y))
+                t = torch.from_numpy(idx)
+                x, flipped = self._inputs(t, gen)
+                out = self.method.forward(self.model, x, t, flipped, stored)
+                terms = self.method.objective(out, self.labels[t].to(self.device))
+                loss = terms["loss"]
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 self.optimizer.step()
                 self.step += 1
                 seen += len(idx)
-                total_loss += loss.item()
                 count += 1
-                bar.set_postfix(loss=f"{loss.item():.4f}", lr=f"{base_lrs[0] * f:.2g}")
+                values = {k: v.item() for k, v in terms.items()}
+                for k, v in values.items():
+                    sums[k] = sums.get(k, 0.0) + v
+                bar.set_postfix(**{k: f"{v:.4f}" for k, v in values.items()}, lr=f"{base_lrs[0] * f:.2g}")
             self.epoch += 1
-            self.history.append({"epoch": self.epoch, "step": self.step, "loss": total_loss / max(1, count),
+            self.history.append({"epoch": self.epoch, "step": self.step,
+                                 **{k: s / max(1, count) for k, s in sums.items()},
                                  "seconds": time.perf_counter() - start})
-            save_checkpoint(self.out / "last.ckpt", self._payload())
+            if writer:
+                save_checkpoint(self.out / "last.ckpt", self._payload())
         seconds = time.perf_counter() - start
         self.model.eval()
         return TrainResult(self.model, self.out / "last.ckpt", self.history, seconds, seen / max(seconds, 1e-9),
                            feature_seconds)
 
 
-def _resize_arrays(data: ArrayDataset, size: int) -> ArrayDataset:
-    x = resize_batch(to_float(torch.from_numpy(data.images)), (size, size))
-    images = (x.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).numpy()
-    return ArrayDataset(images, data.labels, data.class_names, data.paths, data.name)
-
-
 def train(cfg: TrainConfig, train_set: HashDataset, resume: str | Path | None = None,
           progress: bool = True) -> TrainResult:
+    """Train ``cfg.method`` on ``train_set`` (optionally continuing a checkpoint exactly)."""
     trainer = Trainer(cfg, train_set, progress=progress)
     if resume:
         trainer.resume(resume)

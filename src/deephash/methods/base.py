@@ -1,0 +1,152 @@
+"""The method plug-in base, the registry, and what loading and encoding return."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import DeephashError
+
+if TYPE_CHECKING:
+    from ..data import ArrayDataset, HashDataset
+    from ..train.config import TrainConfig
+
+
+@dataclass
+class NoOptions:
+    pass
+
+
+@dataclass
+class Encoded:
+    codes: np.ndarray                    # (n, nbytes) uint8 semantic codes, np.packbits order
+    indices: np.ndarray                  # dataset positions encoded
+    failures: list = field(default_factory=list)  # (path, reason) of skipped items
+    category: np.ndarray | None = None   # (n, C, nbytes) category-aware codes
+    probs: np.ndarray | None = None      # (n, C) image-level class probabilities
+    boxes: np.ndarray | None = None      # (n, C, 4) best proposal per category, normalised x1, y1, x2, y2
+    bits: int = 0
+
+
+@dataclass
+class Trained:
+    method: str
+    model: nn.Module                     # in eval mode
+    config: "TrainConfig"
+    class_names: list
+    checkpoint: Path
+
+
+class Method:
+    """One hashing method for the shared training engine (see the package docstring)."""
+
+    name: ClassVar[str] = ""
+    Options: ClassVar[type] = NoOptions
+    defaults: ClassVar[dict] = {}        # TrainConfig values this method starts from (fields left at None)
+    encode_batch_size: ClassVar[int] = 256
+    frozen_store_resizes: ClassVar[bool] = False  # the store resizes each batch, so data stays at stored size
+
+    def __init__(self, cfg: "TrainConfig"):
+        self.cfg = cfg
+        self.options = self.Options(**cfg.method_options)
+
+    @classmethod
+    def resolve_options(cls, given: dict | None) -> dict:
+        """``given`` checked against ``Options`` (unknown keys refused) and completed with its defaults."""
+        given = dict(given or {})
+        names = {f.name for f in dataclasses.fields(cls.Options)}
+        unknown = sorted(set(given) - names)
+        if unknown:
+            allowed = ", ".join(sorted(names)) or "none"
+            raise DeephashError(f"unknown {cls.name} method option(s): {', '.join(unknown)} (allowed: {allowed})")
+        return dataclasses.asdict(cls.Options(**given))
+
+    @classmethod
+    def validate_config(cls, cfg: "TrainConfig") -> None:
+        """Refuse settings this method cannot honour (DeephashError)."""
+
+    # --- training ---------------------------------------------------------------------------------
+    def arrays(self, dataset: "HashDataset", progress: bool) -> "ArrayDataset":
+        """The training set in memory as uint8 arrays at the size training reads them."""
+        from ..data import ArrayDataset
+        from ..train.augment import resize_arrays
+
+        data = dataset if isinstance(dataset, ArrayDataset) else dataset.as_arrays(progress=progress)
+        size = self.cfg.image_size
+        if data.image_size != (size, size) and not (self.cfg.frozen_backbone and self.frozen_store_resizes):
+            data = resize_arrays(data, size)
+        return data
+
+    def prepare(self, data: "ArrayDataset", progress: bool) -> None:
+        """Per-run data the batches need besides images and labels (e.g. proposals); before the model."""
+
+    def build_model(self, num_classes: int) -> nn.Module:
+        """The network from the config alone (frozen backbone applied): used to train and to load."""
+        raise NotImplementedError
+
+    def setup(self, model: nn.Module, data: "ArrayDataset") -> None:
+        """Training-only initialisation from the data (e.g. input normalisation)."""
+
+    def parameter_groups(self, model: nn.Module) -> list[dict]:
+        return [{"params": [p for p in model.parameters() if p.requires_grad], "lr": self.cfg.lr,
+                 "weight_decay": self.cfg.weight_decay}]
+
+    def frozen_store(self, model: nn.Module, images_u8: np.ndarray, progress: bool) -> torch.Tensor:
+        """(views, N, ...) what the frozen backbone gives for each image; view 1 is the mirror image."""
+        raise NotImplementedError
+
+    def forward(self, model: nn.Module, x: torch.Tensor, idx: torch.Tensor, flipped: torch.Tensor,
+                stored: bool) -> Any:
+        """Model outputs for a batch: ``x`` is images (B, 3, H, W) or stored features when ``stored``;
+        ``idx`` the dataset positions, ``flipped`` which items are mirrored."""
+        raise NotImplementedError
+
+    def objective(self, outputs: Any, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+        """{"loss": total, other terms...}: the total is minimised, every term is logged per epoch."""
+        raise NotImplementedError
+
+    def lr_factor(self, step: int, total: int) -> float:
+        from ..train.trainer import lr_factor
+
+        return lr_factor(self.cfg, step, total)
+
+    def state(self) -> dict:
+        """RNG state of the objective (e.g. sampling miners), saved with each checkpoint for exact resume."""
+        return {}
+
+    def load_state(self, state: dict) -> None:
+        pass
+
+    # --- encoding ---------------------------------------------------------------------------------
+    def encode(self, model: nn.Module, dataset: "HashDataset", batch_size: int, progress: bool,
+               workers: int = 0) -> Encoded:
+        raise NotImplementedError
+
+
+_METHODS: dict[str, type[Method]] = {}
+
+
+def register_method(cls: type[Method]) -> type[Method]:
+    """Register a Method subclass under ``cls.name`` (usable as a class decorator); a name is taken once."""
+    if not cls.name:
+        raise DeephashError(f"{cls.__name__} has no method name")
+    if cls.name in _METHODS:
+        raise DeephashError(f"method {cls.name!r} is already registered")
+    _METHODS[cls.name] = cls
+    return cls
+
+
+def get_method(name: str) -> type[Method]:
+    if name not in _METHODS:
+        raise DeephashError(f"unknown method {name!r}; available: {', '.join(list_methods())}")
+    return _METHODS[name]
+
+
+def list_methods() -> list[str]:
+    return sorted(_METHODS)

@@ -1,0 +1,233 @@
+"""The method plug-ins on the one training engine: registry, config, numbers pinned from the former
+separate DSH and IAH pipelines, exact IAH resume, old checkpoint formats, load_trained/encode."""
+
+import hashlib
+
+import numpy as np
+import pytest
+import torch
+
+from deephash import DeephashError
+from deephash.data import generate_multiobject, load_source, make_split
+from deephash.methods import Encoded, Method, encode, get_method, list_methods, load_trained, register_method
+from deephash.train import TrainConfig, Trainer, train
+from deephash.train.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+
+
+def state_hash(model) -> str:
+    h = hashlib.sha256()
+    for k, t in sorted(model.state_dict().items()):
+        h.update(k.encode())
+        h.update(t.detach().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def losses(history, keys):
+    return [[h[k] for k in keys] for h in history]
+
+
+@pytest.fixture(scope="module")
+def multi():
+    src = load_source("digits")["all"].subset(np.arange(300)).as_arrays()
+    return generate_multiobject(src, 40, canvas=48, max_objects=2, seed=0, progress=False)
+
+
+def iah_cfg(tmp_path, **kw):
+    return TrainConfig(**{**dict(method="iah", bits=16, image_size=48, epochs=2, batch_size=20, threads=1,
+                                 out=str(tmp_path / "iah")), **kw})
+
+
+def test_registry():
+    assert {"dsh", "iah"} <= set(list_methods())
+    assert get_method("iah").name == "iah"
+    with pytest.raises(DeephashError, match="unknown method 'nope'"):
+        get_method("nope")
+    with pytest.raises(DeephashError, match="already registered"):
+        register_method(type("Again", (Method,), {"name": "dsh"}))
+    with pytest.raises(DeephashError, match="unknown method"):
+        TrainConfig(method="nope")
+
+
+def test_method_defaults_and_options(tmp_path):
+    dsh, iah = TrainConfig(), TrainConfig(method="iah")
+    assert (dsh.optimizer, dsh.lr, dsh.weight_decay, dsh.schedule, dsh.bits, dsh.batch_size, dsh.out) == \
+        ("sgd", 1e-3, 0.004, "step", 48, 200, "runs/dsh")
+    assert (iah.optimizer, iah.lr, iah.weight_decay, iah.schedule, iah.bits, iah.image_size, iah.epochs,
+            iah.batch_size, iah.alpha, iah.out) == ("adamw", 3e-3, 1e-4, "cosine", 32, 64, 10, 64, 0.0, "runs/iah")
+    assert TrainConfig(method="iah", lr=1e-3).lr == 1e-3  # a value given equal to dsh's default stays
+    assert iah.method_options["proposals"] == "grid" and iah.method_options["top_n"] == 24
+    assert TrainConfig(method="iah", method_options={"top_n": 8}).method_options["top_n"] == 8
+    with pytest.raises(DeephashError, match="unknown iah method option.*: topn"):
+        TrainConfig.from_dict({"method": "iah", "method_options": {"topn": 8}})
+    with pytest.raises(DeephashError, match="unknown dsh method option"):
+        TrainConfig(method_options={"top_n": 8})
+    (tmp_path / "c.yaml").write_text("method: iah\nbits: 16\nmethod_options:\n  proposals: gt\n  hidden: 64\n")
+    c = TrainConfig.from_yaml(tmp_path / "c.yaml")
+    assert (c.method, c.bits, c.method_options["proposals"], c.method_options["hidden"]) == ("iah", 16, "gt", 64)
+    (tmp_path / "bad.yaml").write_text("method: iah\nmethod_options: {pooling: align, nms: 3}\n")
+    with pytest.raises(DeephashError, match="nms"):
+        TrainConfig.from_yaml(tmp_path / "bad.yaml")
+    for bad, msg in [(dict(crop_pad=2), "crop"), (dict(method_options={"proposals": "x"}), "proposals"),
+                     (dict(batch_size=2), "batch_size"), (dict(model_kwargs={"hidden": 3}), "hidden"),
+                     (dict(device="tpu"), "device")]:
+        with pytest.raises(DeephashError, match=msg):
+            TrainConfig(method="iah", **bad).validate()
+
+
+# Recorded on the code before the engine merge (separate DSH Trainer and train_iah loops), same configs.
+PINNED_DSH = ([1.0076058331657858, 0.6230888892622555], "89121f9572dec596")
+PINNED_IAH = {
+    False: ([[0.46412765979766846, 8.014464378356934, 8.026848316192627],
+             [0.4148319214582443, 7.995354175567627, 8.028599262237549]], "556685fcd03b6d10"),
+    True: ([[0.49393175542354584, 7.99999737739563, 8.000003337860107],
+            [0.47845199704170227, 8.00004267692566, 8.00001573562622]], "623fee43d09db464"),
+}
+
+
+def test_dsh_numbers_unchanged_by_the_engine(tmp_path):
+    split = make_split(load_source("digits"), "holdout", 0)
+    cfg = TrainConfig(bits=12, epochs=2, batch_size=100, optimizer="adam", schedule="cosine", threads=1,
+                      out=str(tmp_path / "dsh"))
+    res = train(cfg, split.train, progress=False)
+    assert [h["loss"] for h in res.history] == PINNED_DSH[0]
+    assert state_hash(res.model) == PINNED_DSH[1]
+
+
+@pytest.mark.parametrize("frozen", [False, True])
+def test_iah_numbers_unchanged_by_the_engine(tmp_path, multi, frozen):
+    res = train(iah_cfg(tmp_path, frozen_backbone=frozen), multi, progress=False)
+    assert losses(res.history, ("bce", "semantic", "category")) == PINNED_IAH[frozen][0]
+    assert state_hash(res.model) == PINNED_IAH[frozen][1]
+
+
+@pytest.mark.parametrize("frozen", [False, True])
+def test_iah_resumes_exactly(tmp_path, multi, frozen):
+    # few triplets: the miners sample, so their generators must resume too (as must dropout's torch RNG)
+    kw = dict(frozen_backbone=frozen, method_options={"max_triplets": 30, "graded_category": True})
+    straight = train(iah_cfg(tmp_path / "a", **kw), multi, progress=False)
+    first = Trainer(iah_cfg(tmp_path / "b", **kw), multi, progress=False)
+    first.epochs = 1
+    first.fit()
+    resumed = train(iah_cfg(tmp_path / "b", **kw), multi, resume=tmp_path / "b" / "iah", progress=False)
+    for (k, a), (_, b) in zip(straight.model.state_dict().items(), resumed.model.state_dict().items()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=k)
+    drop = ("seconds",)
+    assert [{k: v for k, v in h.items() if k not in drop} for h in resumed.history] == \
+        [{k: v for k, v in h.items() if k not in drop} for h in straight.history]
+    with pytest.raises(DeephashError, match="method 'iah', this run is 'dsh'"):
+        train(TrainConfig(bits=16, epochs=1, out=str(tmp_path / "c")), multi, resume=straight.checkpoint,
+              progress=False)
+
+
+def _legacy(path, payload, fmt, config):
+    save_checkpoint(path, {**{k: v for k, v in payload.items() if k not in ("method", "method_state")},
+                           "format": fmt, "config": config})
+    return path
+
+
+def test_old_checkpoint_formats_load(tmp_path, multi):
+    digits = load_source("digits")["all"].subset(np.arange(80))
+    dsh = train(TrainConfig(bits=16, epochs=1, batch_size=40, threads=1, out=str(tmp_path / "d")), digits,
+                progress=False)
+    iah = train(iah_cfg(tmp_path, epochs=1), multi, progress=False)
+    d_payload, i_payload = load_checkpoint(dsh.checkpoint), load_checkpoint(iah.checkpoint)
+    assert d_payload["format"] == i_payload["format"] == "deephash-train/2" and i_payload["method"] == "iah"
+    old_dsh = {k: v for k, v in d_payload["config"].items() if k not in ("method", "method_options", "device")}
+    c = i_payload["config"]
+    old_iah = {"backbone": c["model"], **{k: c[k] for k in ("weights", "bits", "image_size", "epochs", "batch_size",
+                                                              "lr", "weight_decay", "margin", "alpha", "mirror",
+                                                              "frozen_backbone", "seed", "threads", "out")},
+               **c["method_options"]}
+    f_dsh = _legacy(tmp_path / "dsh1.ckpt", d_payload, "deephash-dsh/1", old_dsh)
+    f_iah = _legacy(tmp_path / "iah1.ckpt", i_payload, "deephash-iah/1", old_iah)
+    for f, res, ds in ((f_dsh, dsh, digits), (f_iah, iah, multi)):
+        t = load_trained(f)
+        assert t.checkpoint == f and not t.model.training and t.class_names == ds.class_names
+        want = encode((res.model, load_trained(res.checkpoint).config), ds, progress=False)
+        got = encode(t, ds, progress=False)
+        np.testing.assert_array_equal(got.codes, want.codes)
+        assert state_hash(model_from_checkpoint(f)) == state_hash(res.model)
+    assert load_trained(f_iah).config.to_dict() == load_trained(iah.checkpoint).config.to_dict()
+    resumed = Trainer(TrainConfig(**{**load_trained(f_dsh).config.to_dict(), "epochs": 1}), digits, progress=False)
+    resumed.resume(f_dsh)  # an old DSH checkpoint still resumes
+    assert resumed.epoch == 1
+    with pytest.raises(DeephashError, match="before runs could resume"):
+        Trainer(iah_cfg(tmp_path, epochs=1), multi, progress=False).resume(f_iah)
+
+
+def test_encode_gives_what_each_method_has(tmp_path, multi):
+    iah = train(iah_cfg(tmp_path, epochs=1), multi, progress=False)
+    t = load_trained(tmp_path / "iah")  # a run folder
+    assert t.method == "iah" and t.config.method_options["proposals"] == "grid"
+    e = encode(t, multi.subset(np.arange(5)), progress=False)
+    assert isinstance(e, Encoded) and e.bits == 16
+    c = multi.num_classes
+    assert e.codes.shape == (5, 2) and e.category.shape == (5, c, 2) and e.probs.shape == (5, c)
+    assert e.boxes.shape == (5, c, 4) and 0 <= e.boxes.min() and e.boxes.max() <= 1
+    np.testing.assert_array_equal(e.indices, np.arange(5))
+    np.testing.assert_array_equal(encode((iah.model, iah_cfg(tmp_path, epochs=1)), multi.subset(np.arange(5)),
+                                         progress=False).codes, e.codes)
+    digits = load_source("digits")["all"].subset(np.arange(60))
+    dsh = train(TrainConfig(bits=8, epochs=1, batch_size=30, threads=1, out=str(tmp_path / "d")), digits,
+                progress=False)
+    d = encode(load_trained(dsh.checkpoint), digits, progress=False)
+    assert d.codes.shape == (60, 1) and d.category is None and d.probs is None and d.boxes is None
+    assert d.bits == 8 and not d.failures
+
+
+def test_cli_train_method_iah_on_a_yolo_folder_equals_iah_train_and_resumes(tmp_path):
+    import json
+
+    from test_cli import run
+    from test_iah_e2e import _yolo_squares
+
+    data = _yolo_squares(tmp_path / "sq", 12, 0)
+    splits = load_source(data, 48)  # a box dataset, its YOLO split folders named for a protocol
+    assert set(splits) == {"train", "test"} and len(splits["train"].boxes) == 12
+    common = ["--bits", 16, "--image-size", 48, "--epochs", 2, "--batch-size", 6, "-q"]
+    code, out, err = run("train", "--method", "iah", "--data", data, "-o", "top_n=8", "--out", tmp_path / "t", *common)
+    assert code == 0, err
+    assert json.loads(out.splitlines()[-1])["method"] == "iah"
+    t = load_trained(tmp_path / "t")
+    assert t.method == "iah" and t.config.method_options["top_n"] == 8 and t.config.optimizer == "adamw"
+    code, _, err = run("train", "--method", "iah", "--data", data, "-o", "topn=8", "--out", tmp_path / "x", *common)
+    assert code != 0 and "unknown iah method option" in err
+    # iah-train is `train --method iah` on one split: the same run gives the same weights
+    code, _, err = run("iah-train", "--data", data, "--split", "train", "--top-n", 8, "--out", tmp_path / "a", *common)
+    assert code == 0, err
+    assert state_hash(load_trained(tmp_path / "a").model) == state_hash(t.model)
+    # an interrupted iah-train run continues with --resume to the same weights
+    cfg = TrainConfig(method="iah", data=str(data), bits=16, image_size=48, epochs=2, batch_size=6,
+                      out=str(tmp_path / "b"), method_options={"top_n": 8})
+    first = Trainer(cfg, splits["train"], progress=False)
+    first.epochs = 1
+    first.fit()
+    code, _, err = run("iah-train", "--data", data, "--split", "train", "--top-n", 8, "--out", tmp_path / "b",
+                       "--resume", tmp_path / "b", *common)
+    assert code == 0, err
+    assert state_hash(load_trained(tmp_path / "b").model) == state_hash(t.model)
+    assert load_checkpoint(tmp_path / "b" / "last.ckpt")["epoch"] == 2
+
+
+def test_losses_mine_by_default():
+    from deephash.losses import DSHLoss, TripletRankingLoss
+    from deephash.miners import AllPairsMiner, TripletMiner
+
+    torch.manual_seed(0)
+    x, y = torch.randn(8, 6), (torch.rand(8, 3) < 0.5).float()
+    assert DSHLoss(6)(x, y) == DSHLoss(6)(x, tuples=AllPairsMiner()(x, y))
+    assert TripletRankingLoss(6)(x, y) == TripletRankingLoss(6)(x, tuples=TripletMiner()(x, y))
+    assert TripletRankingLoss(6)(x, y) > 0
+
+
+def test_only_rank_zero_writes_checkpoints(tmp_path, monkeypatch):
+    import deephash.train.trainer as engine
+
+    digits = load_source("digits")["all"].subset(np.arange(40))
+    monkeypatch.setattr(engine, "rank", lambda: 1)
+    res = train(TrainConfig(bits=8, epochs=1, batch_size=20, threads=1, out=str(tmp_path / "r1")), digits,
+                progress=False)
+    assert len(res.history) == 1 and not (tmp_path / "r1").exists()
+    monkeypatch.setattr(engine, "rank", lambda: 0)
+    train(TrainConfig(bits=8, epochs=1, batch_size=20, threads=1, out=str(tmp_path / "r0")), digits, progress=False)
+    assert (tmp_path / "r0" / "last.ckpt").is_file()
