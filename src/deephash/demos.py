@@ -57,7 +57,7 @@ def dsh_demo(data: str = "digits", bits: list[int] = (12, 24, 32, 48), epochs: i
     from .evaluation import evaluate
     from .retrieval import Encoder
     from .train import TrainConfig, train
-    from .train.run import load_split
+    from .data import load_split
     from .viz import result_grid
 
     out = Path(out)

@@ -51,9 +51,9 @@ def search(
         results = idx.search(codes=qcf.codes, k=k, radius=radius, mode=mode, names=names)
         pixels = None
         if grid is not None:
-            from ..train.run import images_for
+            from ..retrieval.grid import codes_file_pixels
 
-            pixels = images_for(qcf, qcf.ids[:limit])
+            pixels = codes_file_pixels(qcf, qcf.ids[:limit])
     for qr in results:
         if as_json:
             typer.echo(json.dumps(qr.to_dict()))

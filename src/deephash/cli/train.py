@@ -73,7 +73,6 @@ def train(
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Train a hashing network (dsh or iah); a checkpoint is written atomically after every epoch."""
-    from ..train.run import split_for_config
     from ..train.trainer import rank
     from ..train.trainer import train as run_train
 
@@ -84,25 +83,13 @@ def train(
         image_size=image_size, data_size=data_size, weights=weights, init_from=init_from, seed=seed, threads=threads,
         channels_last=channels_last, frozen_backbone=frozen_backbone, out=out).items() if v is not None}
     head = {k: v for k, v in dict(hidden=hidden, dropout=dropout).items() if v is not None}
-    if resume is not None:
-        from ..methods import config_of
-        from ..train.checkpoint import load_checkpoint
-
-        saved = config_of(load_checkpoint(resume)).to_dict()
-        folder = resume if resume.is_dir() else resume.parent
-        base = {**saved, "out": str(folder)}
-        if config:
-            base.update(TrainConfig.read_yaml(config))
-    else:
-        base = TrainConfig.read_yaml(config) if config else {}
+    if head:
+        flags["model_kwargs"] = head
     options = parse_options(option)
     if options:
-        flags["method_options"] = {**base.get("method_options", {}), **options}
-    cfg = TrainConfig.from_dict({**base, **flags})
-    if head:
-        cfg.model_kwargs = {**cfg.model_kwargs, **head}
-    cfg.validate()
-    split = split_for_config(cfg, progress=not quiet)
+        flags["method_options"] = options
+    cfg = TrainConfig.assemble(config, flags, resume)
+    split = cfg.load_split(progress=not quiet)
     typer.echo(f"data {cfg.data}: {split.describe()}")
     result = run_train(cfg, split.train, resume=resume, progress=not quiet)
     last = result.history[-1] if result.history else {}

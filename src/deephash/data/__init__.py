@@ -59,9 +59,15 @@ def _protocol_split_names(splits: dict) -> dict:
     return renamed if len(renamed) == len(splits) else splits
 
 
+def load_split(spec: str | Path, protocol: str | None, seed: int, image_size: int | None = None,
+               progress: bool = True) -> Split:
+    """A dataset's train / query / database sets under a split protocol (``make_split`` over ``load_source``)."""
+    return make_split(load_source(spec, image_size=image_size, progress=progress), protocol, seed)
+
+
 __all__ = [
     "ArrayDataset", "BoxArrayDataset", "BoxFileDataset", "FileDataset", "HashDataset", "PROTOCOLS", "Split",
     "cached_multiobject", "generate_multiobject", "is_box_source", "list_images", "load_box_source", "load_cifar10_python", "load_coco",
-    "load_digits_dataset", "load_image", "load_image_folder", "load_image_folder_archive", "load_source", "load_voc",
+    "load_digits_dataset", "load_image", "load_image_folder", "load_image_folder_archive", "load_source", "load_split", "load_voc",
     "load_yolo", "make_split", "one_hot", "read_list_file", "split_indices", "to_tensor",
 ]

@@ -33,6 +33,9 @@ from .base import ArrayDataset, FileDataset, HashDataset
 PROTOCOLS = ("dsh", "cifar10", "cifar10-1", "cifar10-2", "per-class", "holdout", "given")
 
 
+SPLIT_PARTS = ("train", "query", "database")
+
+
 @dataclass
 class Split:
     protocol: str
@@ -48,6 +51,12 @@ class Split:
     def sizes(self) -> dict:
         return {"protocol": self.protocol, "seed": self.seed, "train": len(self.train),
                 "query": len(self.query), "database": len(self.database)}
+
+    def part(self, name: str) -> HashDataset:
+        """The ``train``, ``query`` or ``database`` set."""
+        if name not in SPLIT_PARTS:
+            raise DeephashError(f"split must be one of {', '.join(SPLIT_PARTS)}, got {name!r}")
+        return getattr(self, name)
 
 
 def concat(datasets: list[HashDataset], name: str) -> HashDataset:

@@ -39,12 +39,10 @@ class Encoder:
             if name not in splits:
                 raise DeephashError(f"{data} has no split {name!r}; available: {', '.join(splits)}")
             return splits[name]
-        from ..train.run import subset_of
-
-        return subset_of(self._dsh_split(data, protocol, progress), split or "database")
+        return self._dsh_split(data, protocol, progress).part(split or "database")
 
     def _dsh_split(self, data, protocol, progress):
-        from ..train.run import load_split
+        from ..data import load_split
 
         cfg = self.config
         return load_split(data or cfg.data, protocol or cfg.protocol, cfg.seed, self._stored_size(), progress=progress)
@@ -55,10 +53,8 @@ class Encoder:
         and scored later); also the (path, reason) of images that could not be read."""
         meta = self._meta(split=split)
         if self.method == "dsh":
-            from ..train.run import subset_of
-
             sp = self._dsh_split(data, protocol, progress)
-            ds = subset_of(sp, split)
+            ds = sp.part(split)
             meta.update(data=data or self.config.data, protocol=sp.protocol, seed=self.config.seed,
                         image_size=self._stored_size())
         else:

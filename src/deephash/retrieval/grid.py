@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..codes import CodesFile
 from ..data import load_image
 from ..errors import DeephashError
 from ..viz import result_grid
@@ -37,12 +38,35 @@ def draw_results(path: str | Path, results: list[QueryResult], query_pixels: lis
 
 def _pixels_of(index: ImageIndex, found) -> list[np.ndarray]:
     if index.codes_file is not None:
-        from ..train.run import images_for
-
-        return images_for(index.codes_file, np.array([r.id for r in found], np.int64))
+        return codes_file_pixels(index.codes_file, np.array([r.id for r in found], np.int64))
     if not all(r.path and Path(r.path).is_file() for r in found):
         raise DeephashError("the index metadata holds no readable image paths for the grid")
     return [load_image(r.path) for r in found]
+
+
+def codes_file_pixels(codes: CodesFile, ids: np.ndarray, cache: dict | None = None) -> list[np.ndarray]:
+    """Pixels of given ids of a codes file: from its image paths when they are files, else from the dataset
+    split its metadata records (``cache`` keeps loaded splits between calls)."""
+    from ..data import load_split
+
+    if codes.paths is not None:
+        pos = {int(i): k for k, i in enumerate(codes.ids)}
+        paths = [codes.paths[pos[int(i)]] for i in ids]
+        if all(Path(p).is_file() for p in paths):
+            return [load_image(p) for p in paths]
+    m = codes.meta
+    if not {"data", "split"} <= m.keys():
+        raise DeephashError("the codes file records neither image files nor its dataset; cannot draw images")
+    key = (m["data"], m.get("protocol"), m.get("seed", 0), m.get("image_size"), m["split"])
+    cache = _SPLITS if cache is None else cache
+    if key not in cache:
+        cache.clear()  # one split held at a time
+        cache[key] = load_split(m["data"], m.get("protocol"), m.get("seed", 0), m.get("image_size"),
+                                progress=False).part(m["split"])
+    return [cache[key].image_u8(int(i)) for i in ids]
+
+
+_SPLITS: dict = {}
 
 
 def _pixel_box(box, img) -> list:

@@ -119,6 +119,32 @@ class TrainConfig:
         c = cfg if isinstance(cfg, dict) else cfg.to_dict()
         return c.get("data_size") or c["image_size"]
 
+    def load_split(self, progress: bool = True):
+        """This run's train / query / database sets, decoded at ``stored_size``."""
+        from ..data import load_split
+
+        return load_split(self.data, self.protocol, self.seed, self.stored_size(self), progress)
+
+    @classmethod
+    def assemble(cls, config: str | Path | None = None, flags: dict | None = None,
+                 resume: str | Path | None = None) -> "TrainConfig":
+        """A run's config from its layers, later ones winning: the checkpoint's own settings when resuming (with
+        ``out`` = its folder), a YAML file, then explicit settings (``flags``; ``method_options`` and
+        ``model_kwargs`` are merged key by key). Validated."""
+        base: dict = {}
+        if resume is not None:
+            from ..methods import checkpoint_file, config_of
+            from .checkpoint import load_checkpoint
+
+            base = {**config_of(load_checkpoint(resume)).to_dict(), "out": str(checkpoint_file(resume).parent)}
+        if config:
+            base.update(cls.read_yaml(config))
+        flags = dict(flags or {})
+        for key in ("method_options", "model_kwargs"):
+            if key in flags:
+                flags[key] = {**(base.get(key) or {}), **flags[key]}
+        return cls.from_dict({**base, **flags}).validate()
+
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
