@@ -9,18 +9,7 @@ from typing import Optional
 
 import typer
 
-from ..errors import DeephashError
 from ._app import app
-
-def _split(data: str, split: Optional[str], image_size: int):
-    from ..data import load_box_source
-
-    splits = load_box_source(data, image_size)
-    name = split or next(iter(splits))
-    if name not in splits:
-        raise DeephashError(f"{data} has no split {name!r}; available: {', '.join(splits)}")
-    return splits[name]
-
 
 @app.command("iah-train")
 def iah_train(
@@ -46,13 +35,14 @@ def iah_train(
 ) -> None:
     """Train IAH on one split (``deephash train --method iah`` with these defaults): label probabilities
     (cross-hypothesis max pooling) + triplet ranking on relaxed codes."""
+    from ..data import load_box_split
     from ..train import TrainConfig, train
 
     cfg = TrainConfig(method="iah", data=data, model=backbone, weights=str(weights) if weights else None, bits=bits,
                       image_size=image_size, epochs=epochs, batch_size=batch_size, lr=lr, margin=margin,
                       frozen_backbone=frozen_backbone, seed=seed, out=str(out),
                       method_options={"proposals": proposals, "top_n": top_n})
-    res = train(cfg, _split(data, split, image_size), resume=resume, progress=not quiet)
+    res = train(cfg, load_box_split(data, split, image_size), resume=resume, progress=not quiet)
     last = res.history[-1]
     typer.echo(f"trained {bits}-bit IAH in {res.seconds:.0f} s (bce {last['bce']:.3f}, semantic triplet "
                f"{last['semantic']:.3f}, category triplet {last['category']:.3f}); checkpoint {res.checkpoint}")
@@ -69,10 +59,10 @@ def iah_encode(
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Encode a dataset into an index with semantic and category-aware codes (with proposal boxes)."""
-    from ..retrieval import ImageIndex, Encoder
+    from ..retrieval import Encoder, ImageIndex
 
-    dataset = _split(data, split, Encoder(checkpoint).image_size[0])
-    index = ImageIndex.build(checkpoint, dataset, threshold=threshold, progress=not quiet)
+    index = ImageIndex.build(checkpoint, Encoder(checkpoint).dataset(data, split), threshold=threshold,
+                             progress=not quiet)
     index.save(out)
     typer.echo(f"wrote {out}: {len(index)} semantic codes, {len(index.category)} category codes")
 
@@ -97,44 +87,12 @@ def iah_demo(
     seed: int = typer.Option(0),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
-    """IAH end to end on a multi-label dataset with boxes: train, build both indexes, evaluate semantic codes,
+    """IAH end to end on a multi-label dataset with boxes: train, build the index, evaluate semantic codes,
     and draw a category-aware result grid with proposal boxes."""
-    from ..data import load_box_source, load_image
-    from ..evaluation import evaluate
-    from ..train import TrainConfig, train
-    from ..train.iah import encode_iah
+    from ..demos import iah_demo as run_demo
 
-    splits = load_box_source(data, image_size)
-    names = list(splits)
-    train_set = splits[names[0]]
-    query_set = splits[names[1]] if len(names) > 1 else train_set
-    query_set = query_set.subset([i for i in range(len(query_set)) if query_set.labels[i].any()])
-    if weights == "auto":
-        weights = "imagenet" if backbone == "efficientnet_lite0" else None
-    weights = None if weights in (None, "none") else weights
-    if frozen_backbone is None:
-        frozen_backbone = weights is not None
-    # Heads on stored ImageNet feature maps train fast, so they get more epochs (measured on coco128:
-    # semantic mAP 0.7055 frozen, 40 epochs, vs 0.6645 fine-tuned, 8 epochs, in half the time).
-    epochs = (40 if frozen_backbone else 8) if epochs is None else epochs
-    lr = (3e-3 if frozen_backbone else 1e-3) if lr is None else lr
-    cfg = TrainConfig(method="iah", data=str(data), model=backbone, weights=weights, bits=bits, image_size=image_size,
-                      epochs=epochs, batch_size=32, lr=lr, frozen_backbone=frozen_backbone, seed=seed,
-                      out=str(out / "model"), method_options={"proposals": proposals})
-    res = train(cfg, train_set, progress=not quiet)
-    typer.echo(f"trained IAH ({bits} bits, {proposals} proposals) on {len(train_set)} images in {res.seconds:.0f} s")
-    from ..retrieval import ImageIndex
-    from ..retrieval.grid import draw_results
-
-    index = ImageIndex.build(res.checkpoint, train_set, progress=not quiet)
-    index.save(out / "index")
-    q = encode_iah(res.model, cfg.to_dict(), query_set, progress=False)
-    db = encode_iah(res.model, cfg.to_dict(), train_set, progress=False)
-    m = evaluate(q.semantic, db.semantic, query_set.labels, train_set.labels, bits=bits, topk=(100,),
-                 ndcg_k=(100,), progress=False)["metrics"]
-    typer.echo(f"semantic codes, {len(query_set)} queries vs {len(train_set)}: mAP {m['mAP']['deterministic']:.4f}, "
-               f"NDCG@100 {m['NDCG@100']['deterministic']:.4f}")
-    images = [Path(p) for p in query_set.paths[:queries]]
-    results = index.search(images=images, k=5, mode="category")
-    draw_results(out / "category_grid.png", results, [load_image(p) for p in images], index, limit=12)
-    typer.echo(f"wrote {out / 'category_grid.png'}")
+    r = run_demo(data, bits, epochs, image_size, lr, proposals, backbone, weights, queries, frozen_backbone, out, seed,
+                 progress=not quiet, log=typer.echo)
+    typer.echo(f"semantic codes, {r.query_images} queries vs {r.train_images}: mAP {r.semantic_map:.4f}, "
+               f"NDCG@100 {r.semantic_ndcg100:.4f}")
+    typer.echo(f"wrote {r.index} and {r.grid}")

@@ -14,8 +14,8 @@ from pathlib import Path
 from ..errors import DeephashError
 from .base import ArrayDataset, FileDataset, HashDataset, one_hot, to_tensor
 from .cifar import is_cifar_python, load_cifar10_python
-from .detection import (BoxArrayDataset, BoxFileDataset, is_box_source, load_box_source, load_coco, load_voc,
-                        load_yolo)
+from .detection import (BoxArrayDataset, BoxFileDataset, is_box_source, load_box_source, load_box_split, load_coco,
+                        load_voc, load_yolo)
 from .digits import load_digits_dataset
 from .folder import load_image_folder, load_image_folder_archive
 from .images import list_images, load_image
@@ -67,7 +67,8 @@ def load_split(spec: str | Path, protocol: str | None, seed: int, image_size: in
 
 __all__ = [
     "ArrayDataset", "BoxArrayDataset", "BoxFileDataset", "FileDataset", "HashDataset", "PROTOCOLS", "Split",
-    "cached_multiobject", "generate_multiobject", "is_box_source", "list_images", "load_box_source", "load_cifar10_python", "load_coco",
-    "load_digits_dataset", "load_image", "load_image_folder", "load_image_folder_archive", "load_source", "load_split", "load_voc",
-    "load_yolo", "make_split", "one_hot", "read_list_file", "split_indices", "to_tensor",
+    "cached_multiobject", "generate_multiobject", "is_box_source", "list_images", "load_box_source",
+    "load_box_split", "load_cifar10_python", "load_coco", "load_digits_dataset", "load_image", "load_image_folder",
+    "load_image_folder_archive", "load_source", "load_split", "load_voc", "load_yolo", "make_split", "one_hot",
+    "read_list_file", "split_indices", "to_tensor",
 ]

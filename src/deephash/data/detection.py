@@ -223,3 +223,12 @@ def load_box_source(spec: str | Path, image_size=None) -> dict[str, BoxFileDatas
         return {"all": load_coco(path, image_size=image_size)}
     raise DeephashError(f"{spec}: not a dataset with boxes (expected a YOLO folder with data.yaml, a VOC folder "
                         "with Annotations/, or a COCO instances .json)")
+
+
+def load_box_split(spec: str | Path, split: str | None = None, image_size=None) -> BoxFileDataset:
+    """One named split of a dataset with boxes (default: its first)."""
+    splits = load_box_source(spec, image_size)
+    name = split or next(iter(splits))
+    if name not in splits:
+        raise DeephashError(f"{spec} has no split {name!r}; available: {', '.join(splits)}")
+    return splits[name]

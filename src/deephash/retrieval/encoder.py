@@ -32,13 +32,9 @@ class Encoder:
         """A split of a dataset at the size this model reads: by default the data and protocol it was trained
         on, and the ``database`` split (DSH protocols) or the first split (detection datasets for IAH)."""
         if self.method == "iah":
-            from ..data import load_box_source
+            from ..data import load_box_split
 
-            splits = load_box_source(data or self.config.data, self.image_size[0])
-            name = split or next(iter(splits))
-            if name not in splits:
-                raise DeephashError(f"{data} has no split {name!r}; available: {', '.join(splits)}")
-            return splits[name]
+            return load_box_split(data or self.config.data, split, self.image_size[0])
         return self._dsh_split(data, protocol, progress).part(split or "database")
 
     def _dsh_split(self, data, protocol, progress):
