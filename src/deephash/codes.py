@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import DeephashError
+from .errors import CorruptFileError, DeephashError, IncompatibleError, InvalidInputError, MissingFileError
 from .utils.io import atomic_write
 
 CODES_FORMAT = "deephash-codes/1"
@@ -24,7 +24,7 @@ CODES_FORMAT = "deephash-codes/1"
 def check_bits(bits: int) -> int:
     """Index widths are whole bytes (a multiple of 8 from 8 to 1024)."""
     if not isinstance(bits, (int, np.integer)) or bits < 8 or bits > 1024 or bits % 8:
-        raise DeephashError(f"bits must be a multiple of 8 between 8 and 1024, got {bits!r}")
+        raise InvalidInputError(f"bits must be a multiple of 8 between 8 and 1024, got {bits!r}")
     return int(bits)
 
 
@@ -32,7 +32,7 @@ def check_code_length(bits: int) -> int:
     """Learned code lengths can be any size 1..1024 (the DSH paper uses 12 and 36); they are
     packed into ceil(bits/8) bytes with zero padding, which leaves Hamming distances unchanged."""
     if not isinstance(bits, (int, np.integer)) or bits < 1 or bits > 1024:
-        raise DeephashError(f"code length must be between 1 and 1024 bits, got {bits!r}")
+        raise InvalidInputError(f"code length must be between 1 and 1024 bits, got {bits!r}")
     return int(bits)
 
 
@@ -51,7 +51,7 @@ def pack_bits(bits01: np.ndarray) -> np.ndarray:
     """(N, bits) of {0,1} → (N, ceil(bits/8)) uint8 in np.packbits order, zero-padded."""
     bits01 = np.asarray(bits01)
     if bits01.ndim != 2:
-        raise DeephashError(f"expected a 2-D (n, bits) array of 0/1, got shape {bits01.shape}")
+        raise InvalidInputError(f"expected a 2-D (n, bits) array of 0/1, got shape {bits01.shape}")
     check_code_length(bits01.shape[1])
     return np.packbits(bits01.astype(bool), axis=1)
 
@@ -76,7 +76,7 @@ def hamming_distances(q: np.ndarray, db: np.ndarray, chunk: int = 1024) -> np.nd
     q = np.ascontiguousarray(q, dtype=np.uint8)
     db = np.ascontiguousarray(db, dtype=np.uint8)
     if q.ndim != 2 or db.ndim != 2 or q.shape[1] != db.shape[1]:
-        raise DeephashError(f"code widths differ: queries {q.shape}, database {db.shape}")
+        raise IncompatibleError(f"code widths differ: queries {q.shape}, database {db.shape}")
     nbytes = q.shape[1]
     word = np.uint64 if nbytes % 8 == 0 else np.uint8
     qv, dv = q.view(word), db.view(word)
@@ -90,7 +90,7 @@ def hamming_distances(q: np.ndarray, db: np.ndarray, chunk: int = 1024) -> np.nd
 def _check_padding(codes: np.ndarray, bits: int, what: str) -> None:
     pad = codes.shape[-1] * 8 - bits
     if pad and codes.size and (codes[..., -1] & ((1 << pad) - 1)).any():
-        raise DeephashError(f"{bits}-bit {what} must have their {pad} padding bits zero "
+        raise InvalidInputError(f"{bits}-bit {what} must have their {pad} padding bits zero "
                             "(pack them with deephash.codes.pack_bits)")
 
 
@@ -121,16 +121,16 @@ class CodesFile:
     def __post_init__(self):
         self.codes = np.ascontiguousarray(self.codes, dtype=np.uint8)
         if self.codes.ndim != 2 or self.codes.shape[1] != packed_width(self.bits):
-            raise DeephashError(f"codes of shape {self.codes.shape} do not hold {self.bits}-bit codes")
+            raise InvalidInputError(f"codes of shape {self.codes.shape} do not hold {self.bits}-bit codes")
         _check_padding(self.codes, self.bits, "codes")
         n = len(self.codes)
         self.ids = np.arange(n, dtype=np.int64) if self.ids is None else np.asarray(self.ids, dtype=np.int64)
         if len(self.ids) != n:
-            raise DeephashError(f"{len(self.ids)} ids for {n} codes")
+            raise InvalidInputError(f"{len(self.ids)} ids for {n} codes")
         if self.paths is not None and len(self.paths) != n:
-            raise DeephashError(f"{len(self.paths)} paths for {n} codes")
+            raise InvalidInputError(f"{len(self.paths)} paths for {n} codes")
         if self.labels is not None and len(self.labels) != n:
-            raise DeephashError(f"{len(self.labels)} label rows for {n} codes")
+            raise InvalidInputError(f"{len(self.labels)} label rows for {n} codes")
         self._check_category_arrays()
 
     def _check_category_arrays(self) -> None:
@@ -145,29 +145,29 @@ class CodesFile:
             a = np.asarray(a)
             if a.ndim != 2 + len(tail) or len(a) != n or a.shape[2:] != tail:
                 want = ", ".join(["N", "C", *map(str, tail)])
-                raise DeephashError(f"{name} must have shape ({want}) with N = {n} codes, got {a.shape}")
+                raise InvalidInputError(f"{name} must have shape ({want}) with N = {n} codes, got {a.shape}")
             if n_cat is not None and a.shape[1] != n_cat:
-                raise DeephashError(f"{name} has {a.shape[1]} categories but the other category arrays have "
+                raise InvalidInputError(f"{name} has {a.shape[1]} categories but the other category arrays have "
                                     f"{n_cat}")
             n_cat = a.shape[1]
             if name == "category_codes":
                 if a.dtype != np.uint8:
-                    raise DeephashError(f"category_codes must be packed uint8, got {a.dtype}")
+                    raise InvalidInputError(f"category_codes must be packed uint8, got {a.dtype}")
                 _check_padding(a, self.bits, "category_codes")
             else:
                 if not np.issubdtype(a.dtype, np.floating):
-                    raise DeephashError(f"{name} must be floating point, got {a.dtype}")
+                    raise InvalidInputError(f"{name} must be floating point, got {a.dtype}")
                 a = a.astype(np.float32)
                 if not np.isfinite(a).all():
-                    raise DeephashError(f"{name} hold NaN or infinite values")
+                    raise InvalidInputError(f"{name} hold NaN or infinite values")
                 if name == "probs" and ((a < 0) | (a > 1)).any():
-                    raise DeephashError("probs must lie in [0, 1]")
+                    raise InvalidInputError("probs must lie in [0, 1]")
             setattr(self, name, np.ascontiguousarray(a))
         if n_cat is not None and self.labels is not None and np.shape(self.labels)[1:] != (n_cat,):
-            raise DeephashError(f"labels have shape {np.shape(self.labels)} but the category arrays have {n_cat} "
+            raise InvalidInputError(f"labels have shape {np.shape(self.labels)} but the category arrays have {n_cat} "
                                 "categories")
         if n_cat is not None and self.class_names is not None and len(self.class_names) != n_cat:
-            raise DeephashError(f"{len(self.class_names)} class names for {n_cat} categories")
+            raise InvalidInputError(f"{len(self.class_names)} class names for {n_cat} categories")
 
     @classmethod
     def from_iah(cls, semantic, category, probs, boxes, bits: int, **fields) -> "CodesFile":
@@ -228,13 +228,13 @@ class CodesFile:
     def load(cls, path: str | os.PathLike) -> "CodesFile":
         path = Path(path)
         if not path.is_file():
-            raise DeephashError(f"codes file not found: {path}")
+            raise MissingFileError(f"codes file not found: {path}")
         try:
             z = np.load(path, allow_pickle=False)
         except (zipfile.BadZipFile, ValueError, OSError, EOFError) as e:
-            raise DeephashError(f"{path} is not a readable deephash codes file ({type(e).__name__}: {e})") from None
+            raise CorruptFileError(f"{path} is not a readable deephash codes file ({type(e).__name__}: {e})") from None
         if not isinstance(z, np.lib.npyio.NpzFile):
-            raise DeephashError(f"{path} is a bare array, not a deephash codes file (write one with CodesFile.save "
+            raise CorruptFileError(f"{path} is a bare array, not a deephash codes file (write one with CodesFile.save "
                                 "or `deephash encode`)")
         try:
             with z:
@@ -243,9 +243,9 @@ class CodesFile:
             bits, count = header["bits"], header["count"]
             codes = arrays["codes"]
         except (zipfile.BadZipFile, ValueError, KeyError, OSError, EOFError, TypeError, json.JSONDecodeError) as e:
-            raise DeephashError(f"{path} is not a readable deephash codes file ({type(e).__name__}: {e})") from None
+            raise CorruptFileError(f"{path} is not a readable deephash codes file ({type(e).__name__}: {e})") from None
         if header.get("format") != CODES_FORMAT:
-            raise DeephashError(f"{path}: unknown codes format {header.get('format')!r}")
+            raise CorruptFileError(f"{path}: unknown codes format {header.get('format')!r}")
         try:
             out = cls(
                 codes=codes,
@@ -258,7 +258,7 @@ class CodesFile:
                 **{name: arrays[name] for name in CATEGORY_ARRAYS if name in arrays},
             )
         except DeephashError as e:
-            raise DeephashError(f"{path}: {e}") from None
+            raise InvalidInputError(f"{path}: {e}") from None
         if len(out) != count:
-            raise DeephashError(f"{path}: header says {count} codes, file holds {len(out)}")
+            raise CorruptFileError(f"{path}: header says {count} codes, file holds {len(out)}")
         return out

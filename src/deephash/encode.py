@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 from .codes import encode_outputs
 from .data import ArrayDataset, FileDataset, HashDataset
 from .data.base import resize_batch
-from .errors import DeephashError
+from .errors import DeephashError, InvalidInputError
 from .models import HashingModel
 
 
@@ -72,7 +72,7 @@ def encode_dataset(model: HashingModel, dataset: HashDataset, batch_size: int = 
             chunks.append(model.encode(x.to(device)))
         return EncodeResult(np.concatenate(chunks), np.arange(len(dataset)), [])
     if not isinstance(dataset, FileDataset):
-        raise DeephashError(f"cannot encode a {type(dataset).__name__}")
+        raise InvalidInputError(f"cannot encode a {type(dataset).__name__}")
     ds = FileDataset(dataset.paths, dataset.labels, dataset.class_names, size, dataset.name)
     loader = DataLoader(_Tolerant(ds), batch_size=batch_size, num_workers=workers, collate_fn=_collate)
     for idx, x, bad in tqdm(loader, desc="encode", disable=not progress, leave=False):
@@ -81,5 +81,5 @@ def encode_dataset(model: HashingModel, dataset: HashDataset, batch_size: int = 
             chunks.append(model.encode(x.to(device)))
             indices.append(idx.numpy())
     if not chunks:
-        raise DeephashError(f"none of the {len(ds)} images could be read (first error: {failures[0][1]})")
+        raise InvalidInputError(f"none of the {len(ds)} images could be read (first error: {failures[0][1]})")
     return EncodeResult(np.concatenate(chunks), np.concatenate(indices), failures)

@@ -6,7 +6,7 @@ from typing import List, Optional
 
 import typer
 
-from ..errors import DeephashError
+from ..errors import IncompatibleError, InvalidInputError
 from ._app import app
 
 MODES = ("semantic", "category", "all")
@@ -17,7 +17,7 @@ def _load_labelled(path: Path, what: str):
 
     cf = CodesFile.load(path)
     if cf.labels is None:
-        raise DeephashError(f"{path} has no labels; evaluation needs labelled {what} codes")
+        raise InvalidInputError(f"{path} has no labels; evaluation needs labelled {what} codes")
     return cf
 
 
@@ -27,11 +27,11 @@ def _modes(mode: Optional[str], files: dict) -> tuple[bool, bool]:
     if mode is None:
         return True, all(cf.has_categories for cf in files.values())
     if mode not in MODES:
-        raise DeephashError(f"--mode must be one of {', '.join(MODES)}, got {mode!r}")
+        raise InvalidInputError(f"--mode must be one of {', '.join(MODES)}, got {mode!r}")
     if mode != "semantic":
         for path, cf in files.items():
             if not cf.has_categories:
-                raise DeephashError(f"{path} holds no category codes; --mode {mode} needs IAH codes files "
+                raise InvalidInputError(f"{path} holds no category codes; --mode {mode} needs IAH codes files "
                                     "(CodesFile.from_iah)")
     return mode != "category", mode != "semantic"
 
@@ -63,12 +63,12 @@ def evaluate(
     q = _load_labelled(query, "query")
     db = _load_labelled(database, "database")
     if q.class_names and db.class_names and q.class_names != db.class_names:
-        raise DeephashError(f"{query} and {database} use different class names; labels are not comparable")
+        raise IncompatibleError(f"{query} and {database} use different class names; labels are not comparable")
     if q.bits != db.bits:
-        raise DeephashError(f"{query} holds {q.bits}-bit codes but {database} holds {db.bits}-bit codes")
+        raise IncompatibleError(f"{query} holds {q.bits}-bit codes but {database} holds {db.bits}-bit codes")
     semantic, category = _modes(mode, {query: q, database: db})
     if semantic_ties and not category:
-        raise DeephashError("--semantic-ties orders category rankings, but no category codes are scored")
+        raise InvalidInputError("--semantic-ties orders category rankings, but no category codes are scored")
     protocol = protocol or q.meta.get("protocol")
     opts = dict(bits=q.bits, topk=tuple(topk), radius=radius, ndcg_k=tuple(ndcg_k), empty=empty)
     results = {}

@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from ..errors import DeephashError
+from ..errors import InvalidInputError
 from ..index import ENGINES
 from ._app import app
 
@@ -38,7 +38,7 @@ def build(
     from ..retrieval import Encoder, ImageIndex
 
     if (codes is None) == (checkpoint is None):
-        raise DeephashError("give exactly one of --codes (a codes file) or --checkpoint (a model to encode --data)")
+        raise InvalidInputError("give exactly one of --codes (a codes file) or --checkpoint (a model to encode --data)")
     settings = dict(engine=engine, mih_m=mih_m, ivf_nlist=ivf_nlist, ivf_nprobe=ivf_nprobe)
     if codes is not None:
         index = ImageIndex.from_codes(CodesFile.load(codes), **settings)
@@ -64,7 +64,7 @@ def add(
     from ..retrieval import open_index
 
     if (codes is None) == (images is None):
-        raise DeephashError("give exactly one of --codes or --images")
+        raise InvalidInputError("give exactly one of --codes or --images")
     index = open_index(index_dir, mmap=False)
     if codes is not None:
         added = index.add_codes(CodesFile.load(codes))
@@ -89,7 +89,7 @@ def remove(
     try:
         wanted = [int(s) for s in ids.split(",") if s.strip()]
     except ValueError:
-        raise DeephashError(f"--ids must be comma-separated integers, got {ids!r}") from None
+        raise InvalidInputError(f"--ids must be comma-separated integers, got {ids!r}") from None
     index = open_index(index_dir, mmap=False)
     n = index.remove(wanted)
     index.save()

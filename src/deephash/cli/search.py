@@ -8,7 +8,7 @@ from typing import List, Optional
 
 import typer
 
-from ..errors import DeephashError
+from ..errors import IncompatibleError, InvalidInputError
 from ._app import app
 
 
@@ -34,9 +34,9 @@ def search(
     from ..retrieval import ImageIndex, open_index
 
     if (index is None) == (database is None):
-        raise DeephashError("give exactly one of --index (an index folder) or --database (a codes file)")
+        raise InvalidInputError("give exactly one of --index (an index folder) or --database (a codes file)")
     if bool(image) == (query is not None):
-        raise DeephashError("give query images (--image) or a query codes file (--query), not both or neither")
+        raise InvalidInputError("give query images (--image) or a query codes file (--query), not both or neither")
     idx = open_index(index) if index is not None else ImageIndex.from_codes(CodesFile.load(database))
     if checkpoint is not None:
         idx.use_checkpoint(checkpoint)
@@ -46,7 +46,7 @@ def search(
     else:
         qcf = CodesFile.load(query)
         if qcf.bits != idx.bits:
-            raise DeephashError(f"query codes have {qcf.bits} bits but the database has {idx.bits}")
+            raise IncompatibleError(f"query codes have {qcf.bits} bits but the database has {idx.bits}")
         names = [qcf.paths[i] if qcf.paths else f"id {int(q)}" for i, q in enumerate(qcf.ids)]
         results = idx.search(codes=qcf.codes, k=k, radius=radius, mode=mode, names=names)
         pixels = None

@@ -6,7 +6,7 @@ from typing import List, Optional
 
 import typer
 
-from ..errors import DeephashError
+from ..errors import InvalidInputError
 from ..train.config import TrainConfig
 from ._app import app
 
@@ -19,11 +19,11 @@ def parse_options(items: List[str]) -> dict:
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise DeephashError(f"--option expects KEY=VALUE, got {item!r}")
+            raise InvalidInputError(f"--option expects KEY=VALUE, got {item!r}")
         try:
             out[key.strip()] = yaml.safe_load(value)
         except yaml.YAMLError as e:
-            raise DeephashError(f"--option {item!r}: {e}") from None
+            raise InvalidInputError(f"--option {item!r}: {e}") from None
     return out
 
 

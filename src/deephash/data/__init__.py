@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import DeephashError
+from ..errors import InvalidInputError, MissingFileError
 from .base import ArrayDataset, FileDataset, HashDataset, one_hot, to_tensor
 from .cifar import is_cifar_python, load_cifar10_python
 from .detection import (BoxArrayDataset, BoxFileDataset, is_box_source, load_box_source, load_box_split, load_coco,
@@ -31,7 +31,7 @@ def load_source(spec: str | Path, image_size: int | tuple[int, int] | None = Non
         return load_digits_dataset(image_size if isinstance(image_size, int) else 32)
     path = Path(spec).expanduser()
     if not path.exists():
-        raise DeephashError(f"dataset not found: {spec} (give 'digits', a CIFAR-10 archive or folder, "
+        raise MissingFileError(f"dataset not found: {spec} (give 'digits', a CIFAR-10 archive or folder, "
                             "a YOLO/VOC/COCO dataset, an image folder, or a label list file)")
     if is_cifar_python(path):
         return load_cifar10_python(path)
@@ -45,7 +45,7 @@ def load_source(spec: str | Path, image_size: int | tuple[int, int] | None = Non
         return load_list_dir(path, images_root, image_size)
     if path.is_dir():
         return load_image_folder(path, image_size)
-    raise DeephashError(f"unrecognised dataset {path}: expected a CIFAR-10 archive/folder, a YOLO/VOC folder or "
+    raise InvalidInputError(f"unrecognised dataset {path}: expected a CIFAR-10 archive/folder, a YOLO/VOC folder or "
                         "COCO .json, an image-folder tree or .tar.gz of one, or a .txt label list")
 
 

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..errors import DeephashError
+from ..errors import InvalidInputError
 from .images import load_image
 
 
@@ -77,9 +77,9 @@ class HashDataset(Dataset):
 
     def _check(self) -> None:
         if len(self.labels) == 0:
-            raise DeephashError(f"dataset {self.name!r} is empty")
+            raise InvalidInputError(f"dataset {self.name!r} is empty")
         if self.labels.ndim != 2 or self.labels.shape[1] != len(self.class_names):
-            raise DeephashError(
+            raise InvalidInputError(
                 f"dataset {self.name!r}: labels of shape {self.labels.shape} do not match "
                 f"{len(self.class_names)} class names"
             )
@@ -92,9 +92,9 @@ class ArrayDataset(HashDataset):
         if images.ndim == 3:
             images = np.repeat(images[..., None], 3, axis=3)
         if images.ndim != 4 or images.shape[3] != 3 or images.dtype != np.uint8:
-            raise DeephashError(f"dataset {name!r}: images must be uint8 (N,H,W,3), got {images.dtype} {images.shape}")
+            raise InvalidInputError(f"dataset {name!r}: images must be uint8 (N,H,W,3), got {images.dtype} {images.shape}")
         if len(images) != len(labels):
-            raise DeephashError(f"dataset {name!r}: {len(images)} images but {len(labels)} label rows")
+            raise InvalidInputError(f"dataset {name!r}: {len(images)} images but {len(labels)} label rows")
         self.images = images
         self.labels = np.asarray(labels, dtype=np.uint8)
         self.class_names = list(class_names)
@@ -137,11 +137,11 @@ class FileDataset(HashDataset):
         self.image_size = image_size
         self.name = name
         if len(self.paths) != len(self.labels):
-            raise DeephashError(f"dataset {name!r}: {len(self.paths)} images but {len(self.labels)} label rows")
+            raise InvalidInputError(f"dataset {name!r}: {len(self.paths)} images but {len(self.labels)} label rows")
         if not self.paths:
-            raise DeephashError(f"dataset {name!r} is empty")
+            raise InvalidInputError(f"dataset {name!r} is empty")
         if self.labels.ndim != 2 or self.labels.shape[1] != len(self.class_names):
-            raise DeephashError(f"dataset {name!r}: labels do not match {len(self.class_names)} class names")
+            raise InvalidInputError(f"dataset {name!r}: labels do not match {len(self.class_names)} class names")
 
     def image_u8(self, i: int) -> np.ndarray:
         return load_image(self.paths[i], self.image_size)
@@ -154,7 +154,7 @@ class FileDataset(HashDataset):
     def as_arrays(self, progress: bool = True) -> ArrayDataset:
         """Decode every image once (needs ``image_size``); bad files raise, naming the file."""
         if self.image_size is None:
-            raise DeephashError(f"dataset {self.name!r}: an image size is needed to hold images in memory")
+            raise InvalidInputError(f"dataset {self.name!r}: an image size is needed to hold images in memory")
         from tqdm.auto import tqdm
 
         h, w = self.image_size

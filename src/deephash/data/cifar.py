@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DeephashError
+from ..errors import CorruptFileError, InvalidInputError
 from .base import ArrayDataset, one_hot
 
 TRAIN_BATCHES = [f"data_batch_{i}" for i in range(1, 6)]
@@ -25,7 +25,7 @@ def _unpickle(fh, what: str) -> dict:
     try:
         return pickle.load(fh, encoding="bytes")
     except Exception as e:  # corrupt pickles raise many types
-        raise DeephashError(f"cannot read CIFAR-10 file {what}: {e}") from None
+        raise CorruptFileError(f"cannot read CIFAR-10 file {what}: {e}") from None
 
 
 def _decode_batch(d: dict, what: str) -> tuple[np.ndarray, np.ndarray]:
@@ -33,9 +33,9 @@ def _decode_batch(d: dict, what: str) -> tuple[np.ndarray, np.ndarray]:
         data = np.asarray(d[b"data"], dtype=np.uint8)
         labels = np.asarray(d[b"labels"], dtype=np.int64)
     except KeyError as e:
-        raise DeephashError(f"CIFAR-10 file {what} lacks the key {e}") from None
+        raise InvalidInputError(f"CIFAR-10 file {what} lacks the key {e}") from None
     if data.ndim != 2 or data.shape[1] != 3072 or len(data) != len(labels):
-        raise DeephashError(f"CIFAR-10 file {what}: data of shape {data.shape} with {len(labels)} labels")
+        raise InvalidInputError(f"CIFAR-10 file {what}: data of shape {data.shape} with {len(labels)} labels")
     return data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), labels
 
 
@@ -48,7 +48,7 @@ def load_cifar10_python(path: str | Path) -> dict[str, ArrayDataset]:
         for name in ["batches.meta", *TRAIN_BATCHES, *TEST_BATCHES]:
             f = root / name
             if not f.exists():
-                raise DeephashError(f"CIFAR-10 folder {root} lacks {name}")
+                raise InvalidInputError(f"CIFAR-10 folder {root} lacks {name}")
             with open(f, "rb") as fh:
                 files[name] = _unpickle(fh, str(f))
     else:
@@ -59,19 +59,19 @@ def load_cifar10_python(path: str | Path) -> dict[str, ArrayDataset]:
                     if m.isfile() and name in ("batches.meta", *TRAIN_BATCHES, *TEST_BATCHES):
                         files[name] = _unpickle(tar.extractfile(m), f"{path}:{m.name}")
         except (tarfile.TarError, OSError, EOFError) as e:
-            raise DeephashError(f"cannot read CIFAR-10 archive {path}: {e}") from None
+            raise CorruptFileError(f"cannot read CIFAR-10 archive {path}: {e}") from None
         missing = [n for n in ["batches.meta", *TRAIN_BATCHES, *TEST_BATCHES] if n not in files]
         if missing:
-            raise DeephashError(f"CIFAR-10 archive {path} lacks {', '.join(missing)}")
+            raise InvalidInputError(f"CIFAR-10 archive {path} lacks {', '.join(missing)}")
     names = [n.decode() if isinstance(n, bytes) else str(n) for n in files["batches.meta"].get(b"label_names", [])]
     if not names:
-        raise DeephashError(f"{path}: batches.meta has no label_names")
+        raise InvalidInputError(f"{path}: batches.meta has no label_names")
     out = {}
     for split, batches in (("train", TRAIN_BATCHES), ("test", TEST_BATCHES)):
         parts = [_decode_batch(files[b], b) for b in batches]
         images = np.concatenate([p[0] for p in parts])
         targets = np.concatenate([p[1] for p in parts])
         if targets.max() >= len(names) or targets.min() < 0:
-            raise DeephashError(f"{path}: labels outside 0..{len(names) - 1} in the {split} batches")
+            raise InvalidInputError(f"{path}: labels outside 0..{len(names) - 1} in the {split} batches")
         out[split] = ArrayDataset(images, one_hot(targets, len(names)), names, name=f"cifar10-{split}")
     return out

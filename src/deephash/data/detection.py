@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DeephashError
+from ..errors import CorruptFileError, InvalidInputError, MissingFileError, NotFoundError
 from .base import ArrayDataset, FileDataset
 from .images import IMAGE_EXTENSIONS
 
@@ -35,7 +35,7 @@ class BoxFileDataset(_Boxes, FileDataset):
     def __init__(self, paths, labels, class_names, boxes, image_size=None, name: str = "boxes"):
         super().__init__(paths, labels, class_names, image_size, name)
         if len(boxes) != len(self.paths):
-            raise DeephashError(f"dataset {name!r}: {len(boxes)} box lists for {len(self.paths)} images")
+            raise InvalidInputError(f"dataset {name!r}: {len(boxes)} box lists for {len(self.paths)} images")
         self.boxes = [np.asarray(b, np.float32).reshape(-1, 5) for b in boxes]
 
     def subset(self, indices) -> "BoxFileDataset":
@@ -52,7 +52,7 @@ class BoxArrayDataset(_Boxes, ArrayDataset):
     def __init__(self, images, labels, class_names, boxes, paths=None, name: str = "boxes"):
         super().__init__(images, labels, class_names, paths, name)
         if len(boxes) != len(self.images):
-            raise DeephashError(f"dataset {name!r}: {len(boxes)} box lists for {len(self.images)} images")
+            raise InvalidInputError(f"dataset {name!r}: {len(boxes)} box lists for {len(self.images)} images")
         self.boxes = [np.asarray(b, np.float32).reshape(-1, 5) for b in boxes]
 
     def subset(self, indices) -> "BoxArrayDataset":
@@ -67,7 +67,7 @@ def _labels_from_boxes(boxes: list[np.ndarray], num_classes: int) -> np.ndarray:
     for i, b in enumerate(boxes):
         cls = b[:, 0].astype(np.int64)
         if len(cls) and (cls.min() < 0 or cls.max() >= num_classes):
-            raise DeephashError(f"class id {int(cls.max())} out of range for {num_classes} classes")
+            raise InvalidInputError(f"class id {int(cls.max())} out of range for {num_classes} classes")
         labels[i, cls] = 1
     return labels
 
@@ -78,13 +78,13 @@ def _yaml_names(path: Path) -> list[str]:
     try:
         d = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as e:
-        raise DeephashError(f"{path}: invalid YAML: {e}") from None
+        raise CorruptFileError(f"{path}: invalid YAML: {e}") from None
     names = d.get("names")
     if isinstance(names, dict):
         return [str(names[k]) for k in sorted(names, key=int)]
     if isinstance(names, list):
         return [str(n) for n in names]
-    raise DeephashError(f"{path}: no 'names' list or mapping of class names")
+    raise InvalidInputError(f"{path}: no 'names' list or mapping of class names")
 
 
 def load_yolo(root: str | Path, image_size=None) -> dict[str, BoxFileDataset]:
@@ -92,7 +92,7 @@ def load_yolo(root: str | Path, image_size=None) -> dict[str, BoxFileDataset]:
     ``class cx cy w h`` (normalised). Returns one dataset per split folder."""
     root = Path(root)
     if not (root / "data.yaml").is_file() or not (root / "images").is_dir():
-        raise DeephashError(f"{root}: not a YOLO dataset (needs data.yaml and images/)")
+        raise InvalidInputError(f"{root}: not a YOLO dataset (needs data.yaml and images/)")
     names = _yaml_names(root / "data.yaml")
     out = {}
     splits = sorted(d for d in (root / "images").iterdir() if d.is_dir()) or [root / "images"]
@@ -108,7 +108,7 @@ def load_yolo(root: str | Path, image_size=None) -> dict[str, BoxFileDataset]:
         name = split.name if split != root / "images" else "all"
         out[name] = BoxFileDataset(images, _labels_from_boxes(boxes, len(names)), names, boxes, image_size, name)
     if not out:
-        raise DeephashError(f"{root}: no images under images/")
+        raise InvalidInputError(f"{root}: no images under images/")
     return out
 
 
@@ -121,7 +121,7 @@ def _read_yolo_rows(path: Path) -> np.ndarray:
         try:
             c, cx, cy, w, h = (float(v) for v in parts[:5])
         except ValueError:
-            raise DeephashError(f"{path}:{n}: expected 'class cx cy w h', got {line!r}") from None
+            raise InvalidInputError(f"{path}:{n}: expected 'class cx cy w h', got {line!r}") from None
         rows.append([c, cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2])
     b = np.asarray(rows, np.float32).reshape(-1, 5)
     b[:, 1:] = b[:, 1:].clip(0, 1)
@@ -135,11 +135,11 @@ def load_voc(root: str | Path, image_set: str | None = None, class_names: list[s
     root = Path(root)
     ann = root / "Annotations"
     if not ann.is_dir():
-        raise DeephashError(f"{root}: not a VOC folder (no Annotations/)")
+        raise InvalidInputError(f"{root}: not a VOC folder (no Annotations/)")
     if image_set:
         lst = root / "ImageSets" / "Main" / f"{image_set}.txt"
         if not lst.is_file():
-            raise DeephashError(f"VOC image set not found: {lst}")
+            raise MissingFileError(f"VOC image set not found: {lst}")
         files = [ann / f"{s.split()[0]}.xml" for s in lst.read_text().splitlines() if s.strip()]
     else:
         files = sorted(ann.glob("*.xml"))
@@ -148,11 +148,11 @@ def load_voc(root: str | Path, image_set: str | None = None, class_names: list[s
         try:
             tree = ET.parse(f).getroot()
         except (ET.ParseError, FileNotFoundError) as e:
-            raise DeephashError(f"cannot read VOC annotation {f}: {e}") from None
+            raise CorruptFileError(f"cannot read VOC annotation {f}: {e}") from None
         w = float(tree.findtext("size/width", "0"))
         h = float(tree.findtext("size/height", "0"))
         if w <= 0 or h <= 0:
-            raise DeephashError(f"{f}: missing image size")
+            raise InvalidInputError(f"{f}: missing image size")
         objs = []
         for o in tree.iter("object"):
             bb = o.find("bndbox")
@@ -166,7 +166,7 @@ def load_voc(root: str | Path, image_set: str | None = None, class_names: list[s
     for _, objs in records:
         unknown = [o[0] for o in objs if o[0] not in pos]
         if unknown:
-            raise DeephashError(f"VOC class {unknown[0]!r} is not in the class list")
+            raise InvalidInputError(f"VOC class {unknown[0]!r} is not in the class list")
         boxes.append(np.array([[pos[o[0]], *o[1:]] for o in objs], np.float32).reshape(-1, 5).clip(0, None))
     return BoxFileDataset([p for p, _ in records], _labels_from_boxes(boxes, len(names)), names, boxes, image_size,
                           image_set or "voc")
@@ -179,9 +179,9 @@ def load_coco(annotations: str | Path, images_root: str | Path | None = None, im
     try:
         d = json.loads(annotations.read_text())
     except (OSError, json.JSONDecodeError) as e:
-        raise DeephashError(f"cannot read COCO annotations {annotations}: {e}") from None
+        raise CorruptFileError(f"cannot read COCO annotations {annotations}: {e}") from None
     if not {"images", "annotations", "categories"} <= d.keys():
-        raise DeephashError(f"{annotations}: not a COCO instances file (needs images, annotations, categories)")
+        raise InvalidInputError(f"{annotations}: not a COCO instances file (needs images, annotations, categories)")
     cats = sorted(d["categories"], key=lambda c: c["id"])
     cat_pos = {c["id"]: i for i, c in enumerate(cats)}
     root = Path(images_root) if images_root is not None else annotations.parent
@@ -191,7 +191,7 @@ def load_coco(annotations: str | Path, images_root: str | Path | None = None, im
     for a in d["annotations"]:
         i = img_pos.get(a["image_id"])
         if i is None or a["category_id"] not in cat_pos:
-            raise DeephashError(f"{annotations}: annotation {a.get('id')} refers to an unknown image or category")
+            raise InvalidInputError(f"{annotations}: annotation {a.get('id')} refers to an unknown image or category")
         w, h = float(images[i]["width"]), float(images[i]["height"])
         x, y, bw, bh = (float(v) for v in a["bbox"])
         rows[i].append([cat_pos[a["category_id"]], x / w, y / h, (x + bw) / w, (y + bh) / h])
@@ -214,14 +214,14 @@ def load_box_source(spec: str | Path, image_size=None) -> dict[str, BoxFileDatas
     these too; this is the boxes-only entry point."""
     path = Path(spec).expanduser()
     if not path.exists():
-        raise DeephashError(f"dataset not found: {spec}")
+        raise MissingFileError(f"dataset not found: {spec}")
     if path.is_dir() and (path / "data.yaml").is_file():
         return load_yolo(path, image_size)
     if path.is_dir() and (path / "Annotations").is_dir():
         return {"all": load_voc(path, image_size=image_size)}
     if path.is_file() and path.suffix == ".json":
         return {"all": load_coco(path, image_size=image_size)}
-    raise DeephashError(f"{spec}: not a dataset with boxes (expected a YOLO folder with data.yaml, a VOC folder "
+    raise InvalidInputError(f"{spec}: not a dataset with boxes (expected a YOLO folder with data.yaml, a VOC folder "
                         "with Annotations/, or a COCO instances .json)")
 
 
@@ -230,5 +230,5 @@ def load_box_split(spec: str | Path, split: str | None = None, image_size=None) 
     splits = load_box_source(spec, image_size)
     name = split or next(iter(splits))
     if name not in splits:
-        raise DeephashError(f"{spec} has no split {name!r}; available: {', '.join(splits)}")
+        raise NotFoundError(f"{spec} has no split {name!r}; available: {', '.join(splits)}")
     return splits[name]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DeephashError
+from ..errors import CorruptFileError, InvalidInputError, MissingFileError
 from ..utils.io import atomic_write
 from .base import ArrayDataset, FileDataset, one_hot
 from .cache import cache_dir, file_key
@@ -33,17 +33,17 @@ def _class_tree(root: Path, image_size, name: str, class_names: list[str] | None
             paths.append(p)
             targets.append(c)
     if not paths:
-        raise DeephashError(f"no images found under {root} (expected {root}/<class>/*.jpg)")
+        raise InvalidInputError(f"no images found under {root} (expected {root}/<class>/*.jpg)")
     return FileDataset(paths, one_hot(targets, len(classes)), classes, image_size, name=name)
 
 
 def load_image_folder(root: str | Path, image_size=None) -> dict[str, FileDataset]:
     root = Path(root)
     if not root.is_dir():
-        raise DeephashError(f"not a directory: {root}")
+        raise MissingFileError(f"not a directory: {root}")
     subdirs = sorted(d for d in root.iterdir() if d.is_dir())
     if not subdirs:
-        raise DeephashError(f"{root} has no class folders (expected {root}/<class>/*.jpg)")
+        raise InvalidInputError(f"{root} has no class folders (expected {root}/<class>/*.jpg)")
     split_dirs = [d for d in subdirs if d.name.lower() in KNOWN_SPLITS and not _has_images(d)]
     if split_dirs:
         classes = sorted({c.name for d in split_dirs for c in d.iterdir() if c.is_dir()})
@@ -79,9 +79,9 @@ def load_image_folder_archive(path: str | Path, image_size=None, progress: bool 
                     split, cls = "all", parts[-2]
                 entries[split].append((cls, m.name, tar.extractfile(m).read()))
     except (tarfile.TarError, OSError, EOFError) as e:
-        raise DeephashError(f"cannot read image archive {path}: {e}") from None
+        raise CorruptFileError(f"cannot read image archive {path}: {e}") from None
     if not entries:
-        raise DeephashError(f"no images found in archive {path} (expected <split>/<class>/*.jpg)")
+        raise InvalidInputError(f"no images found in archive {path} (expected <split>/<class>/*.jpg)")
     classes = sorted({cls for items in entries.values() for cls, _, _ in items})
     cindex = {c: i for i, c in enumerate(classes)}
     out = {}
@@ -91,7 +91,7 @@ def load_image_folder_archive(path: str | Path, image_size=None, progress: bool 
                   tqdm(items, desc=f"decode {split}", disable=not progress, leave=False)]
         shapes = {im.shape for im in images}
         if len(shapes) > 1:
-            raise DeephashError(f"{path}: images differ in size {sorted(shapes)[:3]}...; give an image size")
+            raise InvalidInputError(f"{path}: images differ in size {sorted(shapes)[:3]}...; give an image size")
         labels = one_hot([cindex[c] for c, _, _ in items], len(classes))
         out[split] = ArrayDataset(np.stack(images), labels, classes, [n for _, n, _ in items],
                                   name=f"{path.name.split('.')[0]}-{split}")

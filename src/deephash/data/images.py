@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from ..errors import DeephashError
+from ..errors import CorruptFileError, MissingFileError
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 
@@ -41,9 +41,9 @@ def decode_image(source: Path | bytes, size: tuple[int, int] | None = None, what
                 img.load()
                 img = _to_rgb(img)
     except FileNotFoundError:
-        raise DeephashError(f"image not found: {what}") from None
+        raise MissingFileError(f"image not found: {what}") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
-        raise DeephashError(f"cannot read image {what}: {e}") from None
+        raise CorruptFileError(f"cannot read image {what}: {e}") from None
     if size is not None and img.size != (size[1], size[0]):
         img = img.resize((size[1], size[0]), Image.BILINEAR)
     return np.array(img, dtype=np.uint8)
@@ -52,5 +52,5 @@ def decode_image(source: Path | bytes, size: tuple[int, int] | None = None, what
 def list_images(root: str | Path) -> list[Path]:
     root = Path(root)
     if not root.is_dir():
-        raise DeephashError(f"not a directory: {root}")
+        raise MissingFileError(f"not a directory: {root}")
     return sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DeephashError
+from ..errors import InvalidInputError, MissingFileError
 from .base import FileDataset
 
 SPLIT_FILES = {"train": "train.txt", "test": "test.txt", "database": "database.txt"}
@@ -24,7 +24,7 @@ def read_list_file(list_path: str | Path, images_root: str | Path | None = None,
                    class_names: list[str] | None = None, check_files: bool = True) -> FileDataset:
     list_path = Path(list_path)
     if not list_path.is_file():
-        raise DeephashError(f"label list file not found: {list_path}")
+        raise MissingFileError(f"label list file not found: {list_path}")
     root = Path(images_root) if images_root is not None else list_path.parent
     paths, rows = [], []
     width = None
@@ -35,25 +35,25 @@ def read_list_file(list_path: str | Path, images_root: str | Path | None = None,
                 continue
             parts = line.split()
             if len(parts) < 2:
-                raise DeephashError(f"{list_path}:{lineno}: expected 'path 0 1 ...', got {line[:80]!r}")
+                raise InvalidInputError(f"{list_path}:{lineno}: expected 'path 0 1 ...', got {line[:80]!r}")
             try:
                 row = [int(v) for v in parts[1:]]
             except ValueError:
-                raise DeephashError(f"{list_path}:{lineno}: labels must be 0 or 1, got {' '.join(parts[1:])[:80]!r}") from None
+                raise InvalidInputError(f"{list_path}:{lineno}: labels must be 0 or 1, got {' '.join(parts[1:])[:80]!r}") from None
             if any(v not in (0, 1) for v in row):
-                raise DeephashError(f"{list_path}:{lineno}: labels must be 0 or 1, got {' '.join(parts[1:])[:80]!r}")
+                raise InvalidInputError(f"{list_path}:{lineno}: labels must be 0 or 1, got {' '.join(parts[1:])[:80]!r}")
             if width is None:
                 width = len(row)
             elif len(row) != width:
-                raise DeephashError(f"{list_path}:{lineno}: {len(row)} labels, but earlier lines have {width}")
+                raise InvalidInputError(f"{list_path}:{lineno}: {len(row)} labels, but earlier lines have {width}")
             p = Path(parts[0])
             p = p if p.is_absolute() else root / p
             if check_files and not p.is_file():
-                raise DeephashError(f"{list_path}:{lineno}: image not found: {p}")
+                raise MissingFileError(f"{list_path}:{lineno}: image not found: {p}")
             paths.append(p)
             rows.append(row)
     if not rows:
-        raise DeephashError(f"label list file {list_path} has no entries")
+        raise InvalidInputError(f"label list file {list_path} has no entries")
     if class_names is None:
         names_file = list_path.parent / "classes.txt"
         if names_file.is_file():
@@ -61,7 +61,7 @@ def read_list_file(list_path: str | Path, images_root: str | Path | None = None,
         else:
             class_names = [f"class{i}" for i in range(width)]
     if len(class_names) != width:
-        raise DeephashError(f"{list_path}: rows have {width} labels but there are {len(class_names)} class names")
+        raise InvalidInputError(f"{list_path}: rows have {width} labels but there are {len(class_names)} class names")
     return FileDataset(paths, np.array(rows, dtype=np.uint8), class_names, image_size, name=list_path.stem)
 
 

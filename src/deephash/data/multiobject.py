@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from ..errors import DeephashError
+from ..errors import InvalidInputError
 from ..utils.io import atomic_write
 from .base import ArrayDataset
 from .cache import cache_dir
@@ -60,9 +60,9 @@ def generate_multiobject(source: ArrayDataset, n: int, canvas: int = 96, max_obj
     object's label) resized to ``scale`` × canvas, placed so no object is covered by later ones beyond
     ``max_overlap`` of its area (retried, else dropped)."""
     if source.multilabel:
-        raise DeephashError("the multi-object generator needs a single-label source (e.g. CIFAR-10)")
+        raise InvalidInputError("the multi-object generator needs a single-label source (e.g. CIFAR-10)")
     if n < 1 or canvas < 8 or max_objects < 1 or not 0 < scale[0] <= scale[1] <= 1:
-        raise DeephashError(f"bad multi-object settings: n={n}, canvas={canvas}, max_objects={max_objects}, "
+        raise InvalidInputError(f"bad multi-object settings: n={n}, canvas={canvas}, max_objects={max_objects}, "
                             f"scale={scale}")
     rng = np.random.default_rng(seed)
     classes = source.labels.argmax(1)

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import DeephashError
+from ..errors import IncompatibleError, InvalidInputError
 from .base import ArrayDataset, FileDataset, HashDataset
 
 PROTOCOLS = ("dsh", "cifar10", "cifar10-1", "cifar10-2", "per-class", "holdout", "given")
@@ -55,7 +55,7 @@ class Split:
     def part(self, name: str) -> HashDataset:
         """The ``train``, ``query`` or ``database`` set."""
         if name not in SPLIT_PARTS:
-            raise DeephashError(f"split must be one of {', '.join(SPLIT_PARTS)}, got {name!r}")
+            raise InvalidInputError(f"split must be one of {', '.join(SPLIT_PARTS)}, got {name!r}")
         return getattr(self, name)
 
 
@@ -64,19 +64,19 @@ def concat(datasets: list[HashDataset], name: str) -> HashDataset:
         return datasets[0]
     names = datasets[0].class_names
     if any(d.class_names != names for d in datasets):
-        raise DeephashError(f"{name}: splits have different class lists")
+        raise IncompatibleError(f"{name}: splits have different class lists")
     labels = np.concatenate([d.labels for d in datasets])
     if all(isinstance(d, ArrayDataset) for d in datasets):
         shapes = {d.images.shape[1:] for d in datasets}
         if len(shapes) > 1:
-            raise DeephashError(f"{name}: splits have different image sizes {shapes}")
+            raise InvalidInputError(f"{name}: splits have different image sizes {shapes}")
         paths = None
         if all(d.paths is not None for d in datasets):
             paths = [p for d in datasets for p in d.paths]
         return ArrayDataset(np.concatenate([d.images for d in datasets]), labels, names, paths, name)
     if all(isinstance(d, FileDataset) for d in datasets):
         return FileDataset([p for d in datasets for p in d.paths], labels, names, datasets[0].image_size, name)
-    raise DeephashError(f"{name}: cannot combine in-memory and on-disk splits")
+    raise InvalidInputError(f"{name}: cannot combine in-memory and on-disk splits")
 
 
 def _per_class(labels: np.ndarray, per_class: int, available: np.ndarray, rng) -> np.ndarray:
@@ -87,7 +87,7 @@ def _per_class(labels: np.ndarray, per_class: int, available: np.ndarray, rng) -
     for c in range(labels.shape[1]):
         cand = np.flatnonzero(free & (labels[:, c] > 0))
         if len(cand) < per_class:
-            raise DeephashError(f"class {c} has only {len(cand)} images left, {per_class} needed")
+            raise InvalidInputError(f"class {c} has only {len(cand)} images left, {per_class} needed")
         pick = rng.choice(cand, per_class, replace=False)
         free[pick] = False
         chosen.append(pick)
@@ -103,7 +103,7 @@ def split_indices(protocol: str, labels: np.ndarray, boundary: int, seed: int = 
     everything = np.arange(n)
     if protocol in ("dsh", "cifar10-2"):
         if boundary <= 0 or boundary >= n:
-            raise DeephashError(f"protocol {protocol!r} needs a source with separate train and test splits")
+            raise InvalidInputError(f"protocol {protocol!r} needs a source with separate train and test splits")
         train = everything[:boundary]
         return train, everything[boundary:], train
     if protocol in ("cifar10", "per-class"):  # same rule; the names follow the literature
@@ -117,12 +117,12 @@ def split_indices(protocol: str, labels: np.ndarray, boundary: int, seed: int = 
         return _per_class(labels, train_per_class, database, rng), query, database
     if protocol == "holdout":
         if not 0 < query_fraction < 1:
-            raise DeephashError(f"query fraction must be in (0, 1), got {query_fraction}")
+            raise InvalidInputError(f"query fraction must be in (0, 1), got {query_fraction}")
         perm = rng.permutation(n)
         nq = max(1, int(round(n * query_fraction)))
         query, rest = np.sort(perm[:nq]), np.sort(perm[nq:])
         return rest, query, rest
-    raise DeephashError(f"unknown protocol {protocol!r}; choose from {', '.join(PROTOCOLS)}")
+    raise InvalidInputError(f"unknown protocol {protocol!r}; choose from {', '.join(PROTOCOLS)}")
 
 
 SPLIT_ALIASES = {"query": "test", "db": "database"}
@@ -138,7 +138,7 @@ def make_split(splits: dict[str, HashDataset], protocol: str | None = None, seed
     splits = {SPLIT_ALIASES.get(k, k): v for k, v in splits.items()}
     unknown = sorted(set(splits) - set(KNOWN_SPLITS))
     if unknown:
-        raise DeephashError(f"unknown split names {unknown}; expected some of {', '.join(KNOWN_SPLITS)}")
+        raise InvalidInputError(f"unknown split names {unknown}; expected some of {', '.join(KNOWN_SPLITS)}")
     names = set(splits)
     if protocol is None:
         if {"train", "test"} <= names:
@@ -146,18 +146,18 @@ def make_split(splits: dict[str, HashDataset], protocol: str | None = None, seed
         elif names == {"all"}:
             protocol = "holdout"
         else:
-            raise DeephashError(f"no default protocol for splits {sorted(names)}; name one with --protocol")
+            raise InvalidInputError(f"no default protocol for splits {sorted(names)}; name one with --protocol")
     if protocol not in PROTOCOLS:
-        raise DeephashError(f"unknown protocol {protocol!r}; choose from {', '.join(PROTOCOLS)}")
+        raise InvalidInputError(f"unknown protocol {protocol!r}; choose from {', '.join(PROTOCOLS)}")
     if protocol in ("given", "dsh", "cifar10-2"):
         if not {"train", "test"} <= names:
-            raise DeephashError(f"protocol {protocol!r} needs train and test splits, the source has {sorted(names)}")
+            raise InvalidInputError(f"protocol {protocol!r} needs train and test splits, the source has {sorted(names)}")
         if protocol != "given" and "database" in names:
-            raise DeephashError(f"the source defines its own database split: use protocol 'given', not {protocol!r}")
+            raise InvalidInputError(f"the source defines its own database split: use protocol 'given', not {protocol!r}")
         database = splits.get("database", splits["train"])
         return Split(protocol, splits["train"], splits["test"], database, seed)
     if "database" in names:
-        raise DeephashError(f"protocol {protocol!r} draws its own database; this source defines one: use 'given'")
+        raise InvalidInputError(f"protocol {protocol!r} draws its own database; this source defines one: use 'given'")
     order = [s for s in ("train", "test", "val", "all") if s in splits]
     parts = [splits[s] for s in order]
     pool = concat(parts, parts[0].name.rsplit("-", 1)[0])

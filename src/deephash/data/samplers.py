@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import DeephashError
+from ..errors import InvalidInputError
 
 
 def epoch_batches(n: int, batch_size: int, seed: int, epoch: int) -> list[np.ndarray]:
@@ -23,9 +23,9 @@ def balanced_batches(labels: np.ndarray, batch_size: int, seed: int, epoch: int)
     members = [np.flatnonzero(labels[:, k]) for k in range(c)]
     members = [m for m in members if len(m)]
     if not members:
-        raise DeephashError("class-balanced batches need labelled images; every label row is empty")
+        raise InvalidInputError("class-balanced batches need labelled images; every label row is empty")
     if batch_size < len(members):
-        raise DeephashError(f"class-balanced batches of {batch_size} cannot hold one image of each of "
+        raise InvalidInputError(f"class-balanced batches of {batch_size} cannot hold one image of each of "
                             f"{len(members)} classes; use a batch size ≥ {len(members)}")
     per = batch_size // len(members)
     cursors = [rng.permutation(m) for m in members]

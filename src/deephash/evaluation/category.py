@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..codes import hamming_distances
-from ..errors import DeephashError
+from ..errors import InvalidInputError
 from .ranking import check_inputs
 from .suite import EMPTY_RULES, TIE_RULES, check_empty, evaluate
 
@@ -32,7 +32,7 @@ SEMANTIC_TIES_RULES = {
 def _category_codes(codes, what: str) -> np.ndarray:
     codes = np.asarray(codes)
     if codes.ndim != 3 or codes.dtype != np.uint8:
-        raise DeephashError(f"{what} category codes must be a packed uint8 (n, categories, bits/8) array, "
+        raise InvalidInputError(f"{what} category codes must be a packed uint8 (n, categories, bits/8) array, "
                             f"got {codes.dtype} {codes.shape}")
     return codes
 
@@ -73,12 +73,12 @@ def evaluate_category(
     qc, dc = _category_codes(query_codes, "query"), _category_codes(db_codes, "database")
     n_cat = qc.shape[1]
     if dc.shape[1:] != qc.shape[1:]:
-        raise DeephashError(f"query category codes {qc.shape[1:]} and database category codes {dc.shape[1:]} "
+        raise InvalidInputError(f"query category codes {qc.shape[1:]} and database category codes {dc.shape[1:]} "
                             "differ in categories or width")
     first = check_inputs(qc[:, 0], dc[:, 0], query_labels, db_labels, bits)
     ql, dl = first.query_labels, first.db_labels
     if ql.shape[1] != n_cat:
-        raise DeephashError(f"labels have {ql.shape[1]} classes but the codes have {n_cat} categories")
+        raise InvalidInputError(f"labels have {ql.shape[1]} classes but the codes have {n_cat} categories")
     tiebreak = query_semantic is not None or db_semantic is not None
     if tiebreak:
         sem = check_inputs(query_semantic, db_semantic, ql, dl)
@@ -101,7 +101,7 @@ def evaluate_category(
             perm = np.argsort(hamming_distances(query_semantic[i:i + 1], db_semantic)[0], kind="stable")
             parts.append((1, evaluate(qc[i:i + 1, c], dc[perm, c], ql[i:i + 1], gated[perm], **opts)))
     if not parts:
-        raise DeephashError("no (query, category) pair has a database image of its category, so nothing can be "
+        raise InvalidInputError("no (query, category) pair has a database image of its category, so nothing can be "
                             "evaluated")
     return _combine(parts, missing, empty, tiebreak, pairs, protocol, len(qc), len(dc))
 

@@ -15,7 +15,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..codes import hamming_distances
-from ..errors import DeephashError
+from ..errors import IncompatibleError, InvalidInputError
 
 # Queries per chunk are chosen so a chunk's (queries x database) arrays hold about this many
 # elements: a few tens of MB per float64 array, whatever the database size.
@@ -47,30 +47,30 @@ class Inputs:
 
 def _as_labels(labels, n: int, what: str) -> np.ndarray:
     if labels is None:
-        raise DeephashError(f"{what} labels are missing; evaluation needs labels for queries and database")
+        raise InvalidInputError(f"{what} labels are missing; evaluation needs labels for queries and database")
     labels = np.asarray(labels)
     if labels.ndim == 1:
-        raise DeephashError(
+        raise InvalidInputError(
             f"{what} labels must be a 2-D multi-hot (n, classes) array, got a 1-D array; "
             "convert class indices with np.eye(num_classes)[labels]"
         )
     if labels.ndim != 2:
-        raise DeephashError(f"{what} labels must be a 2-D multi-hot (n, classes) array, got shape {labels.shape}")
+        raise InvalidInputError(f"{what} labels must be a 2-D multi-hot (n, classes) array, got shape {labels.shape}")
     if len(labels) != n:
-        raise DeephashError(f"{len(labels)} {what} label rows for {n} {what} codes")
+        raise InvalidInputError(f"{len(labels)} {what} label rows for {n} {what} codes")
     if labels.size and not np.isin(labels, (0, 1)).all():
-        raise DeephashError(f"{what} labels must be multi-hot: every entry 0 or 1")
+        raise InvalidInputError(f"{what} labels must be multi-hot: every entry 0 or 1")
     return labels.astype(np.float32)
 
 
 def _as_codes(codes, what: str) -> np.ndarray:
     codes = np.asarray(codes)
     if codes.ndim != 2:
-        raise DeephashError(f"{what} codes must be a 2-D (n, bits/8) array of packed uint8, got shape {codes.shape}")
+        raise InvalidInputError(f"{what} codes must be a 2-D (n, bits/8) array of packed uint8, got shape {codes.shape}")
     if codes.dtype != np.uint8:
-        raise DeephashError(f"{what} codes must be packed uint8 (see deephash.codes.pack_bits), got {codes.dtype}")
+        raise InvalidInputError(f"{what} codes must be packed uint8 (see deephash.codes.pack_bits), got {codes.dtype}")
     if len(codes) == 0:
-        raise DeephashError(f"the {what} set is empty")
+        raise InvalidInputError(f"the {what} set is empty")
     return np.ascontiguousarray(codes)
 
 
@@ -79,18 +79,18 @@ def check_inputs(query_codes, db_codes, query_labels, db_labels, bits: int | Non
     qc = _as_codes(query_codes, "query")
     dc = _as_codes(db_codes, "database")
     if qc.shape[1] != dc.shape[1]:
-        raise DeephashError(
+        raise IncompatibleError(
             f"code widths differ: queries have {qc.shape[1] * 8} bits, database has {dc.shape[1] * 8} bits"
         )
     width = qc.shape[1] * 8
     if bits is not None:
         if not width - 8 < int(bits) <= width:
-            raise DeephashError(f"bits={bits} but the packed codes hold {width} bits")
+            raise InvalidInputError(f"bits={bits} but the packed codes hold {width} bits")
         width = int(bits)  # shorter codes are zero-padded to whole bytes; padding adds no distance
     ql = _as_labels(query_labels, len(qc), "query")
     dl = _as_labels(db_labels, len(dc), "database")
     if ql.shape[1] != dl.shape[1]:
-        raise DeephashError(f"label widths differ: queries have {ql.shape[1]} classes, database {dl.shape[1]}")
+        raise IncompatibleError(f"label widths differ: queries have {ql.shape[1]} classes, database {dl.shape[1]}")
     return Inputs(qc, dc, ql, dl, width)
 
 

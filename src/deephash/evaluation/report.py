@@ -10,7 +10,7 @@ import json
 import os
 from pathlib import Path
 
-from ..errors import DeephashError
+from ..errors import InvalidInputError
 from ..utils.io import atomic_write
 from . import plots
 
@@ -18,7 +18,7 @@ from . import plots
 def _as_list(results) -> list[dict]:
     results = [results] if isinstance(results, dict) else list(results)
     if not results:
-        raise DeephashError("no evaluation results to report")
+        raise InvalidInputError("no evaluation results to report")
     return results
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import DeephashError
+from ..errors import InvalidInputError
 from .metrics import (
     Histograms,
     Sorted,
@@ -44,7 +44,7 @@ AP_RULE = (
 
 def check_empty(empty: str) -> str:
     if empty not in EMPTY_RULES:
-        raise DeephashError(f"empty must be one of {sorted(EMPTY_RULES)}, got {empty!r}")
+        raise InvalidInputError(f"empty must be one of {sorted(EMPTY_RULES)}, got {empty!r}")
     return empty
 
 
@@ -53,7 +53,7 @@ def effective_k(k, n_database: int, what: str = "topk") -> int:
     if k is None:
         return n_database
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-        raise DeephashError(f"{what} values must be positive integers, got {k!r}")
+        raise InvalidInputError(f"{what} values must be positive integers, got {k!r}")
     return int(min(k, n_database))
 
 
@@ -77,7 +77,7 @@ class MeanOverQueries:
 
     def mean(self, key):
         if self.n_evaluated == 0:
-            raise DeephashError(
+            raise InvalidInputError(
                 "no query has a relevant item in the database, so nothing can be evaluated "
                 "(use empty='zero' to score such queries as 0)"
             )
@@ -185,7 +185,7 @@ def evaluate(
     check_empty(empty)
     bits, ndb = inputs.bits, inputs.n_database
     if isinstance(radius, bool) or not isinstance(radius, (int, np.integer)) or not 0 <= radius <= bits:
-        raise DeephashError(f"radius must be an integer between 0 and {bits}, got {radius!r}")
+        raise InvalidInputError(f"radius must be an integer between 0 and {bits}, got {radius!r}")
     notes: list[str] = []
     topk = _ks(topk, ndb, "topk", notes)
     ndcg_k = _ks(ndcg_k, ndb, "ndcg_k", notes)

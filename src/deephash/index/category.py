@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DeephashError
+from ..errors import InvalidInputError, MissingFileError
 from ..utils.io import atomic_write
 from .engines.base import check_codes, check_k, empty_knn
 from .hamming_index import HammingIndex
@@ -25,7 +25,7 @@ MANIFEST = "category.json"
 class CategoryIndex:
     def __init__(self, bits: int, class_names: list[str], engine: str = "auto"):
         if not class_names:
-            raise DeephashError("a category index needs the class names")
+            raise InvalidInputError("a category index needs the class names")
         self.bits, self.class_names, self.engine = bits, list(class_names), engine
         self.nbytes = HammingIndex(bits).nbytes
         self.subs: dict[int, HammingIndex] = {}
@@ -43,14 +43,14 @@ class CategoryIndex:
         present = np.asarray(present, dtype=bool)
         n, c = len(image_ids), len(self.class_names)
         if codes.shape != (n, c, self.nbytes) or codes.dtype != np.uint8:
-            raise DeephashError(f"category codes must be uint8 ({n}, {c}, {self.nbytes}), got {codes.dtype} "
+            raise InvalidInputError(f"category codes must be uint8 ({n}, {c}, {self.nbytes}), got {codes.dtype} "
                                 f"{codes.shape}")
         if present.shape != (n, c):
-            raise DeephashError(f"present must be ({n}, {c}), got {present.shape}")
+            raise InvalidInputError(f"present must be ({n}, {c}), got {present.shape}")
         if boxes is not None and np.shape(boxes) != (n, c, 4):
-            raise DeephashError(f"boxes must be ({n}, {c}, 4), got {np.shape(boxes)}")
+            raise InvalidInputError(f"boxes must be ({n}, {c}, 4), got {np.shape(boxes)}")
         if metadata is not None and len(metadata) != n:
-            raise DeephashError(f"{len(metadata)} metadata entries for {n} images")
+            raise InvalidInputError(f"{len(metadata)} metadata entries for {n} images")
         added = 0
         for k in np.flatnonzero(present.any(0)):
             rows = np.flatnonzero(present[:, k])
@@ -85,10 +85,10 @@ class CategoryIndex:
         if cats.ndim == 0:
             cats = np.full(nq, cats)
         if cats.shape != (nq,) or (nq and not np.issubdtype(cats.dtype, np.integer)):
-            raise DeephashError(f"categories must be one integer or {nq} integers, got {cats.dtype} {cats.shape}")
+            raise InvalidInputError(f"categories must be one integer or {nq} integers, got {cats.dtype} {cats.shape}")
         bad = cats[(cats < 0) | (cats >= len(self.class_names))]
         if len(bad):
-            raise DeephashError(f"category {int(bad[0])} out of range for {len(self.class_names)} classes")
+            raise InvalidInputError(f"category {int(bad[0])} out of range for {len(self.class_names)} classes")
         D, I = empty_knn(nq, check_k(k))
         meta: list[list] = [[] for _ in range(nq)]
         for c in np.unique(cats):
@@ -142,7 +142,7 @@ class CategoryIndex:
     def load(cls, path) -> "CategoryIndex":
         path = Path(path)
         if not (path / MANIFEST).is_file():
-            raise DeephashError(f"{path} is not a category index (no {MANIFEST}; build one with deephash iah-encode)")
+            raise MissingFileError(f"{path} is not a category index (no {MANIFEST}; build one with deephash iah-encode)")
         m = json.loads((path / MANIFEST).read_text())
         idx = cls(int(m["bits"]), m["class_names"], m.get("engine", "auto"))
         idx.checkpoint = m.get("checkpoint")

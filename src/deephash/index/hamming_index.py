@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..codes import check_bits
-from ..errors import DeephashError
+from ..errors import InvalidInputError, NotFoundError
 from .engines import create_engine, engine_class, list_engines
 from .engines.base import check_codes, check_k, check_radius, empty_knn, empty_range
 from .storage import MetadataStore, load_index, save_index
@@ -76,7 +76,7 @@ class HammingIndex:
             given = per.setdefault(target, {})
             for key, value in dict(engine_settings).items():
                 if key in given:
-                    raise DeephashError(f"engine setting {key!r} given twice (engine_settings and a keyword)")
+                    raise InvalidInputError(f"engine setting {key!r} given twice (engine_settings and a keyword)")
                 given[key] = value
         self._settings = self._check_settings(per)
         self.threads = threads or default_threads()
@@ -130,9 +130,9 @@ class HammingIndex:
         if metadata is not None:
             metadata = list(metadata)
             if len(metadata) != n:
-                raise DeephashError(f"{len(metadata)} metadata entries for {n} codes")
+                raise InvalidInputError(f"{len(metadata)} metadata entries for {n} codes")
             if any(md is not None and not isinstance(md, dict) for md in metadata):
-                raise DeephashError("metadata entries must be dicts or None")
+                raise InvalidInputError("metadata entries must be dicts or None")
         with self._lock:
             snap = self._snap
             if ids is None:
@@ -140,15 +140,15 @@ class HammingIndex:
             else:
                 ids = _as_ids(ids)
                 if len(ids) != n:
-                    raise DeephashError(f"{len(ids)} ids for {n} codes")
+                    raise InvalidInputError(f"{len(ids)} ids for {n} codes")
                 if len(ids) and ids.min() < 0:
-                    raise DeephashError("ids must be non-negative")
+                    raise InvalidInputError("ids must be non-negative")
                 uniq, counts = np.unique(ids, return_counts=True)
                 if (counts > 1).any():
-                    raise DeephashError(f"duplicate ids in the batch: {uniq[counts > 1][:5].tolist()}")
+                    raise InvalidInputError(f"duplicate ids in the batch: {uniq[counts > 1][:5].tolist()}")
                 clash = ids[np.isin(ids, snap.ids)]
                 if len(clash):
-                    raise DeephashError(f"ids already in the index: {clash[:5].tolist()}")
+                    raise InvalidInputError(f"ids already in the index: {clash[:5].tolist()}")
             if metadata is not None:
                 self._store.add(ids, metadata)  # before the swap: a search that finds an id finds its metadata
             kept = self._mutable_engines(snap)
@@ -323,7 +323,7 @@ class HammingIndex:
 
 def _check_engine(engine: str) -> str:
     if engine != AUTO and engine not in list_engines():
-        raise DeephashError(f"unknown engine {engine!r}; choose one of {', '.join((AUTO, *list_engines()))}")
+        raise InvalidInputError(f"unknown engine {engine!r}; choose one of {', '.join((AUTO, *list_engines()))}")
     return engine
 
 
@@ -344,14 +344,14 @@ def _positions(snap: _Snapshot, ids: np.ndarray) -> np.ndarray:
         at = np.minimum(np.searchsorted(sorted_ids, ids), len(sorted_ids) - 1)
         found = sorted_ids[at] == ids
     if not found.all():
-        raise DeephashError(f"ids not in the index: {ids[~found][:5].tolist()}")
+        raise NotFoundError(f"ids not in the index: {ids[~found][:5].tolist()}")
     return order[at]
 
 
 def _as_ids(ids) -> np.ndarray:
     a = np.atleast_1d(np.asarray(ids))
     if a.ndim != 1 or (a.size and not np.issubdtype(a.dtype, np.integer)):
-        raise DeephashError(f"ids must be a 1-D sequence of integers, got {a.dtype} {a.shape}")
+        raise InvalidInputError(f"ids must be a 1-D sequence of integers, got {a.dtype} {a.shape}")
     return a.astype(np.int64)
 
 

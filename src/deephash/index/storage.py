@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DeephashError
+from ..errors import CorruptFileError, InvalidInputError, MissingFileError
 from ..utils.io import _fsync_dir, atomic_open, atomic_write, sha256_file
 
 FORMAT = "deephash-index/1"
@@ -125,11 +125,11 @@ def _row_to_dict(row) -> dict:
 
 def _check_target(path: Path) -> None:
     if path.exists() and not path.is_dir():
-        raise DeephashError(f"cannot save index to {path}: it exists and is not a directory")
+        raise InvalidInputError(f"cannot save index to {path}: it exists and is not a directory")
     if path.is_dir() and not (path / MANIFEST).exists():
         foreign = [p.name for p in path.iterdir() if not _DATA_FILE.match(p.name)]
         if foreign:
-            raise DeephashError(f"cannot save index to {path}: directory is not empty and holds no deephash index")
+            raise InvalidInputError(f"cannot save index to {path}: directory is not empty and holds no deephash index")
 
 
 def _save_npy(path: Path, array: np.ndarray) -> dict:
@@ -171,25 +171,25 @@ def save_index(path, *, codes, ids, store: MetadataStore, header: dict) -> Path:
 def read_manifest(path: Path) -> dict:
     mf = Path(path) / MANIFEST
     if not mf.is_file():
-        raise DeephashError(f"no deephash index at {path} (missing {MANIFEST})")
+        raise MissingFileError(f"no deephash index at {path} (missing {MANIFEST})")
     try:
         manifest = json.loads(mf.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise DeephashError(f"{mf} is corrupt: {e}") from e
+        raise CorruptFileError(f"{mf} is corrupt: {e}") from e
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise DeephashError(f"{mf}: unknown index format {manifest.get('format') if isinstance(manifest, dict) else None!r}")
+        raise CorruptFileError(f"{mf}: unknown index format {manifest.get('format') if isinstance(manifest, dict) else None!r}")
     return manifest
 
 
 def _verify(path: Path, entry: dict, checksum: bool) -> Path:
     p = path / entry["name"]
     if not p.is_file():
-        raise DeephashError(f"index {path} is incomplete: missing {entry['name']}")
+        raise CorruptFileError(f"index {path} is incomplete: missing {entry['name']}")
     size = p.stat().st_size
     if size != entry["bytes"]:
-        raise DeephashError(f"index {path} is corrupt: {entry['name']} has {size} bytes, manifest says {entry['bytes']}")
+        raise CorruptFileError(f"index {path} is corrupt: {entry['name']} has {size} bytes, manifest says {entry['bytes']}")
     if checksum and sha256_file(p) != entry["sha256"]:
-        raise DeephashError(f"index {path} is corrupt: checksum mismatch in {entry['name']}")
+        raise CorruptFileError(f"index {path} is corrupt: checksum mismatch in {entry['name']}")
     return p
 
 
@@ -202,14 +202,14 @@ def load_index(path, mmap: bool = True, verify: bool = True):
         bits, count = int(manifest["bits"]), int(manifest["count"])
         paths = {key: _verify(path, files[key], verify) for key in ("codes", "ids", "metadata")}
     except (KeyError, TypeError, ValueError) as e:
-        raise DeephashError(f"{path / MANIFEST} is incomplete: {e!r}") from e
+        raise CorruptFileError(f"{path / MANIFEST} is incomplete: {e!r}") from e
     try:
         codes = np.load(paths["codes"], mmap_mode="r" if mmap else None, allow_pickle=False)
         ids = np.load(paths["ids"], allow_pickle=False)
     except (ValueError, OSError, EOFError) as e:
-        raise DeephashError(f"index {path} is corrupt: {e}") from e
+        raise CorruptFileError(f"index {path} is corrupt: {e}") from e
     if codes.dtype != np.uint8 or codes.shape != (count, bits // 8):
-        raise DeephashError(f"index {path} is corrupt: codes of {codes.dtype} {codes.shape}, expected ({count}, {bits // 8}) uint8")
+        raise CorruptFileError(f"index {path} is corrupt: codes of {codes.dtype} {codes.shape}, expected ({count}, {bits // 8}) uint8")
     if ids.dtype != np.int64 or ids.shape != (count,):
-        raise DeephashError(f"index {path} is corrupt: ids of {ids.dtype} {ids.shape}, expected ({count},) int64")
+        raise CorruptFileError(f"index {path} is corrupt: ids of {ids.dtype} {ids.shape}, expected ({count},) int64")
     return manifest, codes, ids, paths["metadata"]

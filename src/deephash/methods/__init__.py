@@ -42,14 +42,14 @@ def checkpoint_file(path: str | os.PathLike) -> Path:
 
 def config_of(ckpt: dict):
     """The TrainConfig a checkpoint payload (any format) was trained with."""
-    from ..errors import DeephashError
+    from ..errors import CorruptFileError
     from ..train.config import TrainConfig
 
     fmt = ckpt.get("format")
     if fmt == "deephash-iah/1":
         return TrainConfig.from_dict(iah.config_from_legacy(ckpt["config"]))
     if fmt not in (CKPT_FORMAT, "deephash-dsh/1"):
-        raise DeephashError(f"unknown checkpoint format {fmt!r}")
+        raise CorruptFileError(f"unknown checkpoint format {fmt!r}")
     return TrainConfig.from_dict(ckpt["config"])
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import DeephashError
+from ..errors import InvalidInputError
 
 if TYPE_CHECKING:
     from ..data import ArrayDataset, HashDataset
@@ -64,7 +64,7 @@ class Method:
         unknown = sorted(set(given) - names)
         if unknown:
             allowed = ", ".join(sorted(names)) or "none"
-            raise DeephashError(f"unknown {cls.name} method option(s): {', '.join(unknown)} (allowed: {allowed})")
+            raise InvalidInputError(f"unknown {cls.name} method option(s): {', '.join(unknown)} (allowed: {allowed})")
         return dataclasses.asdict(cls.Options(**given))
 
     @classmethod
@@ -135,16 +135,16 @@ _METHODS: dict[str, type[Method]] = {}
 def register_method(cls: type[Method]) -> type[Method]:
     """Register a Method subclass under ``cls.name`` (usable as a class decorator); a name is taken once."""
     if not cls.name:
-        raise DeephashError(f"{cls.__name__} has no method name")
+        raise InvalidInputError(f"{cls.__name__} has no method name")
     if cls.name in _METHODS:
-        raise DeephashError(f"method {cls.name!r} is already registered")
+        raise InvalidInputError(f"method {cls.name!r} is already registered")
     _METHODS[cls.name] = cls
     return cls
 
 
 def get_method(name: str) -> type[Method]:
     if name not in _METHODS:
-        raise DeephashError(f"unknown method {name!r}; available: {', '.join(list_methods())}")
+        raise InvalidInputError(f"unknown method {name!r}; available: {', '.join(list_methods())}")
     return _METHODS[name]
 
 

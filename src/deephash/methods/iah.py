@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from ..errors import DeephashError
+from ..errors import InvalidInputError
 from ..losses import TripletRankingLoss
 from ..miners import CategoryTripletMiner, TripletMiner
 from .base import Encoded, Method, register_method
@@ -51,7 +51,7 @@ def dataset_proposals(options: IAHOptions | dict, data, progress: bool = True) -
     h, w = data.image_size
     if o["proposals"] == "gt":
         if not hasattr(data, "boxes"):
-            raise DeephashError("proposals 'gt' needs a dataset with boxes (YOLO, VOC, COCO or multi-object)")
+            raise InvalidInputError("proposals 'gt' needs a dataset with boxes (YOLO, VOC, COCO or multi-object)")
         return [select_top(*boxes_from_labels(b, h, w), h, w, o["top_n"], 1.0) for b in data.boxes]
     images = [data.images[i] for i in range(len(data))]
     return propose_batch(images, make_generator(o["proposals"]), o["top_n"], o["iou"], progress=progress)
@@ -76,25 +76,25 @@ class IAH(Method):
     def validate_config(cls, cfg) -> None:
         o = cfg.method_options
         if o["proposals"] not in PROPOSALS:
-            raise DeephashError(f"proposals must be grid, selective or gt, got {o['proposals']!r}")
+            raise InvalidInputError(f"proposals must be grid, selective or gt, got {o['proposals']!r}")
         for name in ("top_n", "hidden"):
             if o[name] < 1:
-                raise DeephashError(f"{name} must be ≥ 1, got {o[name]}")
+                raise InvalidInputError(f"{name} must be ≥ 1, got {o[name]}")
         if cfg.batch_size < 3:
-            raise DeephashError("batch_size must be ≥ 3 (triplets are formed inside a batch)")
+            raise InvalidInputError("batch_size must be ≥ 3 (triplets are formed inside a batch)")
         if cfg.crop_pad:
-            raise DeephashError("method iah does not take random crops (crop_pad must be 0): proposals are fixed")
+            raise InvalidInputError("method iah does not take random crops (crop_pad must be 0): proposals are fixed")
         if cfg.channels_last:
-            raise DeephashError("method iah has no channels_last mode")
+            raise InvalidInputError("method iah has no channels_last mode")
         if cfg.model_kwargs:
-            raise DeephashError("method iah takes no model_kwargs; its head width is the option hidden "
+            raise InvalidInputError("method iah takes no model_kwargs; its head width is the option hidden "
                                 "(method_options: {hidden: 256}, or -o hidden=256)")
 
     def prepare(self, data, progress: bool) -> None:
         from ..proposals import pad_proposals
 
         if data.labels.sum() == 0:
-            raise DeephashError("the training set has no labels: IAH learns from image labels")
+            raise InvalidInputError("the training set has no labels: IAH learns from image labels")
         self.width = data.image_size[1]
         self.boxes, self.mask = pad_proposals(dataset_proposals(self.options, data, progress))
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from ..errors import DeephashError
+from ..errors import InvalidInputError
 from .base import BaseMiner
 
 
@@ -24,7 +24,7 @@ class TripletMiner(BaseMiner):
 
     def __init__(self, max_triplets: int | None = None, seed: int = 0):
         if max_triplets is not None and max_triplets < 1:
-            raise DeephashError(f"max_triplets must be ≥ 1, got {max_triplets}")
+            raise InvalidInputError(f"max_triplets must be ≥ 1, got {max_triplets}")
         self.max_triplets = max_triplets
         self.gen = torch.Generator().manual_seed(seed)
 
@@ -61,7 +61,7 @@ class CategoryTripletMiner(BaseMiner):
 
     def __init__(self, max_triplets: int | None = None, seed: int = 0, graded: bool = False):
         if max_triplets is not None and max_triplets < 1:
-            raise DeephashError(f"max_triplets must be ≥ 1, got {max_triplets}")
+            raise InvalidInputError(f"max_triplets must be ≥ 1, got {max_triplets}")
         self.max_triplets = max_triplets
         self.graded = graded
         self.inner = TripletMiner(None, seed)

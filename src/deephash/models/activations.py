@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..errors import DeephashError
+from ..errors import InvalidInputError
 
 _ACTIVATIONS: dict[str, type[nn.Module]] = {}
 
@@ -21,7 +21,7 @@ def register_activation(name: str):
 
     def deco(cls):
         if name in _ACTIVATIONS:
-            raise DeephashError(f"hash activation {name!r} is already registered ({_ACTIVATIONS[name].__qualname__})")
+            raise InvalidInputError(f"hash activation {name!r} is already registered ({_ACTIVATIONS[name].__qualname__})")
         cls.name = name
         _ACTIVATIONS[name] = cls
         return cls
@@ -35,11 +35,11 @@ def list_activations() -> list[str]:
 
 def create_activation(name: str, **kwargs) -> nn.Module:
     if name not in _ACTIVATIONS:
-        raise DeephashError(f"unknown hash activation {name!r}; available: {', '.join(list_activations())}")
+        raise InvalidInputError(f"unknown hash activation {name!r}; available: {', '.join(list_activations())}")
     try:
         return _ACTIVATIONS[name](**kwargs)
     except TypeError as e:
-        raise DeephashError(f"hash activation {name!r}: {e}") from None
+        raise InvalidInputError(f"hash activation {name!r}: {e}") from None
 
 
 @register_activation("identity")
@@ -89,5 +89,5 @@ def _positive_beta(beta) -> float:
     except (TypeError, ValueError):
         beta = float("nan")
     if not 0 < beta < float("inf"):
-        raise DeephashError(f"scaled_tanh beta must be a finite number > 0 (a sign-preserving scale), got {beta}")
+        raise InvalidInputError(f"scaled_tanh beta must be a finite number > 0 (a sign-preserving scale), got {beta}")
     return beta

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..errors import DeephashError
+from ..errors import InvalidInputError
 from .weights import efficientnet_lite0_weights, load_backbone_weights
 
 LITE0_CHANNELS = 1280
@@ -30,7 +30,7 @@ class Lite0FeatureMap(nn.Module):
     def __init__(self, net: nn.Module, frozen_blocks: int = 0):
         super().__init__()
         if not 0 <= frozen_blocks <= len(net._blocks):
-            raise DeephashError(f"frozen_blocks must be between 0 and {len(net._blocks)}, got {frozen_blocks}")
+            raise InvalidInputError(f"frozen_blocks must be between 0 and {len(net._blocks)}, got {frozen_blocks}")
         self.net = net
         self.frozen = nn.ModuleList([net._conv_stem, net._bn0, *net._blocks[:frozen_blocks]]) if frozen_blocks else None
         if self.frozen is not None:
@@ -51,7 +51,7 @@ def efficientnet_lite0(weights: str | Path | None = None, frozen_blocks: int = 0
     try:
         from efficientnet_lite_pytorch import EfficientNet
     except ImportError:
-        raise DeephashError("the efficientnet_lite0 backbone needs: pip install efficientnet-lite-pytorch") from None
+        raise InvalidInputError("the efficientnet_lite0 backbone needs: pip install efficientnet-lite-pytorch") from None
     net = EfficientNet.from_name("efficientnet-lite0")
     if weights is not None:
         load_backbone_weights(net, efficientnet_lite0_weights() if str(weights) == "imagenet" else weights)

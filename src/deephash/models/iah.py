@@ -15,12 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torchvision.ops import roi_align, roi_pool
 
 from ..codes import encode_outputs
-from ..errors import DeephashError
+from ..errors import InvalidInputError
 from .freezing import FreezableBackbone
 from .registry import MAP, build_backbone, create_model, image_size_pair, register_model
 
@@ -151,11 +150,11 @@ class IAHNet(FreezableBackbone):
 
 def check_iah_options(num_classes: int, levels, pooling: str) -> None:
     if pooling not in ("align", "pool"):
-        raise DeephashError(f"pooling must be 'align' or 'pool', got {pooling!r}")
+        raise InvalidInputError(f"pooling must be 'align' or 'pool', got {pooling!r}")
     if num_classes < 1:
-        raise DeephashError(f"num_classes must be ≥ 1, got {num_classes}")
+        raise InvalidInputError(f"num_classes must be ≥ 1, got {num_classes}")
     if not levels or any(int(v) < 1 for v in levels):
-        raise DeephashError(f"pyramid levels must be positive integers, got {levels}")
+        raise InvalidInputError(f"pyramid levels must be positive integers, got {levels}")
 
 
 @register_model("iah")

@@ -19,7 +19,7 @@ from typing import Callable
 from torch import nn
 
 from ..codes import check_code_length
-from ..errors import DeephashError
+from ..errors import InvalidInputError
 from .dsh_net import DSHBackbone
 from .efficientnet import LITE0_CHANNELS, LITE0_NORMALISATION, LITE0_STRIDE, efficientnet_lite0
 from .hashing_model import HashingModel
@@ -53,7 +53,7 @@ def register_model(name: str):
 
     def deco(fn):
         if name in _MODELS:
-            raise DeephashError(f"model {name!r} is already registered")
+            raise InvalidInputError(f"model {name!r} is already registered")
         _MODELS[name] = fn
         return fn
 
@@ -64,11 +64,11 @@ def register_backbone(name: str, kind: str = POOLED, own_weights: bool = False):
     """Decorator adding a backbone builder (see ``BackboneEntry``). A pooled backbone also registers the
     hashing model of the same name on it, so a name already taken by a model is refused."""
     if kind not in (POOLED, MAP):
-        raise DeephashError(f"backbone kind must be {POOLED!r} or {MAP!r}, got {kind!r}")
+        raise InvalidInputError(f"backbone kind must be {POOLED!r} or {MAP!r}, got {kind!r}")
 
     def deco(fn):
         if (kind, name) in _BACKBONES:
-            raise DeephashError(f"{kind} backbone {name!r} is already registered")
+            raise InvalidInputError(f"{kind} backbone {name!r} is already registered")
         if kind == POOLED:
             register_model(name)(_hashing_model(name))
         _BACKBONES[kind, name] = BackboneEntry(name, kind, fn, own_weights)
@@ -90,26 +90,26 @@ def create_model(name: str, bits: int, image_size: int | tuple[int, int] | None 
     model's default); the keywords are the model's own (for a pooled backbone's model: weights, hidden,
     dropout, activation, activation_kwargs and the backbone's options; for "iah": see ``deephash.models.iah``)."""
     if name not in _MODELS:
-        raise DeephashError(f"unknown model {name!r}; available: {', '.join(list_models())}")
+        raise InvalidInputError(f"unknown model {name!r}; available: {', '.join(list_models())}")
     check_code_length(bits)
     if image_size is not None:
         kwargs["image_size"] = image_size
     try:
         return _MODELS[name](bits, **kwargs)
     except TypeError as e:
-        raise DeephashError(f"model {name!r}: {e}") from e
+        raise InvalidInputError(f"model {name!r}: {e}") from e
 
 
 def build_backbone(name: str, kind: str = POOLED, weights: str | Path | None = None, **kwargs) -> tuple:
     """The registered backbone's builder output (see ``BackboneEntry``) with ``weights`` loaded."""
     entry = _BACKBONES.get((kind, name))
     if entry is None:
-        raise DeephashError(f"unknown {kind} backbone {name!r}; available: {', '.join(list_backbones(kind))}")
+        raise InvalidInputError(f"unknown {kind} backbone {name!r}; available: {', '.join(list_backbones(kind))}")
     if entry.own_weights:
         return entry.build(weights=weights, **kwargs)
     if str(weights) == "imagenet":
         installed = sorted(n for (k, n), e in _BACKBONES.items() if k == kind and e.own_weights)
-        raise DeephashError(f"no installed ImageNet weights for {name!r}; give a local weights file "
+        raise InvalidInputError(f"no installed ImageNet weights for {name!r}; give a local weights file "
                             f"(installed: {', '.join(installed)})")
     built = entry.build(**kwargs)
     if weights is not None:
@@ -126,7 +126,7 @@ def _hashing_model(backbone: str) -> Callable[..., HashingModel]:
               hidden: int = 0, dropout: float = 0.0, activation: str = "identity",
               activation_kwargs: dict | None = None, **backbone_kwargs) -> HashingModel:
         if hidden < 0 or not 0 <= dropout < 1:
-            raise DeephashError(f"hidden must be ≥ 0 and dropout in [0, 1), got hidden={hidden}, dropout={dropout}")
+            raise InvalidInputError(f"hidden must be ≥ 0 and dropout in [0, 1), got hidden={hidden}, dropout={dropout}")
         size = image_size_pair(image_size)
         net, dim, norm = build_backbone(backbone, POOLED, weights, size=size, **backbone_kwargs)
         return HashingModel(net, dim, bits, size, **norm, hidden=hidden, dropout=dropout, activation=activation,

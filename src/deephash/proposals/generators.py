@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import DeephashError
+from ..errors import InvalidInputError
 
 
 class GridProposals:
@@ -19,9 +19,9 @@ class GridProposals:
 
     def __init__(self, scales=(0.3, 0.5, 0.7), stride: float = 0.5, aspects=(1.0,)):
         if not scales or any(not 0 < s <= 1 for s in scales):
-            raise DeephashError(f"grid scales must be in (0, 1], got {scales}")
+            raise InvalidInputError(f"grid scales must be in (0, 1], got {scales}")
         if not 0 < stride <= 1:
-            raise DeephashError(f"grid stride must be in (0, 1], got {stride}")
+            raise InvalidInputError(f"grid stride must be in (0, 1], got {stride}")
         self.scales, self.stride, self.aspects = tuple(scales), float(stride), tuple(aspects)
         self.key = f"grid-s{'_'.join(map(str, self.scales))}-st{self.stride}-a{'_'.join(map(str, self.aspects))}"
 
@@ -56,7 +56,7 @@ class SelectiveSearchProposals:
 
     def __init__(self, mode: str = "fast", max_side: int = 256):
         if mode not in ("fast", "quality", "single"):
-            raise DeephashError(f"selective search mode must be fast, quality or single, got {mode!r}")
+            raise InvalidInputError(f"selective search mode must be fast, quality or single, got {mode!r}")
         self.mode, self.max_side = mode, int(max_side)
         self.key = f"selective-{mode}-{self.max_side}"
 
@@ -64,9 +64,9 @@ class SelectiveSearchProposals:
         try:
             import cv2
         except ImportError:
-            raise DeephashError("selective search needs OpenCV: pip install opencv-contrib-python-headless") from None
+            raise InvalidInputError("selective search needs OpenCV: pip install opencv-contrib-python-headless") from None
         if not hasattr(cv2, "ximgproc"):
-            raise DeephashError("selective search needs opencv-contrib (cv2.ximgproc): "
+            raise InvalidInputError("selective search needs opencv-contrib (cv2.ximgproc): "
                                 "pip install opencv-contrib-python-headless")
         h, w = image.shape[:2]
         scale = min(1.0, self.max_side / max(h, w))
@@ -93,6 +93,6 @@ GENERATORS = {"grid": GridProposals, "selective": SelectiveSearchProposals}
 
 def make_generator(name: str, **kwargs):
     if name not in GENERATORS:
-        raise DeephashError(f"unknown proposal method {name!r}; choose from {', '.join(GENERATORS)} "
+        raise InvalidInputError(f"unknown proposal method {name!r}; choose from {', '.join(GENERATORS)} "
                             "(or ground-truth boxes from a dataset that has them)")
     return GENERATORS[name](**kwargs)

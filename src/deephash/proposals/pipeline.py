@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..errors import DeephashError
+from ..errors import InvalidInputError
 from .boxes import select_top
 from .cache import ProposalCache, image_key
 
@@ -17,9 +17,9 @@ def propose(image: np.ndarray, generator, top_n: int = 32, iou: float = 0.7,
             cache: ProposalCache | None = None) -> np.ndarray:
     """Up to ``top_n`` boxes (x1, y1, x2, y2) in pixels of ``image``; the first is the whole image."""
     if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or min(image.shape[:2]) < 1:
-        raise DeephashError(f"propose needs an RGB image array (H, W, 3), got shape {getattr(image, 'shape', None)}")
+        raise InvalidInputError(f"propose needs an RGB image array (H, W, 3), got shape {getattr(image, 'shape', None)}")
     if top_n < 1:
-        raise DeephashError(f"top_n must be ≥ 1, got {top_n}")
+        raise InvalidInputError(f"top_n must be ≥ 1, got {top_n}")
     key = image_key(image) if cache is not None else None
     if cache is not None and (hit := cache.get(key)) is not None:
         return hit

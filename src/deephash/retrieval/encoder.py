@@ -8,7 +8,7 @@ import numpy as np
 
 from ..codes import CodesFile
 from ..data import ArrayDataset, HashDataset, load_image
-from ..errors import DeephashError
+from ..errors import DeephashError, InvalidInputError, MissingFileError
 from ..methods import Encoded
 
 
@@ -64,7 +64,7 @@ class Encoder:
 
         paths = list_images(folder)
         if not paths:
-            raise DeephashError(f"no image files under {folder}")
+            raise MissingFileError(f"no image files under {folder}")
         ds = FileDataset(paths, None, self.class_names, self.image_size, name=Path(folder).name)
         return self._codes_file(ds, self.encode_dataset(ds, progress), {**self._meta(), "images": str(folder)},
                                 labels=False)
@@ -117,7 +117,7 @@ def _pixels(image, size: tuple[int, int]) -> np.ndarray:
         return load_image(image, size)
     a = np.asarray(image)
     if a.dtype != np.uint8 or a.ndim != 3 or a.shape[2] != 3:
-        raise DeephashError(f"an image array must be uint8 (H, W, 3), got {a.dtype} {a.shape}")
+        raise InvalidInputError(f"an image array must be uint8 (H, W, 3), got {a.dtype} {a.shape}")
     if a.shape[:2] == tuple(size):
         return a
     from PIL import Image

@@ -9,7 +9,7 @@ import numpy as np
 
 from ..codes import CodesFile
 from ..data import load_image
-from ..errors import DeephashError
+from ..errors import InvalidInputError
 from ..viz import result_grid
 from .image_index import ImageIndex
 from .results import QueryResult
@@ -40,7 +40,7 @@ def _pixels_of(index: ImageIndex, found) -> list[np.ndarray]:
     if index.codes_file is not None:
         return codes_file_pixels(index.codes_file, np.array([r.id for r in found], np.int64))
     if not all(r.path and Path(r.path).is_file() for r in found):
-        raise DeephashError("the index metadata holds no readable image paths for the grid")
+        raise InvalidInputError("the index metadata holds no readable image paths for the grid")
     return [load_image(r.path) for r in found]
 
 
@@ -56,7 +56,7 @@ def codes_file_pixels(codes: CodesFile, ids: np.ndarray, cache: dict | None = No
             return [load_image(p) for p in paths]
     m = codes.meta
     if not {"data", "split"} <= m.keys():
-        raise DeephashError("the codes file records neither image files nor its dataset; cannot draw images")
+        raise InvalidInputError("the codes file records neither image files nor its dataset; cannot draw images")
     key = (m["data"], m.get("protocol"), m.get("seed", 0), m.get("image_size"), m["split"])
     cache = _SPLITS if cache is None else cache
     if key not in cache:

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..codes import CodesFile, hamming_distances
-from ..errors import DeephashError
+from ..errors import IncompatibleError, InvalidInputError
 from ..index import CategoryIndex, HammingIndex, index_from_codes
 from .encoder import Encoded, Encoder
 from .results import CategoryQuery, QueryResult, SearchResult
@@ -110,7 +110,7 @@ class ImageIndex:
                     ckpt = self._checkpoint_path()
                     encoder = Encoder(ckpt)
                     if encoder.bits != self.bits:
-                        raise DeephashError(f"checkpoint {ckpt} makes {encoder.bits}-bit codes but the index holds "
+                        raise IncompatibleError(f"checkpoint {ckpt} makes {encoder.bits}-bit codes but the index holds "
                                             f"{self.bits}-bit codes")
                     self._encoder = encoder
         return self._encoder
@@ -122,7 +122,7 @@ class ImageIndex:
 
     def _checkpoint_path(self) -> Path:
         if not self.checkpoint:
-            raise DeephashError("this index records no model: give a checkpoint to search by image")
+            raise InvalidInputError("this index records no model: give a checkpoint to search by image")
         p = Path(self.checkpoint)
         if not p.exists() and not p.is_absolute() and self.path is not None and (self.path / p).exists():
             p = self.path / p
@@ -139,7 +139,7 @@ class ImageIndex:
         dict per image (stored with it; a path input is stored as ``path`` unless the dict sets one)."""
         images = list(images)
         if metadata is not None and len(metadata) != len(images):
-            raise DeephashError(f"{len(metadata)} metadata entries for {len(images)} images")
+            raise InvalidInputError(f"{len(metadata)} metadata entries for {len(images)} images")
         enc = self.encode(images, skip_unreadable=True)
         rows = []
         for i in enc.indices:
@@ -154,7 +154,7 @@ class ImageIndex:
         ids = self.semantic.add(enc.codes, ids=ids, metadata=rows)
         if self.category is not None and len(ids):
             if enc.category is None:
-                raise DeephashError("this index holds category-aware codes but the model makes none (not an IAH model)")
+                raise IncompatibleError("this index holds category-aware codes but the model makes none (not an IAH model)")
             present = enc.probs > self.threshold
             present[np.arange(len(ids)), enc.probs.argmax(1)] = True
             self.category.add(ids, enc.category, present, boxes=enc.boxes, probs=enc.probs, metadata=rows)
@@ -163,9 +163,9 @@ class ImageIndex:
     def add_codes(self, codes: CodesFile) -> int:
         """Add a codes file's codes with their ids, paths and labels (the ids must be new)."""
         if codes.bits != self.bits:
-            raise DeephashError(f"the codes file holds {codes.bits}-bit codes but the index holds {self.bits}-bit codes")
+            raise IncompatibleError(f"the codes file holds {codes.bits}-bit codes but the index holds {self.bits}-bit codes")
         if self.category is not None:
-            raise DeephashError("an IAH index takes images (their category codes come from the model), not a codes file")
+            raise InvalidInputError("an IAH index takes images (their category codes come from the model), not a codes file")
         with self._lock:
             self.semantic.add(codes.codes, ids=codes.ids, metadata=codes.metadata_rows())
         return len(codes)
@@ -193,13 +193,13 @@ class ImageIndex:
         (probability > ``threshold``, at most ``max_categories``, the best one at least) among images holding
         that category, equal category distances ordered by whole-image (semantic) distance."""
         if mode not in MODES:
-            raise DeephashError(f"mode must be semantic or category, got {mode!r}")
+            raise InvalidInputError(f"mode must be semantic or category, got {mode!r}")
         if sum(x is not None for x in (images, codes, ids)) != 1:
-            raise DeephashError("give exactly one kind of query: images, codes or ids")
+            raise InvalidInputError("give exactly one kind of query: images, codes or ids")
         if radius is not None and (not isinstance(radius, (int, np.integer)) or radius < 0):
-            raise DeephashError(f"radius must be a non-negative integer, got {radius!r}")
+            raise InvalidInputError(f"radius must be a non-negative integer, got {radius!r}")
         if radius is None and (not isinstance(k, (int, np.integer)) or k < 1):
-            raise DeephashError(f"k must be a positive integer, got {k!r}")
+            raise InvalidInputError(f"k must be a positive integer, got {k!r}")
         if mode == "category":
             return self._search_category(images, ids, k, radius, threshold, max_categories, names)
         if images is not None:
@@ -227,9 +227,9 @@ class ImageIndex:
 
     def _search_category(self, images, ids, k, radius, threshold, max_categories, names) -> list[QueryResult]:
         if self.category is None:
-            raise DeephashError("category mode needs an IAH index (this one holds no category-aware codes)")
+            raise InvalidInputError("category mode needs an IAH index (this one holds no category-aware codes)")
         if radius is not None:
-            raise DeephashError("category mode searches the k nearest per category; radius search is semantic only")
+            raise InvalidInputError("category mode searches the k nearest per category; radius search is semantic only")
         if images is not None:
             images = list(images)
             enc = self.encode(images)
@@ -240,7 +240,7 @@ class ImageIndex:
             semantic, category, probs, boxes = self._stored_category_codes(ids)
             qnames = [f"id {i}" for i in ids]
         else:
-            raise DeephashError("category mode takes query images or ids of indexed images, not codes")
+            raise InvalidInputError("category mode takes query images or ids of indexed images, not codes")
         qnames = list(names) if names is not None else qnames
         pairs = [(n, c) for n in range(len(qnames))
                  for c in CategoryIndex.choose_categories(probs[n], threshold, max_categories)]
@@ -288,7 +288,7 @@ class ImageIndex:
         marks the folder as an index) first, then the category codes."""
         path = Path(path) if path is not None else self.path
         if path is None:
-            raise DeephashError("no folder to save the index to")
+            raise InvalidInputError("no folder to save the index to")
         with self._lock:
             legacy = self._legacy and path == self.path
             self.semantic.save(path / "semantic" if legacy else path)
@@ -322,7 +322,7 @@ def open_index(path: str | Path, checkpoint: str | Path | None = None, mmap: boo
 def _id_list(ids) -> list[int]:
     a = np.atleast_1d(np.asarray(ids))
     if a.ndim != 1 or (a.size and not np.issubdtype(a.dtype, np.integer)):
-        raise DeephashError(f"ids must be integers, got {ids!r}")
+        raise InvalidInputError(f"ids must be integers, got {ids!r}")
     return [int(i) for i in a]
 
 

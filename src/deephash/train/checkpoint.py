@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from ..errors import DeephashError
+from ..errors import CorruptFileError, MissingFileError
 from ..utils.io import atomic_write
 
 MAGIC = b"DEEPHASH-CKPT/1\n"
@@ -36,18 +36,18 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     if path.is_dir():
         path = path / "last.ckpt"
     if not path.is_file():
-        raise DeephashError(f"checkpoint not found: {path}")
+        raise MissingFileError(f"checkpoint not found: {path}")
     data = path.read_bytes()
     if not data.startswith(MAGIC):
-        raise DeephashError(f"{path} is not a deephash checkpoint")
+        raise CorruptFileError(f"{path} is not a deephash checkpoint")
     head = len(MAGIC)
     digest, body = data[head:head + 64], data[head + 65:]
     if hashlib.sha256(body).hexdigest().encode() != digest:
-        raise DeephashError(f"checkpoint {path} is corrupt or truncated (checksum mismatch)")
+        raise CorruptFileError(f"checkpoint {path} is corrupt or truncated (checksum mismatch)")
     try:
         return torch.load(io.BytesIO(body), map_location="cpu", weights_only=False)
     except Exception as e:
-        raise DeephashError(f"cannot read checkpoint {path}: {e}") from None
+        raise CorruptFileError(f"cannot read checkpoint {path}: {e}") from None
 
 
 def model_from_checkpoint(ckpt: dict | str | os.PathLike) -> torch.nn.Module:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-from ..errors import DeephashError
+from ..errors import CorruptFileError, InvalidInputError, MissingFileError
 
 
 @dataclass
@@ -76,29 +76,29 @@ class TrainConfig:
 
         check_code_length(self.bits)
         if self.device not in ("cpu", "cuda") and not str(self.device).startswith("cuda:"):
-            raise DeephashError(f"device must be cpu or cuda, got {self.device!r}")
+            raise InvalidInputError(f"device must be cpu or cuda, got {self.device!r}")
         if self.optimizer not in self.OPTIMIZERS:
-            raise DeephashError(f"optimizer must be one of {self.OPTIMIZERS}, got {self.optimizer!r}")
+            raise InvalidInputError(f"optimizer must be one of {self.OPTIMIZERS}, got {self.optimizer!r}")
         if self.schedule not in self.SCHEDULES:
-            raise DeephashError(f"schedule must be one of {self.SCHEDULES}, got {self.schedule!r}")
+            raise InvalidInputError(f"schedule must be one of {self.SCHEDULES}, got {self.schedule!r}")
         if self.normalize not in ("auto", "dataset", "model"):
-            raise DeephashError(f"normalize must be auto, dataset or model, got {self.normalize!r}")
+            raise InvalidInputError(f"normalize must be auto, dataset or model, got {self.normalize!r}")
         if self.data_size is not None and self.data_size < 1:
-            raise DeephashError(f"data_size must be ≥ 1, got {self.data_size}")
+            raise InvalidInputError(f"data_size must be ≥ 1, got {self.data_size}")
         for name in ("epochs", "batch_size", "image_size"):
             if getattr(self, name) < 1:
-                raise DeephashError(f"{name} must be ≥ 1, got {getattr(self, name)}")
+                raise InvalidInputError(f"{name} must be ≥ 1, got {getattr(self, name)}")
         if self.batch_size < 2:
-            raise DeephashError("batch_size must be ≥ 2 (pairs are formed inside a batch)")
+            raise InvalidInputError("batch_size must be ≥ 2 (pairs are formed inside a batch)")
         if self.iterations is not None and self.iterations < 1:
-            raise DeephashError(f"iterations must be ≥ 1, got {self.iterations}")
+            raise InvalidInputError(f"iterations must be ≥ 1, got {self.iterations}")
         if self.lr <= 0:
-            raise DeephashError(f"lr must be > 0, got {self.lr}")
+            raise InvalidInputError(f"lr must be > 0, got {self.lr}")
         if self.frozen_backbone and self.crop_pad:
-            raise DeephashError("frozen_backbone computes each image's features once, so it cannot take random "
+            raise InvalidInputError("frozen_backbone computes each image's features once, so it cannot take random "
                                 "crops (crop_pad must be 0; mirroring is kept as a second stored view)")
         if not 0 <= self.crop_pad < self.image_size:
-            raise DeephashError(f"crop_pad must be between 0 and image_size - 1 ({self.image_size - 1}), "
+            raise InvalidInputError(f"crop_pad must be between 0 and image_size - 1 ({self.image_size - 1}), "
                                 f"got {self.crop_pad}")
         self.method_class().validate_config(self)
         return self
@@ -153,7 +153,7 @@ class TrainConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - names)
         if unknown:
-            raise DeephashError(f"unknown config keys: {', '.join(unknown)}")
+            raise InvalidInputError(f"unknown config keys: {', '.join(unknown)}")
         return cls(**d)
 
     @staticmethod
@@ -161,13 +161,13 @@ class TrainConfig:
         """Only the keys the file sets (so they can be laid over another config)."""
         path = Path(path)
         if not path.is_file():
-            raise DeephashError(f"config file not found: {path}")
+            raise MissingFileError(f"config file not found: {path}")
         try:
             d = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as e:
-            raise DeephashError(f"{path}: invalid YAML: {e}") from None
+            raise CorruptFileError(f"{path}: invalid YAML: {e}") from None
         if not isinstance(d, dict):
-            raise DeephashError(f"{path}: expected a mapping of config keys")
+            raise CorruptFileError(f"{path}: expected a mapping of config keys")
         return d
 
     @classmethod

@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from ..data import HashDataset
 from ..data.samplers import balanced_batches, epoch_batches
-from ..errors import DeephashError
+from ..errors import IncompatibleError, InvalidInputError
 from ..methods import CKPT_FORMAT, LEGACY_FORMATS, get_method
 from ..models import load_matching
 from .augment import mirror_mask, random_crop, to_float
@@ -81,7 +81,7 @@ class Trainer:
         self.rank = rank()
         self.device = torch.device(cfg.device)
         if self.device.type == "cuda" and not torch.cuda.is_available():
-            raise DeephashError("device cuda requested but torch sees no CUDA device")
+            raise InvalidInputError("device cuda requested but torch sees no CUDA device")
         set_threads(cfg.threads)
         self.method = get_method(cfg.method)(cfg)
         self.data = data = self.method.arrays(train_set, progress)
@@ -135,19 +135,19 @@ class Trainer:
         ckpt = load_checkpoint(path)
         fmt = ckpt.get("format")
         if fmt == "deephash-iah/1":
-            raise DeephashError(f"{path}: an IAH checkpoint from before runs could resume (no optimiser state); "
+            raise IncompatibleError(f"{path}: an IAH checkpoint from before runs could resume (no optimiser state); "
                                 "train again")
         if fmt not in (CKPT_FORMAT, "deephash-dsh/1"):
-            raise DeephashError(f"{path}: not a training checkpoint")
+            raise IncompatibleError(f"{path}: not a training checkpoint")
         method = ckpt.get("method", LEGACY_FORMATS.get(fmt))
         if method != self.cfg.method:
-            raise DeephashError(f"{path} was trained with method {method!r}, this run is {self.cfg.method!r}")
+            raise IncompatibleError(f"{path} was trained with method {method!r}, this run is {self.cfg.method!r}")
         if ckpt["bits"] != self.cfg.bits:
-            raise DeephashError(f"{path} holds a {ckpt['bits']}-bit model but this run is configured for "
+            raise IncompatibleError(f"{path} holds a {ckpt['bits']}-bit model but this run is configured for "
                                 f"{self.cfg.bits} bits")
         conflicts = self.cfg.resume_conflicts(ckpt["config"])
         if conflicts:
-            raise DeephashError(f"cannot resume {path} exactly with changed settings: " + "; ".join(conflicts))
+            raise IncompatibleError(f"cannot resume {path} exactly with changed settings: " + "; ".join(conflicts))
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.epoch, self.step, self.history = ckpt["epoch"], ckpt["step"], ckpt["history"]

@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ...codes import check_bits
-from ...errors import DeephashError
+from ...errors import InvalidInputError
 from .. import kernels
 
 MISSING = -1  # id and distance of an empty result slot (k larger than the engine's content)
@@ -43,7 +43,7 @@ class IndexEngine(ABC):
         self.nbytes = self.bits // 8
         unknown = sorted(set(settings) - set(self.defaults))
         if unknown:
-            raise DeephashError(f"unknown setting(s) {', '.join(unknown)} for engine {self.name!r}; it takes "
+            raise InvalidInputError(f"unknown setting(s) {', '.join(unknown)} for engine {self.name!r}; it takes "
                                 f"{', '.join(sorted(self.defaults)) or 'none'}")
         self._settings = self._validate({**self.defaults, **settings})
 
@@ -60,10 +60,10 @@ class IndexEngine(ABC):
         """Index exactly these codes with these ids (int64, unique); ties later break by this order."""
 
     def add(self, codes: np.ndarray, ids: np.ndarray) -> None:
-        raise DeephashError(f"engine {self.name!r} indexes one snapshot: build a new one to add codes")
+        raise InvalidInputError(f"engine {self.name!r} indexes one snapshot: build a new one to add codes")
 
     def remove(self, ids: np.ndarray) -> None:
-        raise DeephashError(f"engine {self.name!r} indexes one snapshot: build a new one to remove codes")
+        raise InvalidInputError(f"engine {self.name!r} indexes one snapshot: build a new one to remove codes")
 
     @abstractmethod
     def search(self, q: np.ndarray, k: int, *, threads: int = 1) -> tuple[np.ndarray, np.ndarray]:
@@ -87,9 +87,9 @@ def register_engine(name: str):
     """Class decorator: make an engine available to ``create_engine`` (and HammingIndex) under ``name``."""
     def deco(cls: type[IndexEngine]) -> type[IndexEngine]:
         if not (isinstance(cls, type) and issubclass(cls, IndexEngine)):
-            raise DeephashError(f"engine {name!r} must subclass IndexEngine, got {cls!r}")
+            raise InvalidInputError(f"engine {name!r} must subclass IndexEngine, got {cls!r}")
         if name in _REGISTRY or name in RESERVED:
-            raise DeephashError(f"an engine named {name!r} is already registered")
+            raise InvalidInputError(f"an engine named {name!r} is already registered")
         cls.name = name
         _REGISTRY[name] = cls
         return cls
@@ -103,7 +103,7 @@ def list_engines() -> tuple[str, ...]:
 
 def engine_class(name: str) -> type[IndexEngine]:
     if name not in _REGISTRY:
-        raise DeephashError(f"unknown engine {name!r}; choose one of {', '.join(_REGISTRY)}")
+        raise InvalidInputError(f"unknown engine {name!r}; choose one of {', '.join(_REGISTRY)}")
     return _REGISTRY[name]
 
 
@@ -119,28 +119,28 @@ def check_codes(codes, nbytes: int, what: str) -> np.ndarray:
     """Packed uint8 codes of the right width, C-contiguous (no copy when they already are)."""
     a = np.asarray(codes)
     if a.dtype != np.uint8:
-        raise DeephashError(f"{what} must be packed uint8 codes (np.packbits order), got dtype {a.dtype}")
+        raise InvalidInputError(f"{what} must be packed uint8 codes (np.packbits order), got dtype {a.dtype}")
     if a.ndim != 2 or a.shape[1] != nbytes:
-        raise DeephashError(
+        raise InvalidInputError(
             f"{what} of shape {a.shape} do not match this {nbytes * 8}-bit index: expected (n, {nbytes}) bytes")
     return np.ascontiguousarray(a)
 
 
 def check_k(k) -> int:
     if not isinstance(k, (int, np.integer)) or k < 1:
-        raise DeephashError(f"k must be a positive integer, got {k!r}")
+        raise InvalidInputError(f"k must be a positive integer, got {k!r}")
     return int(k)
 
 
 def check_radius(r) -> int:
     if not isinstance(r, (int, np.integer)) or r < 0:
-        raise DeephashError(f"radius must be a non-negative integer, got {r!r}")
+        raise InvalidInputError(f"radius must be a non-negative integer, got {r!r}")
     return int(r)
 
 
 def positive_int(what: str, value) -> int:
     if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
-        raise DeephashError(f"{what} must be a positive integer, got {value!r}")
+        raise InvalidInputError(f"{what} must be a positive integer, got {value!r}")
     return int(value)
 
 
@@ -177,11 +177,11 @@ class SnapshotEngine(IndexEngine):
 
     def build(self, codes, ids) -> None:
         if self._ids is not None:
-            raise DeephashError(f"engine {self.name!r} is already built; build a new one for other codes")
+            raise InvalidInputError(f"engine {self.name!r} is already built; build a new one for other codes")
         codes = check_codes(codes, self.nbytes, "codes")
         ids = np.asarray(ids, np.int64)
         if ids.shape != (len(codes),):
-            raise DeephashError(f"{ids.shape} ids for {len(codes)} codes")
+            raise InvalidInputError(f"{ids.shape} ids for {len(codes)} codes")
         self.n = len(ids)
         if self.n:
             self._build(codes, to_words(codes, self.W))
@@ -195,7 +195,7 @@ class SnapshotEngine(IndexEngine):
 
     def _ready(self, q) -> np.ndarray:
         if self._ids is None:
-            raise DeephashError(f"engine {self.name!r} is not built: call build(codes, ids) first")
+            raise InvalidInputError(f"engine {self.name!r} is not built: call build(codes, ids) first")
         return check_codes(q, self.nbytes, "queries")
 
     def search(self, q, k, *, threads: int = 1, **opts):

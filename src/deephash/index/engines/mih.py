@@ -21,7 +21,7 @@ import math
 
 import numpy as np
 
-from ...errors import DeephashError
+from ...errors import InvalidInputError
 from .. import kernels
 from ..threads import run_parallel
 from .base import SnapshotEngine, register_engine
@@ -52,7 +52,7 @@ class MIHEngine(SnapshotEngine):
         m = s["m"]
         if m is not None and (not isinstance(m, (int, np.integer)) or isinstance(m, bool)
                               or not lo <= m <= self.bits):
-            raise DeephashError(f"mih setting m must be between {lo} and {self.bits} for {self.bits}-bit codes "
+            raise InvalidInputError(f"mih setting m must be between {lo} and {self.bits} for {self.bits}-bit codes "
                                 f"(substrings of at most {MAX_SUBSTRING_BITS} bits), got {m!r}")
         return {"m": None if m is None else int(m)}
 
