@@ -29,11 +29,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from deephash.data import cached_multiobject, load_source  # noqa: E402
-from deephash.encode import encode_dataset  # noqa: E402
 from deephash.evaluation import evaluate, evaluate_category  # noqa: E402
-from deephash.train.config import TrainConfig  # noqa: E402
-from deephash.train.iah import IAHConfig, encode_iah, train_iah  # noqa: E402
-from deephash.train.trainer import train as train_dsh  # noqa: E402
+from deephash.methods import encode  # noqa: E402
+from deephash.train import TrainConfig  # noqa: E402
+from deephash.train import train as run_train  # noqa: E402
 from deephash.utils.io import atomic_write  # noqa: E402
 
 KEYS = ("mAP", "NDCG@100", "wAP", "ACG@100")
@@ -69,7 +68,7 @@ def table(title: str, rows) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--cifar", default="/work/shared/datasets/cifar10-jpg.tar.gz")
+    ap.add_argument("--cifar", default=str(Path(__file__).resolve().parents[2] / "shared/datasets/cifar10-jpg.tar.gz"))
     ap.add_argument("--train", type=int, default=2000)
     ap.add_argument("--query", type=int, default=500)
     ap.add_argument("--canvas", type=int, default=48)
@@ -97,29 +96,29 @@ def main() -> None:
                           epochs=a.epochs, batch_size=a.batch, optimizer="adam", lr=a.lr, weight_decay=1e-4,
                           schedule="cosine", out=str(out / f"dsh{bits}"))
         t0 = time.perf_counter()
-        res = train_dsh(cfg, train, progress=progress)
+        res = run_train(cfg, train, progress=progress)
         secs = time.perf_counter() - t0
-        qc = encode_dataset(res.model, query, progress=False).codes
-        dc = encode_dataset(res.model, db, progress=False).codes
+        qc = encode((res.model, cfg), query, progress=False).codes
+        dc = encode((res.model, cfg), db, progress=False).codes
         rows.append(("DSH (whole image)", bits, metrics(qc, dc, query.labels, db.labels, bits), secs))
         print(rows[-1], flush=True)
         per_cat.append(("DSH (whole image)", bits, per_category(qc, dc, query, db, bits), secs))
 
-        icfg = IAHConfig(bits=bits, image_size=a.canvas, epochs=a.epochs, batch_size=a.batch, lr=a.lr, seed=a.seed,
-                         out=str(out / f"iah{bits}"))
+        icfg = TrainConfig(method="iah", bits=bits, image_size=a.canvas, epochs=a.epochs, batch_size=a.batch, lr=a.lr,
+                           seed=a.seed, out=str(out / f"iah{bits}"))
         t0 = time.perf_counter()
-        ires = train_iah(icfg, train, progress=progress)
+        ires = run_train(icfg, train, progress=progress)
         secs = time.perf_counter() - t0
-        iq = encode_iah(ires.model, icfg.to_dict(), query, progress=False)
-        idb = encode_iah(ires.model, icfg.to_dict(), db, progress=False)
-        rows.append(("IAH semantic", bits, metrics(iq.semantic, idb.semantic, query.labels, db.labels, bits), secs))
+        iq = encode((ires.model, icfg), query, progress=False)
+        idb = encode((ires.model, icfg), db, progress=False)
+        rows.append(("IAH semantic", bits, metrics(iq.codes, idb.codes, query.labels, db.labels, bits), secs))
         print(rows[-1], flush=True)
-        per_cat.append(("IAH semantic", bits, per_category(iq.semantic, idb.semantic, query, db, bits), secs))
+        per_cat.append(("IAH semantic", bits, per_category(iq.codes, idb.codes, query, db, bits), secs))
         cat = category_metrics(iq.category, idb.category, query.labels, db.labels, bits)
         rows.append(("IAH category-aware", bits, cat, secs))
         per_cat.append(rows[-1])
         print(rows[-1], flush=True)
-        tie = category_metrics(iq.category, idb.category, query.labels, db.labels, bits, iq.semantic, idb.semantic)
+        tie = category_metrics(iq.category, idb.category, query.labels, db.labels, bits, iq.codes, idb.codes)
         rows.append(("IAH cat. + sem. ties", bits, tie, secs))
         per_cat.append(rows[-1])
         print(rows[-1], flush=True)

@@ -101,7 +101,7 @@ def test_padding_bits_must_be_zero():
 
 
 def iah_arrays(rng, n=6, n_cat=3, bits=12):
-    """Arrays shaped like deephash.train.iah.IAHCodes."""
+    """Arrays shaped like an IAH model's deephash.methods.Encoded."""
     return dict(semantic=pack_bits(rng.integers(0, 2, (n, bits))),
                 category=pack_bits(rng.integers(0, 2, (n * n_cat, bits))).reshape(n, n_cat, -1),
                 probs=rng.random((n, n_cat)).astype(np.float32),

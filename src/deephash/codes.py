@@ -171,9 +171,9 @@ class CodesFile:
 
     @classmethod
     def from_iah(cls, semantic, category, probs, boxes, bits: int, **fields) -> "CodesFile":
-        """A codes file for an IAH encoding result (``deephash.train.iah.IAHCodes``): the semantic codes as
+        """A codes file for an IAH encoding (``deephash.methods.Encoded`` of an IAH model): the semantic codes as
         ``codes`` plus the category codes, probabilities and boxes; ``fields`` are the other CodesFile fields
-        (ids, paths, labels, class_names, meta). ``CodesFile.from_iah(**dataclasses.asdict(result), bits=...)``."""
+        (ids, paths, labels, class_names, meta)."""
         return cls(codes=semantic, bits=bits, category_codes=category, probs=probs, boxes=boxes, **fields)
 
     @property

@@ -8,7 +8,7 @@ from torch import nn
 class FreezableBackbone(nn.Module):
     """Base for networks whose conv backbone (the submodule named by ``BACKBONE``) can be frozen. A frozen
     backbone maps an image to the same features in every epoch, so callers may compute them once
-    (``deephash.features``, ``IAHConfig.frozen_backbone``) and train only the layers after it."""
+    (``deephash.features``, ``TrainConfig.frozen_backbone``) and train only the layers after it."""
 
     BACKBONE = "backbone"
     backbone_frozen = False
