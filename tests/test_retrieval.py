@@ -135,3 +135,27 @@ def test_iah_codes_files_are_scored_by_evaluate(iah_run, tmp_path):
     scores = json.loads(r.output)
     assert set(scores) == {"semantic", "category"}
     assert 0 < scores["category"]["metrics"]["mAP"]["deterministic"] <= 1
+
+
+def test_index_cli_builds_from_a_model_and_adds_images(dsh_run, tmp_path):
+    import json
+
+    idx = tmp_path / "idx"
+    r = runner.invoke(app, ["index", "build", "--checkpoint", str(dsh_run), "--split", "query", "--out", str(idx), "-q"])
+    assert r.exit_code == 0, r.output
+    assert r.output.startswith("indexed 180 codes of 16 bits")
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 255, (40 + i, 50, 3), dtype=np.uint8)).save(photos / f"{i}.png")
+    (photos / "broken.jpg").write_bytes(b"\xff\xd8 not really")
+    r = runner.invoke(app, ["index", "add", "--index", str(idx), "--images", str(photos)])
+    assert r.exit_code == 0, r.output
+    assert "broken.jpg" in r.output and "added 3 codes; index holds 183" in r.output
+    r = runner.invoke(app, ["search", "--index", str(idx), "--image", str(photos / "1.png"), "--radius", "0", "--json"])
+    assert r.exit_code == 0, r.output
+    found = json.loads(r.output.splitlines()[0])["results"]
+    assert str(photos / "1.png") in [f.get("path") for f in found]
+    info = json.loads(runner.invoke(app, ["index", "info", "--index", str(idx)]).output)
+    assert info["count"] == 183 and info["method"] == "dsh"
