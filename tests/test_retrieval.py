@@ -159,3 +159,76 @@ def test_index_cli_builds_from_a_model_and_adds_images(dsh_run, tmp_path):
     assert str(photos / "1.png") in [f.get("path") for f in found]
     info = json.loads(runner.invoke(app, ["index", "info", "--index", str(idx)]).output)
     assert info["count"] == 183 and info["method"] == "dsh"
+
+
+def test_iah_index_keeps_its_threshold_and_survives_an_emptied_category(iah_run, tmp_path):
+    ckpt, data = iah_run
+    index = ImageIndex.build(ckpt, Encoder(ckpt).dataset(str(data), "train"), threshold=0.2)
+    index.save(tmp_path / "idx")
+    again = open_index(tmp_path / "idx")
+    assert again.threshold == 0.2
+    cat = max(again.category.subs, key=lambda c: len(again.category.subs[c]))
+    holders = again.category.subs[cat].ids.tolist()
+    again.remove(holders)  # the category is now empty
+    assert cat not in again.category.subs
+    query = data / "images" / "val" / "0.png"
+    for qr in again.search(images=[query], k=3, mode="category", threshold=0.0, max_categories=3):
+        assert not set(r.id for r in qr.results) & set(holders)
+    again.save()
+    assert open_index(tmp_path / "idx").search(ids=[next(i for i in range(24) if i not in holders)], k=2,
+                                               mode="category")[0].results
+
+
+def test_category_search_while_a_writer_adds_and_removes(iah_run, tmp_path):
+    import sys
+    import threading
+
+    ckpt, data = iah_run
+    index = ImageIndex.build(ckpt, Encoder(ckpt).dataset(str(data), "train"))
+    query = data / "images" / "val" / "1.png"
+    images = sorted((data / "images" / "val").glob("*.png"))[:6]
+    errors, stop = [], threading.Event()
+
+    def reader():
+        while not stop.is_set():
+            try:
+                for qr in index.search(images=[query], k=5, mode="category", threshold=0.0):
+                    for cat, found in qr.groups():
+                        assert all(r.category == cat.name for r in found)
+                        assert [r.distance for r in found] == sorted(r.distance for r in found)
+                        assert len({r.id for r in found}) == len(found)  # no id twice in a ranked list
+            except Exception as e:  # noqa: BLE001 - any failure of a reader is the test's finding
+                errors.append(repr(e))
+                return
+
+    threads = [threading.Thread(target=reader) for _ in range(4)]
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads often, so that short races show
+    for t in threads:
+        t.start()
+    try:
+        for _ in range(6):
+            added = index.add(images)
+            index.remove(added.ids)
+            index.remove([int(index.semantic.ids[0])])
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+        sys.setswitchinterval(switch)
+    assert not errors, errors[:3]
+    assert len(index) == 24 - 6
+
+
+def test_category_ties_tolerate_an_image_being_removed(iah_run):
+    """Between a writer's removal from the category codes and from the semantic index, a reader can find an
+    image in a category but not in the semantic index: it must rank last among its ties, not fail."""
+    ckpt, data = iah_run
+    index = ImageIndex.build(ckpt, Encoder(ckpt).dataset(str(data), "train"))
+    query = data / "images" / "val" / "2.png"
+    before = index.search(images=[query], k=24, mode="category", threshold=0.0, max_categories=1)[0]
+    top = before.results[0]
+    index.semantic.remove([top.id])  # the state half-way through ImageIndex.remove
+    after = index.search(images=[query], k=24, mode="category", threshold=0.0, max_categories=1)[0]
+    tied = [r.id for r in after.results if r.distance == top.distance]
+    assert tied[-1] == top.id

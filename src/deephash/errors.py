@@ -19,7 +19,8 @@ class InvalidInputError(DeephashError, ValueError):
 
 
 class NotFoundError(DeephashError, LookupError):
-    """Something asked for by name or id that does not exist: an id in an index, a split, a model name."""
+    """Something asked for that does not exist in what holds it: an id in an index, a split of a dataset. (A name
+    that is not one of a fixed set of choices, such as an unknown model or engine, is invalid input.)"""
 
     status = 404
 

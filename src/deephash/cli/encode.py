@@ -16,8 +16,9 @@ def encode(
     out: Path = typer.Option(..., "--out", "-o", help="Codes file to write (.npz)."),
     images: Optional[Path] = typer.Option(None, help="A folder of arbitrary images (any size or mode), searched recursively."),
     data: Optional[str] = typer.Option(None, help="A dataset spec; default: the one the model was trained on."),
-    split: str = typer.Option("database", help="train, query or database (with a dataset)."),
-    protocol: Optional[str] = typer.Option(None, help="Split protocol (default: the training one)."),
+    split: Optional[str] = typer.Option(None, help="train, query or database (default database); a dataset with boxes "
+                                        "(IAH): one of its split folders (default its first)."),
+    protocol: Optional[str] = typer.Option(None, help="Split protocol (default: the training one; not for IAH)."),
     batch_size: Optional[int] = typer.Option(None, help="Images per batch (default: the method's, 256 for DSH)."),
     workers: int = typer.Option(0, help="Decoding processes for image files."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),

@@ -9,28 +9,39 @@ from typing import Optional
 
 import typer
 
+from ..errors import InvalidInputError
 from ._app import app
+
+# iah-train's defaults for a new run (a resumed run keeps its own settings)
+IAH_TRAIN_DEFAULTS = dict(bits=32, model="dsh", image_size=128, epochs=10, batch_size=32, lr=3e-3, seed=0,
+                          frozen_backbone=False, out="runs/iah")
+
 
 @app.command("iah-train")
 def iah_train(
-    data: str = typer.Option(..., help="A dataset with labels: YOLO folder (data.yaml), VOC folder or COCO JSON."),
+    data: Optional[str] = typer.Option(None, help="A dataset with labels: YOLO folder (data.yaml), VOC folder or COCO "
+                                       "JSON (required unless resuming)."),
     split: Optional[str] = typer.Option(None, help="Which split to train on (default: the first)."),
-    bits: int = typer.Option(32),
-    backbone: str = typer.Option("dsh", help="dsh (small images), resnet18, googlenet or efficientnet_lite0."),
+    bits: Optional[int] = typer.Option(None, help="Default 32."),
+    backbone: Optional[str] = typer.Option(None, help="dsh (default; small images), resnet18, googlenet or "
+                                           "efficientnet_lite0."),
     weights: Optional[Path] = typer.Option(None, help="Local backbone weights file."),
-    image_size: int = typer.Option(128),
-    proposals: str = typer.Option("grid", help="grid, selective (OpenCV selective search) or gt (dataset boxes)."),
-    top_n: int = typer.Option(24, help="Proposals per image after NMS (whole image included)."),
-    epochs: int = typer.Option(10),
-    batch_size: int = typer.Option(32),
-    lr: float = typer.Option(3e-3),
+    image_size: Optional[int] = typer.Option(None, help="Default 128."),
+    proposals: Optional[str] = typer.Option(None, help="grid (default), selective (OpenCV selective search) or gt "
+                                            "(dataset boxes)."),
+    top_n: Optional[int] = typer.Option(None, help="Proposals per image after NMS, whole image included (default 24)."),
+    epochs: Optional[int] = typer.Option(None, help="Default 10."),
+    batch_size: Optional[int] = typer.Option(None, help="Default 32."),
+    lr: Optional[float] = typer.Option(None, help="Default 3e-3."),
     margin: Optional[float] = typer.Option(None, help="Triplet margin on squared distances (default bits/2)."),
-    frozen_backbone: bool = typer.Option(False, "--frozen-backbone/--no-frozen-backbone",
-                                         help="Keep a pretrained backbone fixed: one conv pass per image for the "
-                                         "whole run, only the proposal heads train."),
-    seed: int = typer.Option(0),
-    out: Path = typer.Option(Path("runs/iah")),
-    resume: Optional[Path] = typer.Option(None, help="Continue exactly from this checkpoint (same flags)."),
+    frozen_backbone: Optional[bool] = typer.Option(None, "--frozen-backbone/--no-frozen-backbone",
+                                                   help="Keep a pretrained backbone fixed: one conv pass per image "
+                                                   "for the whole run, only the proposal heads train."),
+    device: Optional[str] = typer.Option(None, help="cpu (default) or cuda."),
+    seed: Optional[int] = typer.Option(None),
+    out: Optional[Path] = typer.Option(None, help="Run folder (default runs/iah)."),
+    resume: Optional[Path] = typer.Option(None, help="Continue exactly from this checkpoint (or its run folder) with "
+                                          "its own settings."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Train IAH on one split (``deephash train --method iah`` with these defaults): label probabilities
@@ -38,13 +49,23 @@ def iah_train(
     from ..data import load_box_split
     from ..train import TrainConfig, train
 
-    cfg = TrainConfig(method="iah", data=data, model=backbone, weights=str(weights) if weights else None, bits=bits,
-                      image_size=image_size, epochs=epochs, batch_size=batch_size, lr=lr, margin=margin,
-                      frozen_backbone=frozen_backbone, seed=seed, out=str(out),
-                      method_options={"proposals": proposals, "top_n": top_n})
-    res = train(cfg, load_box_split(data, split, image_size), resume=resume, progress=not quiet)
+    flags = {k: v for k, v in dict(data=data, bits=bits, model=backbone, weights=str(weights) if weights else None,
+                                   image_size=image_size, epochs=epochs, batch_size=batch_size, lr=lr, margin=margin,
+                                   frozen_backbone=frozen_backbone, device=device, seed=seed,
+                                   out=str(out) if out else None).items() if v is not None}
+    options = {k: v for k, v in dict(proposals=proposals, top_n=top_n).items() if v is not None}
+    if resume is None:
+        flags = {"method": "iah", **IAH_TRAIN_DEFAULTS, **flags}
+    if options:
+        flags["method_options"] = options
+    cfg = TrainConfig.assemble(None, flags, resume)
+    if cfg.method != "iah":
+        raise InvalidInputError(f"{resume} is a {cfg.method} run; resume it with deephash train --resume")
+    if not cfg.data or cfg.data == "digits":
+        raise InvalidInputError("iah-train needs --data: a YOLO folder, VOC folder or COCO JSON with labels")
+    res = train(cfg, load_box_split(cfg.data, split, cfg.image_size), resume=resume, progress=not quiet)
     last = res.history[-1]
-    typer.echo(f"trained {bits}-bit IAH in {res.seconds:.0f} s (bce {last['bce']:.3f}, semantic triplet "
+    typer.echo(f"trained {cfg.bits}-bit IAH in {res.seconds:.0f} s (bce {last['bce']:.3f}, semantic triplet "
                f"{last['semantic']:.3f}, category triplet {last['category']:.3f}); checkpoint {res.checkpoint}")
 
 

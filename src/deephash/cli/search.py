@@ -8,7 +8,7 @@ from typing import List, Optional
 
 import typer
 
-from ..errors import IncompatibleError, InvalidInputError
+from ..errors import InvalidInputError
 from ._app import app
 
 
@@ -45,10 +45,7 @@ def search(
         pixels = [load_image(p) for p in image] if grid is not None else None
     else:
         qcf = CodesFile.load(query)
-        if qcf.bits != idx.bits:
-            raise IncompatibleError(f"query codes have {qcf.bits} bits but the database has {idx.bits}")
-        names = [qcf.paths[i] if qcf.paths else f"id {int(q)}" for i, q in enumerate(qcf.ids)]
-        results = idx.search(codes=qcf.codes, k=k, radius=radius, mode=mode, names=names)
+        results = idx.search(codes=qcf, k=k, radius=radius, mode=mode)
         pixels = None
         if grid is not None:
             from ..retrieval.grid import codes_file_pixels
@@ -65,7 +62,9 @@ def search(
                 typer.echo(f"  [{cat.name} p={cat.prob:.2f}]")
             for rank, r in enumerate(found, 1):
                 box = f" box {r.box}" if r.box else ""
-                typer.echo(f"  {rank:>3}  id {r.id:>8}  d={r.distance:>3}  {r.path or ''} {','.join(r.labels)}{box}")
+                extra = "".join(f" {k}={v}" for k, v in r.metadata.items())
+                typer.echo(f"  {rank:>3}  id {r.id:>8}  d={r.distance:>3}  {r.path or ''} {','.join(r.labels)}{box}"
+                           + extra)
     if grid is not None:
         from ..retrieval.grid import draw_results
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InvalidInputError, MissingFileError
+from ..errors import CorruptFileError, InvalidInputError, MissingFileError
 from ..utils.io import atomic_write
 from .engines.base import check_codes, check_k, empty_knn
 from .hamming_index import HammingIndex
@@ -30,6 +30,7 @@ class CategoryIndex:
         self.nbytes = HammingIndex(bits).nbytes
         self.subs: dict[int, HammingIndex] = {}
         self.checkpoint: str | None = None
+        self.threshold = 0.5  # the probability above which images were indexed under a category (persisted)
 
     def __len__(self) -> int:
         return sum(len(s) for s in self.subs.values())
@@ -120,6 +121,19 @@ class CategoryIndex:
                            "distances": D[j][found], "ids": I[j][found], "metadata": meta[j]})
         return groups
 
+    def remove(self, image_ids) -> int:
+        """Remove every code of these images (ids an image holds no code for are ignored); a category left
+        empty is dropped. Returns the number of codes removed."""
+        image_ids = np.asarray(image_ids, np.int64)
+        removed = 0
+        for c, sub in list(self.subs.items()):
+            held = np.intersect1d(image_ids, sub.ids)
+            if len(held):
+                removed += sub.remove(held)
+            if len(sub) == 0:
+                del self.subs[c]
+        return removed
+
     @staticmethod
     def choose_categories(probs, threshold: float = 0.5, max_categories: int = 3) -> list[int]:
         """The categories a query image is searched in: probability > threshold, best first, at most
@@ -134,7 +148,8 @@ class CategoryIndex:
         for c, sub in self.subs.items():
             sub.save(path / f"c{c:04d}")
         manifest = {"format": "deephash-category-index/1", "bits": self.bits, "class_names": self.class_names,
-                    "engine": self.engine, "categories": sorted(self.subs), "checkpoint": self.checkpoint}
+                    "engine": self.engine, "categories": sorted(self.subs), "checkpoint": self.checkpoint,
+                    "threshold": self.threshold}
         atomic_write(path / MANIFEST, lambda fh: fh.write(json.dumps(manifest, indent=1).encode()))
         return path
 
@@ -143,11 +158,16 @@ class CategoryIndex:
         path = Path(path)
         if not (path / MANIFEST).is_file():
             raise MissingFileError(f"{path} is not a category index (no {MANIFEST}; build one with deephash iah-encode)")
-        m = json.loads((path / MANIFEST).read_text())
-        idx = cls(int(m["bits"]), m["class_names"], m.get("engine", "auto"))
+        try:
+            m = json.loads((path / MANIFEST).read_text())
+            idx = cls(int(m["bits"]), m["class_names"], m.get("engine", "auto"))
+            categories = [int(c) for c in m["categories"]]
+        except (ValueError, KeyError, TypeError) as e:
+            raise CorruptFileError(f"{path / MANIFEST} is corrupt: {e}") from None
         idx.checkpoint = m.get("checkpoint")
-        for c in m["categories"]:
-            idx.subs[int(c)] = HammingIndex.load(path / f"c{int(c):04d}")
+        idx.threshold = float(m.get("threshold", 0.5))
+        for c in categories:
+            idx.subs[c] = HammingIndex.load(path / f"c{c:04d}")
         return idx
 
     @staticmethod
@@ -158,9 +178,12 @@ class CategoryIndex:
 def _reorder_ties(sub: HammingIndex, q: np.ndarray, rows: np.ndarray, D: np.ndarray, I: np.ndarray, tiebreak) -> None:
     """Reorder each row of (D, I) in place: every image as close as the row's k-th, by (distance, tiebreak)."""
     kth = np.where(I >= 0, D, -1).max(axis=1)
+    if kth.max() < 0:
+        return  # nothing found for any row
     lims, rd, rids = sub.range_search(q, int(kth.max()))  # one radius for the batch, filtered per row
     for j, row in enumerate(rows):
         d, ids = rd[lims[j]:lims[j + 1]], rids[lims[j]:lims[j + 1]]
         d, ids = d[d <= kth[j]], ids[d <= kth[j]]
         order = np.lexsort((np.asarray(tiebreak(int(row), ids)), d))[:(I[j] >= 0).sum()]
+        D[j], I[j] = -1, -1  # a writer between the two searches may have left fewer codes
         D[j, :len(order)], I[j, :len(order)] = d[order], ids[order]

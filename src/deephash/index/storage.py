@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import CorruptFileError, InvalidInputError, MissingFileError
+from ..errors import CorruptFileError, IncompatibleError, InvalidInputError, MissingFileError
 from ..utils.io import _fsync_dir, atomic_open, atomic_write, sha256_file
 
 FORMAT = "deephash-index/1"
@@ -100,10 +100,9 @@ class MetadataStore:
             os.fsync(fh.fileno())
 
     def rebase(self, source: Path) -> None:
-        """After a save: the new file holds everything."""
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        """After a save: the new file holds everything. The old connection is dropped, not closed: a concurrent
+        reader may still be using it (it closes when the last reference goes)."""
+        self._conn = None
         self.source, self.pending, self.removed = source, {}, set()
 
 
@@ -177,7 +176,7 @@ def read_manifest(path: Path) -> dict:
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise CorruptFileError(f"{mf} is corrupt: {e}") from e
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise CorruptFileError(f"{mf}: unknown index format {manifest.get('format') if isinstance(manifest, dict) else None!r}")
+        raise IncompatibleError(f"{mf}: unknown index format {manifest.get('format') if isinstance(manifest, dict) else None!r}")
     return manifest
 
 

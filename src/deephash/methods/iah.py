@@ -5,7 +5,7 @@ relaxed codes.
 Objective = label_weight · BCE(image probabilities, labels)
           + (semantic_weight · L_triplet(semantic codes) + category_weight · L_triplet(category codes)) / bits.
 The triplet terms are divided by the code length so one set of weights suits every length (the default
-margin grows with it). ``TrainConfig.model`` names the backbone (``models.iah.FEATURE_MAPS``).
+margin grows with it). ``TrainConfig.model`` names the backbone (a feature-map backbone: ``models.list_backbones("map")``).
 """
 
 from __future__ import annotations

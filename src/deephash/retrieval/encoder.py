@@ -34,6 +34,8 @@ class Encoder:
         if self.method == "iah":
             from ..data import load_box_split
 
+            if protocol is not None:
+                raise InvalidInputError("an IAH model encodes a split of a dataset with boxes; it takes no protocol")
             return load_box_split(data or self.config.data, split, self.image_size[0])
         return self._dsh_split(data, protocol, progress).part(split or "database")
 
@@ -43,19 +45,19 @@ class Encoder:
         cfg = self.config
         return load_split(data or cfg.data, protocol or cfg.protocol, cfg.seed, self._stored_size(), progress=progress)
 
-    def encode_split(self, data: str | None = None, split: str = "database", protocol: str | None = None,
+    def encode_split(self, data: str | None = None, split: str | None = None, protocol: str | None = None,
                      progress: bool = False) -> tuple[CodesFile, list]:
-        """A dataset split's codes as a codes file that records where they came from (so results can be drawn
-        and scored later); also the (path, reason) of images that could not be read."""
-        meta = self._meta(split=split)
-        if self.method == "dsh":
+        """A dataset split's codes (defaults as for ``dataset``) as a codes file that records where they came
+        from (so results can be drawn and scored later); also the (path, reason) of unreadable images."""
+        if self.method == "iah":
+            ds = self.dataset(data, split, protocol, progress)
+            meta = self._meta(split=split, data=str(data or self.config.data), image_size=self.image_size[0])
+        else:
+            split = split or "database"
             sp = self._dsh_split(data, protocol, progress)
             ds = sp.part(split)
-            meta.update(data=data or self.config.data, protocol=sp.protocol, seed=self.config.seed,
-                        image_size=self._stored_size())
-        else:
-            ds = self.dataset(data, split, protocol, progress)
-            meta.update(data=str(data or self.config.data), image_size=self.image_size[0])
+            meta = self._meta(split=split, data=data or self.config.data, protocol=sp.protocol, seed=self.config.seed,
+                              image_size=self._stored_size())
         return self._codes_file(ds, self.encode_dataset(ds, progress), meta)
 
     def encode_folder(self, folder: str | Path, progress: bool = False) -> tuple[CodesFile, list]:

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..codes import CodesFile, hamming_distances
-from ..errors import IncompatibleError, InvalidInputError
+from ..errors import CorruptFileError, IncompatibleError, InvalidInputError
 from ..index import CategoryIndex, HammingIndex, index_from_codes
 from .encoder import Encoded, Encoder
 from .results import CategoryQuery, QueryResult, SearchResult
@@ -42,13 +42,15 @@ class ImageIndex:
     """
 
     def __init__(self, semantic: HammingIndex, category: CategoryIndex | None = None, path: str | Path | None = None,
-                 checkpoint: str | Path | None = None, threshold: float = 0.5, codes_file: CodesFile | None = None):
+                 checkpoint: str | Path | None = None, threshold: float | None = None,
+                 codes_file: CodesFile | None = None):
         self.semantic = semantic
         self.category = category
         self.path = None if path is None else Path(path)
         self.checkpoint = str(checkpoint) if checkpoint else (semantic.checkpoint if isinstance(semantic.checkpoint, str)
                                                               else None)
-        self.threshold = float(threshold)
+        if category is not None and threshold is not None:
+            category.threshold = float(threshold)
         self.codes_file = codes_file  # the source when built in memory from a codes file (for drawing)
         self.failures: list = []  # inputs ``build`` could not read
         self._encoder: Encoder | None = None
@@ -74,12 +76,13 @@ class ImageIndex:
         semantic = HammingIndex(-(-encoder.bits // 8) * 8, **engine)
         semantic.code_bits = encoder.bits
         semantic.class_names = list(dataset.class_names)
-        semantic.checkpoint = str(Path(checkpoint).resolve())
-        index = cls(semantic, threshold=threshold)
-        index._encoder = encoder
+        semantic.checkpoint = str(Path(encoder.checkpoint).resolve())
+        category = None
         if encoder.method == "iah":
-            index.category = CategoryIndex(semantic.bits, list(dataset.class_names), engine.get("engine", "auto"))
-            index.category.checkpoint = semantic.checkpoint
+            category = CategoryIndex(semantic.bits, list(dataset.class_names), engine.get("engine", "auto"))
+            category.checkpoint = semantic.checkpoint
+        index = cls(semantic, category, threshold=threshold)
+        index._encoder = encoder
         index._insert(enc, rows, ids=np.asarray(enc.indices, np.int64))
         index.failures = enc.failures
         return index
@@ -98,7 +101,15 @@ class ImageIndex:
         return list(self.semantic.class_names or (self.category.class_names if self.category else []))
 
     @property
+    def threshold(self) -> float:
+        """IAH: an image is indexed under every category whose probability exceeds this (and its best one)."""
+        return self.category.threshold if self.category is not None else 0.5
+
+    @property
     def method(self) -> str:
+        """The method of the loaded model; before one is loaded, iah when the index holds category codes."""
+        if self._encoder is not None:
+            return self._encoder.method
         return "iah" if self.category is not None else "dsh"
 
     @property
@@ -111,7 +122,10 @@ class ImageIndex:
                     encoder = Encoder(ckpt)
                     if encoder.bits != self.bits:
                         raise IncompatibleError(f"checkpoint {ckpt} makes {encoder.bits}-bit codes but the index holds "
-                                            f"{self.bits}-bit codes")
+                                                f"{self.bits}-bit codes")
+                    if self.category is not None and encoder.method != "iah":
+                        raise IncompatibleError(f"checkpoint {ckpt} is a {encoder.method} model, but this index holds "
+                                                "category-aware codes, which only an IAH model makes")
                     self._encoder = encoder
         return self._encoder
 
@@ -151,10 +165,10 @@ class ImageIndex:
         return AddResult(ids, enc.failures)
 
     def _insert(self, enc: Encoded, rows: list[dict], ids: np.ndarray | None = None) -> np.ndarray:
+        if self.category is not None and enc.category is None:
+            raise IncompatibleError("this index holds category-aware codes but the model makes none (not an IAH model)")
         ids = self.semantic.add(enc.codes, ids=ids, metadata=rows)
         if self.category is not None and len(ids):
-            if enc.category is None:
-                raise IncompatibleError("this index holds category-aware codes but the model makes none (not an IAH model)")
             present = enc.probs > self.threshold
             present[np.arange(len(ids)), enc.probs.argmax(1)] = True
             self.category.add(ids, enc.category, present, boxes=enc.boxes, probs=enc.probs, metadata=rows)
@@ -172,22 +186,19 @@ class ImageIndex:
 
     def remove(self, ids) -> int:
         """Remove images by id (all must exist) from every part of the index."""
+        ids = _id_list(ids)
         with self._lock:
-            n = self.semantic.remove(ids)
-            if self.category is not None:
-                ids = np.asarray(ids, np.int64)
-                for sub in self.category.subs.values():
-                    held = np.intersect1d(ids, sub.ids)
-                    if len(held):
-                        sub.remove(held)
-            return n
+            self.semantic.get_codes(ids)  # every id must exist before anything changes
+            if self.category is not None:  # category codes first: they always belong to indexed images
+                self.category.remove(ids)
+            return self.semantic.remove(ids)
 
     # ---- search ---------------------------------------------------------------------------------------
 
     def search(self, images=None, codes=None, ids=None, k: int = 10, radius: int | None = None,
                mode: str = "semantic", threshold: float = 0.5, max_categories: int = 3,
                names: list[str] | None = None) -> list[QueryResult]:
-        """One ``QueryResult`` per query. Queries are images (paths or arrays), packed codes (semantic mode), or
+        """One ``QueryResult`` per query. Queries are images (paths or arrays), packed codes or a codes file (semantic mode), or
         ids of indexed images. ``k`` nearest, or with ``radius`` every image within that Hamming distance
         (inclusive). ``mode="category"`` (IAH) searches, per query, the categories it most likely shows
         (probability > ``threshold``, at most ``max_categories``, the best one at least) among images holding
@@ -206,6 +217,11 @@ class ImageIndex:
             images = list(images)
             qcodes = self.encode(images).codes
             qnames = [str(im) if isinstance(im, (str, Path)) else f"image {n}" for n, im in enumerate(images)]
+        elif isinstance(codes, CodesFile):
+            if codes.bits != self.bits:
+                raise IncompatibleError(f"query codes have {codes.bits} bits but the database has {self.bits}")
+            qcodes = codes.codes
+            qnames = [codes.paths[n] if codes.paths else f"id {int(i)}" for n, i in enumerate(codes.ids)]
         elif codes is not None:
             qcodes = np.asarray(codes)
             if qcodes.ndim == 1:
@@ -223,7 +239,7 @@ class ImageIndex:
         else:
             D, I = self.semantic.search(qcodes, k)
             rows = [(d[i >= 0], i[i >= 0]) for d, i in zip(D, I)]
-        return [QueryResult(qn, self._results(self.semantic, d, i)) for qn, (d, i) in zip(qnames, rows)]
+        return [QueryResult(qn, _to_results(d, i, self.semantic.get_metadata(i))) for qn, (d, i) in zip(qnames, rows)]
 
     def _search_category(self, images, ids, k, radius, threshold, max_categories, names) -> list[QueryResult]:
         if self.category is None:
@@ -248,7 +264,10 @@ class ImageIndex:
 
         def by_semantic(row, found):  # equal category distances: the more similar whole image first
             n = pairs[row][0]
-            return hamming_distances(semantic[n:n + 1], self.semantic.get_codes(found))[0]
+            held = np.isin(found, self.semantic.ids)  # an image a writer is removing right now ranks last
+            out = np.full(len(found), self.semantic.bits + 1, np.int64)
+            out[held] = hamming_distances(semantic[n:n + 1], self.semantic.get_codes(found[held]))[0]
+            return out
 
         D, I, meta = self.category.search(queries, np.array([c for _, c in pairs]), k, tiebreak=by_semantic)
         out = [QueryResult(qn, [], "category") for qn in qnames]
@@ -278,9 +297,6 @@ class ImageIndex:
                     boxes[r, cat] = (md or {}).get("box", [0, 0, 1, 1])
         return semantic, category, probs, boxes
 
-    def _results(self, index: HammingIndex, distances, ids) -> list[SearchResult]:
-        return _to_results(distances, ids, index.get_metadata(ids))
-
     # ---- persistence ----------------------------------------------------------------------------------
 
     def save(self, path: str | Path | None = None) -> Path:
@@ -308,7 +324,10 @@ def open_index(path: str | Path, checkpoint: str | Path | None = None, mmap: boo
     """Open an index folder (DSH or IAH); ``checkpoint`` overrides the model the index records."""
     path = Path(path)
     if (path / LEGACY_IAH_MANIFEST).is_file():
-        manifest = json.loads((path / LEGACY_IAH_MANIFEST).read_text())
+        try:
+            manifest = json.loads((path / LEGACY_IAH_MANIFEST).read_text())
+        except ValueError as e:
+            raise CorruptFileError(f"{path / LEGACY_IAH_MANIFEST} is corrupt: {e}") from None
         semantic = HammingIndex.load(path / "semantic", mmap=mmap)
         index = ImageIndex(semantic, CategoryIndex.load(path / CATEGORY_DIR), path,
                            checkpoint or manifest.get("checkpoint"), manifest.get("threshold", 0.5))

@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from ..data import HashDataset
 from ..data.samplers import balanced_batches, epoch_batches
-from ..errors import IncompatibleError, InvalidInputError
+from ..errors import CorruptFileError, IncompatibleError, InvalidInputError
 from ..methods import CKPT_FORMAT, LEGACY_FORMATS, get_method
 from ..models import load_matching
 from .augment import mirror_mask, random_crop, to_float
@@ -138,7 +138,7 @@ class Trainer:
             raise IncompatibleError(f"{path}: an IAH checkpoint from before runs could resume (no optimiser state); "
                                 "train again")
         if fmt not in (CKPT_FORMAT, "deephash-dsh/1"):
-            raise IncompatibleError(f"{path}: not a training checkpoint")
+            raise CorruptFileError(f"{path}: not a training checkpoint (unknown format {fmt!r})")
         method = ckpt.get("method", LEGACY_FORMATS.get(fmt))
         if method != self.cfg.method:
             raise IncompatibleError(f"{path} was trained with method {method!r}, this run is {self.cfg.method!r}")

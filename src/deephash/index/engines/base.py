@@ -7,7 +7,9 @@ treats all of them alike. Two kinds fit the same interface:
   afterwards: read-only structures that many threads search without locks. Their owner builds a new
   engine after an add or remove.
 - engines that store ids and codes themselves (``mutable = True``, e.g. a remote collection) also take
-  ``add``/``remove``, which the owner forwards instead of rebuilding.
+  ``add``/``remove``, which the owner forwards instead of rebuilding. They change in place, so a search
+  still reading the owner's previous snapshot already sees the new content: such an engine gives readers
+  the old or the new state per call, not one snapshot across the owner's other data.
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ class IndexEngine(ABC):
         self._settings = self._validate({**self.defaults, **settings})
 
     def _validate(self, settings: dict) -> dict:
-        """Check and normalise the settings (subclasses override); raise DeephashError naming the culprit."""
+        """Check and normalise the settings (subclasses override); raise InvalidInputError naming the culprit."""
         return settings
 
     def settings(self) -> dict:
