@@ -10,7 +10,6 @@ margin grows with it). ``TrainConfig.model`` names the backbone (a feature-map b
 
 from __future__ import annotations
 
-import copy
 import math
 from dataclasses import dataclass, field
 
@@ -150,8 +149,6 @@ class IAH(Method):
         from ..proposals import pad_proposals
         from ..train.augment import to_float
 
-        if model.mean.device.type != "cpu":
-            model = copy.deepcopy(model).cpu()  # IAHNet.encode returns numpy arrays of its outputs
         data = self.arrays(dataset, progress)
         props = dataset_proposals(self.options, data, progress)
         images = torch.from_numpy(data.images)

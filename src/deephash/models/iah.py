@@ -133,7 +133,11 @@ class IAHNet(FreezableBackbone):
     @torch.inference_mode()
     def encode(self, x: torch.Tensor, boxes: torch.Tensor, mask: torch.Tensor | None = None) -> dict:
         """Packed semantic codes (B, bits/8), packed category codes (B, C, bits/8), image probabilities (B, C)
-        and, per category, the box of the proposal with the highest class-c probability (B, C, 4)."""
+        and, per category, the box of the proposal with the highest class-c probability (B, C, 4), as numpy
+        arrays whatever device the model is on (inputs are moved to it)."""
+        device = self.mean.device
+        x, boxes = x.to(device), boxes.to(device)
+        mask = None if mask is None else mask.to(device)
         was = self.training
         self.eval()
         try:
@@ -145,7 +149,7 @@ class IAHNet(FreezableBackbone):
         best_boxes = torch.gather(boxes, 1, best[..., None].expand(b, c, 4))
         return {"semantic": encode_outputs(out.semantic),
                 "category": encode_outputs(out.category_codes.reshape(b * c, -1)).reshape(b, c, -1),
-                "probs": out.image_probs.numpy(), "boxes": best_boxes.numpy()}
+                "probs": out.image_probs.cpu().numpy(), "boxes": best_boxes.cpu().numpy()}
 
 
 def check_iah_options(num_classes: int, levels, pooling: str) -> None:
