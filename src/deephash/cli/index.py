@@ -9,7 +9,6 @@ from typing import Optional
 import typer
 
 from ..errors import InvalidInputError
-from ..index import ENGINES
 from ._app import app
 
 index_app = typer.Typer(help="Build and maintain a Hamming index of binary codes.", no_args_is_help=True)
@@ -26,7 +25,8 @@ def build(
     split: Optional[str] = typer.Option(None, "--split", help="with --checkpoint: which split (default: database, "
                                         "or a detection dataset's first)"),
     threshold: float = typer.Option(0.5, help="IAH: store a category code when its probability exceeds this"),
-    engine: str = typer.Option("auto", "--engine", help=f"default search engine: {'|'.join(ENGINES)}"),
+    engine: str = typer.Option("auto", "--engine", help="default search engine: auto, flat, mih, faiss-flat, faiss-ivf "
+                                "(or another registered engine)"),
     mih_m: int = typer.Option(None, "--mih-m", help="MIH substrings (default: about bits/log2(n))"),
     ivf_nlist: int = typer.Option(None, "--ivf-nlist", help="faiss-ivf lists (default: about sqrt(n))"),
     ivf_nprobe: int = typer.Option(16, "--ivf-nprobe", help="faiss-ivf lists scanned per query (approximate "
@@ -35,7 +35,7 @@ def build(
 ) -> None:
     """Build an index from a codes file, or by encoding a dataset with a trained model."""
     from ..codes import CodesFile
-    from ..retrieval import Encoder, ImageIndex
+    from ..retrieval import ImageIndex
 
     if (codes is None) == (checkpoint is None):
         raise InvalidInputError("give exactly one of --codes (a codes file) or --checkpoint (a model to encode --data)")
@@ -43,6 +43,8 @@ def build(
     if codes is not None:
         index = ImageIndex.from_codes(CodesFile.load(codes), **settings)
     else:
+        from ..retrieval import Encoder
+
         dataset = Encoder(checkpoint).dataset(data, split, progress=not quiet)
         index = ImageIndex.build(checkpoint, dataset, threshold=threshold, progress=not quiet, **settings)
     index.save(out)

@@ -30,7 +30,6 @@ def search(
 ) -> None:
     """Hamming search: the nearest codes to query images or query codes."""
     from ..codes import CodesFile
-    from ..data import load_image
     from ..retrieval import ImageIndex, open_index
 
     if (index is None) == (database is None):
@@ -41,6 +40,8 @@ def search(
     if checkpoint is not None:
         idx.use_checkpoint(checkpoint)
     if image:
+        from ..data import load_image
+
         results = idx.search(images=image, k=k, radius=radius, mode=mode, threshold=threshold)
         pixels = [load_image(p) for p in image] if grid is not None else None
     else:

@@ -7,7 +7,6 @@ from typing import List, Optional
 import typer
 
 from ..errors import InvalidInputError
-from ..train.config import TrainConfig
 from ._app import app
 
 
@@ -88,6 +87,8 @@ def train(
     options = parse_options(option)
     if options:
         flags["method_options"] = options
+    from ..train.config import TrainConfig
+
     cfg = TrainConfig.assemble(config, flags, resume)
     split = cfg.load_split(progress=not quiet)
     typer.echo(f"data {cfg.data}: {split.describe()}")

@@ -7,11 +7,7 @@ from pathlib import Path
 from matplotlib.figure import Figure
 
 from ..utils.io import atomic_write
-
-
-def label(result: dict) -> str:
-    """Legend text for one result: code length, and the protocol when one was given."""
-    return f"{result['bits']} bits" + (f" ({result['protocol']})" if result.get("protocol") else "")
+from .report import label
 
 
 def _save(fig: Figure, path: Path) -> Path:

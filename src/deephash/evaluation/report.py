@@ -12,8 +12,12 @@ from pathlib import Path
 
 from ..errors import InvalidInputError
 from ..utils.io import atomic_write
-from . import plots
 
+
+
+def label(result: dict) -> str:
+    """Legend text for one result: code length, and the protocol when one was given."""
+    return f"{result['bits']} bits" + (f" ({result['protocol']})" if result.get("protocol") else "")
 
 def _as_list(results) -> list[dict]:
     results = [results] if isinstance(results, dict) else list(results)
@@ -32,7 +36,7 @@ def _metric_names(results: list[dict]) -> list[str]:
 def _rows(results: list[dict]) -> tuple[list[str], list[list[str]]]:
     header = ["metric"]
     for r in results:
-        header += [f"{plots.label(r)} stable", f"{plots.label(r)} tie-aware"]
+        header += [f"{label(r)} stable", f"{label(r)} tie-aware"]
     rows = []
     for name in _metric_names(results):
         row = [name]
@@ -54,16 +58,16 @@ def _footer(results: list[dict]) -> list[str]:
     for r in results:
         unit = "(query, category) pairs" if "pairs_per_category" in r else "queries"
         if unit != "queries":
-            lines.append(f"{plots.label(r)}: {r['rules']['relevance']}")
+            lines.append(f"{label(r)}: {r['rules']['relevance']}")
         if r["rules"]["ties"] != first["ties"]:
-            lines.append(f"{plots.label(r)}: ties: stable = {r['rules']['ties']['deterministic']}")
+            lines.append(f"{label(r)}: ties: stable = {r['rules']['ties']['deterministic']}")
         lines.append(
-            f"{plots.label(r)}: {r['n_queries']} {unit}, {r['n_database']} database items; "
+            f"{label(r)}: {r['n_queries']} {unit}, {r['n_database']} database items; "
             f"{r['n_queries_without_relevant']} {unit} have no relevant item ({r['rules']['empty']}); "
             f"{r['radius']['n_queries_nothing_retrieved']} of the {r['n_queries_evaluated']} evaluated "
             f"retrieve nothing within radius {r['radius']['r']} (precision 0)"
         )
-        lines += [f"{plots.label(r)}: note: {note}" for note in r.get("notes", [])]
+        lines += [f"{label(r)}: note: {note}" for note in r.get("notes", [])]
     return lines
 
 
@@ -95,6 +99,8 @@ def write_report(results, out_dir: str | os.PathLike) -> Path:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write(out / "report.json", lambda fh: fh.write(json.dumps(results, indent=2).encode()))
+    from . import plots  # matplotlib: only when a report is written
+
     images = [plots.pr_curve(results, out / "pr_curve.png"), plots.precision_at_k(results, out / "precision_at_k.png")]
     if len({r["bits"] for r in results}) > 1:
         images.append(plots.precision_radius_vs_bits(results, out / "precision_radius_vs_bits.png"))

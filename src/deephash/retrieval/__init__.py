@@ -4,9 +4,17 @@ folder by ``open_index`` or built from a trained model and a dataset, answering 
 The CLI and the HTTP service are thin shells over it.
 """
 
-from .encoder import Encoded, Encoder
 from .image_index import AddResult, ImageIndex, open_index
 from .results import CategoryQuery, QueryResult, SearchResult
+
+
+def __getattr__(name):  # the encoder needs torch: imported on first use, so searching by codes never loads it
+    if name in ("Encoder", "Encoded"):
+        from . import encoder
+
+        return getattr(encoder, name) if name == "Encoder" else encoder.Encoded
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = ["AddResult", "CategoryQuery", "Encoded", "Encoder", "ImageIndex", "QueryResult", "SearchResult",
            "open_index"]

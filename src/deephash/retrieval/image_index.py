@@ -13,14 +13,18 @@ import json
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..codes import CodesFile, hamming_distances
 from ..errors import CorruptFileError, IncompatibleError, InvalidInputError
 from ..index import CategoryIndex, HammingIndex, index_from_codes
-from .encoder import Encoded, Encoder
 from .results import CategoryQuery, QueryResult, SearchResult
+
+if TYPE_CHECKING:
+    from ..methods import Encoded
+    from .encoder import Encoder
 
 CATEGORY_DIR = "category"
 LEGACY_IAH_MANIFEST = "iah.json"
@@ -70,6 +74,8 @@ class ImageIndex:
         """Encode a dataset with a trained model into a new index (call ``save(path)`` to write it).
         IAH models also fill the category index with each image's code for every category whose
         probability exceeds ``threshold`` (its most probable category always)."""
+        from .encoder import Encoder
+
         encoder = Encoder(checkpoint)
         enc = encoder.encode_dataset(dataset, progress=progress)
         rows = [_dataset_row(dataset, int(i)) for i in enc.indices]
@@ -118,6 +124,8 @@ class ImageIndex:
         if self._encoder is None:
             with self._lock:
                 if self._encoder is None:
+                    from .encoder import Encoder
+
                     ckpt = self._checkpoint_path()
                     encoder = Encoder(ckpt)
                     if encoder.bits != self.bits:

@@ -1,0 +1,52 @@
+"""Light commands answer without loading torch (or OpenCV, matplotlib, FAISS): the CLI imports lazily."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from deephash.codes import CodesFile
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+PROBE = r'''
+import sys
+from deephash.cli import app
+try:
+    app(args=sys.argv[1:])
+except SystemExit as e:
+    code = e.code
+print("LOADED", ",".join(sorted(m for m in ("torch", "torchvision", "cv2", "matplotlib", "faiss") if m in sys.modules)))
+'''
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("light")
+    rng = np.random.default_rng(0)
+    labels = np.eye(3, dtype=np.uint8)[rng.integers(0, 3, 50)]
+    CodesFile(rng.integers(0, 256, (50, 4), dtype=np.uint8), 32, labels=labels, class_names=list("abc")).save(d / "db.npz")
+    CodesFile(rng.integers(0, 256, (5, 4), dtype=np.uint8), 32, labels=labels[:5], class_names=list("abc")).save(d / "q.npz")
+    return d
+
+
+def loaded(*args) -> list[str]:
+    p = subprocess.run([sys.executable, "-c", PROBE, *map(str, args)], capture_output=True, text=True, timeout=120,
+                       env=dict(os.environ, PYTHONPATH=str(SRC)))
+    last = p.stdout.strip().splitlines()[-1]
+    assert last.startswith("LOADED"), p.stdout + p.stderr
+    return [m for m in last.split(" ", 1)[1].split(",") if m] if " " in last else []
+
+
+def test_light_commands_never_import_torch(files):
+    d = files
+    assert loaded("--help") == []
+    assert loaded("version") == []
+    assert loaded("index", "build", "--codes", d / "db.npz", "--out", d / "idx") == []
+    assert (d / "idx" / "manifest.json").is_file()
+    assert loaded("index", "info", "--index", d / "idx") == []
+    assert loaded("search", "--index", d / "idx", "--query", d / "q.npz", "-k", "3") == []
+    assert loaded("search", "--database", d / "db.npz", "--query", d / "q.npz", "--radius", "4", "--json") == []
+    assert loaded("evaluate", "--query", d / "q.npz", "--database", d / "db.npz", "--topk", "10") == []
