@@ -50,3 +50,19 @@ def test_light_commands_never_import_torch(files):
     assert loaded("search", "--index", d / "idx", "--query", d / "q.npz", "-k", "3") == []
     assert loaded("search", "--database", d / "db.npz", "--query", d / "q.npz", "--radius", "4", "--json") == []
     assert loaded("evaluate", "--query", d / "q.npz", "--database", d / "db.npz", "--topk", "10") == []
+
+
+def test_logs_get_no_progress_bars(tmp_path):
+    """Output that is not a terminal (a log, a pipe) gets the command's summary lines, not a line per update."""
+    env = dict(os.environ, PYTHONPATH=str(SRC))
+    env.pop("DEEPHASH_PROGRESS", None)
+    p = subprocess.run([sys.executable, "-m", "deephash", "demo", "--bits", "12", "--epochs", "2", "--out",
+                        tmp_path / "demo"], capture_output=True, text=True, timeout=300, env=env)
+    assert p.returncode == 0, p.stderr
+    log = p.stdout + p.stderr
+    assert "\r" not in log and "it/s" not in log
+    assert len(log.splitlines()) < 20 and "mAP" in log
+    env["DEEPHASH_PROGRESS"] = "1"  # forced on: the bars are there
+    p = subprocess.run([sys.executable, "-m", "deephash", "train", "--data", "digits", "--bits", "12", "--epochs", "1",
+                        "--out", tmp_path / "t"], capture_output=True, text=True, timeout=300, env=env)
+    assert p.returncode == 0 and "epoch 1/1" in p.stderr

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
-from tqdm.auto import tqdm
+from .utils.progress import tqdm
 
 from .codes import encode_outputs
 from .data import ArrayDataset, FileDataset, HashDataset

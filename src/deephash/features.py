@@ -20,7 +20,7 @@ import hashlib
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+from .utils.progress import tqdm
 
 from .data.base import resize_batch
 from .data.cache import cache_dir

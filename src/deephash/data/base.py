@@ -155,7 +155,7 @@ class FileDataset(HashDataset):
         """Decode every image once (needs ``image_size``); bad files raise, naming the file."""
         if self.image_size is None:
             raise InvalidInputError(f"dataset {self.name!r}: an image size is needed to hold images in memory")
-        from tqdm.auto import tqdm
+        from ..utils.progress import tqdm
 
         h, w = self.image_size
         out = np.empty((len(self), h, w, 3), dtype=np.uint8)

@@ -53,7 +53,7 @@ def load_image_folder(root: str | Path, image_size=None) -> dict[str, FileDatase
 
 def load_image_folder_archive(path: str | Path, image_size=None, progress: bool = True) -> dict[str, ArrayDataset]:
     """Decode every image of an image-folder archive into memory, cached as .npz by file identity."""
-    from tqdm.auto import tqdm
+    from ..utils.progress import tqdm
 
     path = Path(path)
     if isinstance(image_size, int):

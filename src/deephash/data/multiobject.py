@@ -14,7 +14,7 @@ import json
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
+from ..utils.progress import tqdm
 
 from ..errors import InvalidInputError
 from ..utils.io import atomic_write

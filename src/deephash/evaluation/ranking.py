@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Iterator
 
 import numpy as np
-from tqdm.auto import tqdm
+from ..utils.progress import tqdm
 
 from ..codes import hamming_distances
 from ..errors import IncompatibleError, InvalidInputError

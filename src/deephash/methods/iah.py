@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
+from ..utils.progress import tqdm
 
 from ..errors import InvalidInputError
 from ..losses import TripletRankingLoss

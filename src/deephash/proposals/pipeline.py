@@ -6,7 +6,7 @@ from typing import Sequence
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+from ..utils.progress import tqdm
 
 from ..errors import InvalidInputError
 from .boxes import select_top

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
+from ..utils.progress import tqdm
 
 from ..data import HashDataset
 from ..data.samplers import balanced_batches, epoch_batches
