@@ -66,3 +66,20 @@ def test_logs_get_no_progress_bars(tmp_path):
     p = subprocess.run([sys.executable, "-m", "deephash", "train", "--data", "digits", "--bits", "12", "--epochs", "1",
                         "--out", tmp_path / "t"], capture_output=True, text=True, timeout=300, env=env)
     assert p.returncode == 0 and "epoch 1/1" in p.stderr
+
+
+def test_help_reads_at_80_columns_with_an_example():
+    from typer.testing import CliRunner
+
+    from deephash.cli import app
+
+    runner = CliRunner()
+    commands = [["demo"], ["encode"], ["evaluate"], ["iah-train"], ["iah-encode"], ["iah-demo"], ["search"], ["train"],
+                ["index", "build"], ["index", "add"], ["index", "remove"], ["index", "info"]]
+    for cmd in [[]] + commands:
+        r = runner.invoke(app, [*cmd, "--help"], env={"COLUMNS": "80"}, terminal_width=80)
+        assert r.exit_code == 0, (cmd, r.output)
+        assert max(len(line) for line in r.output.splitlines()) <= 80, cmd
+        assert "│" not in r.output and "╭" not in r.output  # no boxes
+        if cmd:
+            assert "Example:" in r.output and f"deephash {' '.join(cmd)}" in r.output, cmd

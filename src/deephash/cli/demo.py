@@ -22,7 +22,13 @@ def demo(
     seed: int = typer.Option(0),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
-    """The main job: train DSH, encode, evaluate at several code lengths, print a table, draw a grid."""
+    """The main job: train DSH, encode, evaluate at several code lengths, print a table, draw a grid.
+
+    Example:
+
+    \b
+        deephash demo --bits 12,32 --out runs/demo
+    """
     from ..demos import dsh_demo, parse_bits
 
     report = dsh_demo(data, parse_bits(bits), epochs, protocol, model, topk, out, seed, progress=not quiet,

@@ -23,7 +23,13 @@ def encode(
     workers: int = typer.Option(0, help="Decoding processes for image files."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
-    """Turn images into packed binary codes with a trained model."""
+    """Turn images into packed binary codes with a trained model.
+
+    Example:
+
+    \b
+        deephash encode runs/dsh --split query --out q.npz
+    """
     from ..retrieval import Encoder
 
     encoder = Encoder(checkpoint, batch_size=batch_size, workers=workers)

@@ -29,7 +29,13 @@ def evaluate(
     as_json: bool = typer.Option(False, "--json", help="Print the full result as JSON instead of the table "
                                                        "({'semantic': ..., 'category': ...} when both are scored)."),
 ) -> None:
-    """Score Hamming ranking of queries against a database: mAP, P@K, NDCG, ... stable and tie-aware."""
+    """Score Hamming ranking of queries against a database: mAP, P@K, NDCG, ... stable and tie-aware.
+
+    Example:
+
+    \b
+        deephash evaluate --query q.npz --database db.npz --out report/
+    """
     from ..evaluation import evaluate_codes_files, format_table, write_report
 
     results = evaluate_codes_files(query, database, mode, topk, radius, ndcg_k, empty, semantic_ties, protocol)

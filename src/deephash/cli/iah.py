@@ -44,8 +44,14 @@ def iah_train(
                                           "its own settings."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
-    """Train IAH on one split (``deephash train --method iah`` with these defaults): label probabilities
-    (cross-hypothesis max pooling) + triplet ranking on relaxed codes."""
+    """Train IAH on one split (deephash train --method iah with these defaults): label probabilities
+    (cross-hypothesis max pooling) + triplet ranking on relaxed codes.
+
+    Example:
+
+    \b
+        deephash iah-train --data coco128 --proposals selective --out runs/iah
+    """
     from ..data import load_box_split
     from ..train import TrainConfig, train
 
@@ -79,7 +85,13 @@ def iah_encode(
                                               "(the top category is always stored)."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
-    """Encode a dataset into an index with semantic and category-aware codes (with proposal boxes)."""
+    """Encode a dataset into an index with semantic and category-aware codes (with proposal boxes).
+
+    Example:
+
+    \b
+        deephash iah-encode --checkpoint runs/iah --data coco128 --out idx-iah
+    """
     from ..retrieval import Encoder, ImageIndex
 
     index = ImageIndex.build(checkpoint, Encoder(checkpoint).dataset(data, split), threshold=threshold,
@@ -109,7 +121,13 @@ def iah_demo(
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """IAH end to end on a multi-label dataset with boxes: train, build the index, evaluate semantic codes,
-    and draw a category-aware result grid with proposal boxes."""
+    and draw a category-aware result grid with proposal boxes.
+
+    Example:
+
+    \b
+        deephash iah-demo --data ../shared/datasets/coco128 --out runs/iah-demo
+    """
     from ..demos import iah_demo as run_demo
 
     r = run_demo(data, bits, epochs, image_size, lr, proposals, backbone, weights, queries, frozen_backbone, out, seed,

@@ -11,7 +11,8 @@ import typer
 from ..errors import InvalidInputError
 from ._app import app
 
-index_app = typer.Typer(help="Build and maintain a Hamming index of binary codes.", no_args_is_help=True)
+index_app = typer.Typer(help="Build and maintain a Hamming index of binary codes.", no_args_is_help=True,
+                        rich_markup_mode=None)
 app.add_typer(index_app, name="index")
 
 
@@ -33,7 +34,13 @@ def build(
                                    "engine: more lists, higher recall)"),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
-    """Build an index from a codes file, or by encoding a dataset with a trained model."""
+    """Build an index from a codes file, or by encoding a dataset with a trained model.
+
+    Example:
+
+    \b
+        deephash index build --checkpoint runs/dsh --out idx/
+    """
     from ..codes import CodesFile
     from ..retrieval import ImageIndex
 
@@ -60,7 +67,13 @@ def add(
     images: Optional[Path] = typer.Option(None, "--images", help="or a folder of images to encode with the index's "
                                           "model and add (unreadable files are skipped)"),
 ) -> None:
-    """Add the codes of a codes file (their ids must be new), or images, and save."""
+    """Add the codes of a codes file (their ids must be new), or images, and save.
+
+    Example:
+
+    \b
+        deephash index add --index idx/ --images new-photos/
+    """
     from ..codes import CodesFile
     from ..data import list_images
     from ..retrieval import open_index
@@ -85,7 +98,13 @@ def remove(
     index_dir: Path = typer.Option(..., "--index", help="index directory"),
     ids: str = typer.Option(..., "--ids", help="comma-separated ids, e.g. 1,2,3"),
 ) -> None:
-    """Remove images by id and save."""
+    """Remove images by id and save.
+
+    Example:
+
+    \b
+        deephash index remove --index idx/ --ids 3,17
+    """
     from ..retrieval import open_index
 
     try:
@@ -100,7 +119,13 @@ def remove(
 
 @index_app.command()
 def info(index_dir: Path = typer.Option(..., "--index", help="index directory")) -> None:
-    """Print the index manifest summary as JSON (checksums are verified)."""
+    """Print the index manifest summary as JSON (checksums are verified).
+
+    Example:
+
+    \b
+        deephash index info --index idx/
+    """
     from ..retrieval import open_index
 
     typer.echo(json.dumps(open_index(index_dir).info(), indent=2))

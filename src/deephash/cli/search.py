@@ -28,7 +28,13 @@ def search(
                                               "category-aware codes, grouped by the query's predicted categories."),
     threshold: float = typer.Option(0.5, help="--mode category: search the categories above this probability."),
 ) -> None:
-    """Hamming search: the nearest codes to query images or query codes."""
+    """Hamming search: the nearest codes to query images or query codes.
+
+    Example:
+
+    \b
+        deephash search --index idx/ --image photo.jpg -k 10 --grid grid.png
+    """
     from ..codes import CodesFile
     from ..retrieval import ImageIndex, open_index
 

@@ -71,7 +71,13 @@ def train(
                                           "may change."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
-    """Train a hashing network (dsh or iah); a checkpoint is written atomically after every epoch."""
+    """Train a hashing network (dsh or iah); a checkpoint is written atomically after every epoch.
+
+    Example:
+
+    \b
+        deephash train --data digits --bits 32 --epochs 20 --out runs/dsh
+    """
     from ..train.trainer import rank
     from ..train.trainer import train as run_train
 
