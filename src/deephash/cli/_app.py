@@ -33,6 +33,8 @@ app = typer.Typer(
 
 
 def fail(message: str, code: int = 2) -> None:
-    """Print one clear line to stderr and exit non-zero (no traceback)."""
-    typer.echo(f"error: {message}", err=True)
+    """Print one clear line to stderr and exit non-zero (no traceback); undecodable file-name bytes as \\xNN."""
+    from ..data.images import display_path
+
+    typer.echo(f"error: {display_path(message)}", err=True)
     raise typer.Exit(code)

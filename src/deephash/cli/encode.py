@@ -24,8 +24,11 @@ def encode(
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Turn images into packed binary codes with a trained model."""
+    from ..codes import CodesFile
+    from ..data import display_path
     from ..retrieval import Encoder
 
+    CodesFile.check_destination(out)  # before the model is loaded and the images encoded
     encoder = Encoder(checkpoint, batch_size=batch_size, workers=workers)
     if images is not None:
         cf, failures = encoder.encode_folder(images, progress=not quiet)
@@ -33,7 +36,7 @@ def encode(
         cf, failures = encoder.encode_split(data, split, protocol, progress=not quiet)
     cf.save(out)
     for path, reason in failures[:10]:
-        typer.echo(f"skipped: {reason}", err=True)
+        typer.echo(f"skipped: {display_path(reason)}", err=True)
     if len(failures) > 10:
         typer.echo(f"skipped: ... and {len(failures) - 10} more", err=True)
-    typer.echo(f"wrote {len(cf)} {cf.bits}-bit codes to {out}; skipped {len(failures)} unreadable images")
+    typer.echo(f"wrote {len(cf)} {cf.bits}-bit codes to {display_path(out)}; skipped {len(failures)} unreadable images")

@@ -30,7 +30,7 @@ def search(
 ) -> None:
     """Hamming search: the nearest codes to query images or query codes."""
     from ..codes import CodesFile
-    from ..data import load_image
+    from ..data import display_path, load_image
     from ..retrieval import ImageIndex, open_index
 
     if (index is None) == (database is None):
@@ -56,15 +56,15 @@ def search(
             typer.echo(json.dumps(qr.to_dict()))
             continue
         within = f" within distance {radius} (inclusive)" if radius is not None else ""
-        typer.echo(f"query {qr.query}: {len(qr.results)} results{within}")
+        typer.echo(display_path(f"query {qr.query}: {len(qr.results)} results{within}"))
         for cat, found in qr.groups():
             if cat is not None:
                 typer.echo(f"  [{cat.name} p={cat.prob:.2f}]")
             for rank, r in enumerate(found, 1):
                 box = f" box {r.box}" if r.box else ""
                 extra = "".join(f" {k}={v}" for k, v in r.metadata.items())
-                typer.echo(f"  {rank:>3}  id {r.id:>8}  d={r.distance:>3}  {r.path or ''} {','.join(r.labels)}{box}"
-                           + extra)
+                typer.echo(display_path(f"  {rank:>3}  id {r.id:>8}  d={r.distance:>3}  {r.path or ''} "
+                                        f"{','.join(r.labels)}{box}{extra}"))
     if grid is not None:
         from ..retrieval.grid import draw_results
 
