@@ -102,7 +102,7 @@ def _exact_array(a, dtype, what: str, lo: int, hi: int) -> np.ndarray:
     """``a`` as ``dtype`` when every value fits unchanged: integers (or bools) in [lo, hi]; floats, strings and
     out-of-range values are refused instead of being truncated (300 would silently become 44 in uint8)."""
     a = np.asarray(a)
-    if a.dtype == dtype:
+    if a.dtype == dtype and lo <= np.iinfo(dtype).min and hi >= np.iinfo(dtype).max:
         return a
     if a.dtype != bool and not np.issubdtype(a.dtype, np.integer):
         raise InvalidInputError(f"{what} must be integers, got {a.dtype} values")

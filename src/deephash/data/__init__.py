@@ -67,8 +67,8 @@ def load_split(spec: str | Path, protocol: str | None, seed: int, image_size: in
 
 __all__ = [
     "ArrayDataset", "BoxArrayDataset", "BoxFileDataset", "FileDataset", "HashDataset", "PROTOCOLS", "Split",
-    "cached_multiobject", "decode_image", "display_path", "generate_multiobject", "is_box_source", "list_images", "load_box_source",
-    "load_box_split", "load_cifar10_python", "load_coco", "load_digits_dataset", "load_image", "load_image_folder",
-    "load_image_folder_archive", "load_source", "load_split", "load_voc", "load_yolo", "make_split", "max_pixels", "one_hot",
-    "read_list_file", "split_indices", "to_tensor",
+    "cached_multiobject", "decode_image", "display_path", "generate_multiobject", "is_box_source", "list_images",
+    "load_box_source", "load_box_split", "load_cifar10_python", "load_coco", "load_digits_dataset", "load_image",
+    "load_image_folder", "load_image_folder_archive", "load_source", "load_split", "load_voc", "load_yolo", "make_split",
+    "max_pixels", "one_hot", "read_list_file", "split_indices", "to_tensor",
 ]
