@@ -10,7 +10,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import struct
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -96,6 +98,10 @@ def _check_padding(codes: np.ndarray, bits: int, what: str) -> None:
 
 
 CATEGORY_ARRAYS = ("category_codes", "probs", "boxes")
+# what a damaged .npz raises from zipfile, zlib and numpy's header parser (UnicodeDecodeError, JSONDecodeError
+# and zlib.error's siblings are ValueErrors or OSErrors; NotImplementedError: an unknown zip version or method)
+_READ_ERRORS = (zipfile.BadZipFile, ValueError, OSError, EOFError, RuntimeError, NotImplementedError, zlib.error,
+                struct.error, MemoryError, OverflowError)
 
 
 def _exact_array(a, dtype, what: str, lo: int, hi: int) -> np.ndarray:
@@ -290,7 +296,7 @@ class CodesFile:
             raise MissingFileError(f"codes file not found: {path}")
         try:
             z = np.load(path, allow_pickle=False)
-        except (zipfile.BadZipFile, ValueError, OSError, EOFError) as e:
+        except _READ_ERRORS as e:
             raise CorruptFileError(f"{path} is not a readable deephash codes file ({type(e).__name__}: {e})") from None
         if not isinstance(z, np.lib.npyio.NpzFile):
             raise CorruptFileError(f"{path} is a bare array, not a deephash codes file (write one with CodesFile.save "
@@ -306,8 +312,7 @@ class CodesFile:
                 raise TypeError(f"the header is a {type(header).__name__}, not an object")
             bits, count = header["bits"], header["count"]
             codes, ids = arrays["codes"], arrays["ids"]
-        except (zipfile.BadZipFile, ValueError, KeyError, OSError, EOFError, TypeError, RuntimeError,
-                UnicodeDecodeError, json.JSONDecodeError, NotImplementedError) as e:
+        except (*_READ_ERRORS, KeyError, TypeError) as e:
             raise CorruptFileError(f"{path} is not a readable deephash codes file ({type(e).__name__}: {e})") from None
         if header.get("format") != CODES_FORMAT:
             raise CorruptFileError(f"{path}: unknown codes format {header.get('format')!r}")
