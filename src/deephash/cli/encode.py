@@ -14,7 +14,9 @@ from ._app import app
 def encode(
     checkpoint: Path = typer.Argument(..., help="A training checkpoint (or its run folder)."),
     out: Path = typer.Option(..., "--out", "-o", help="Codes file to write (.npz)."),
-    images: Optional[Path] = typer.Option(None, help="A folder of arbitrary images (any size or mode), searched recursively."),
+    images: Optional[Path] = typer.Option(
+        None, help="A folder of arbitrary images (any size or mode), searched recursively; unreadable ones, and ones "
+                   "above DEEPHASH_MAX_PIXELS (64 Mpx), are skipped and named."),
     data: Optional[str] = typer.Option(None, help="A dataset spec; default: the one the model was trained on."),
     split: Optional[str] = typer.Option(None, help="train, query or database (default database); a dataset with boxes "
                                         "(IAH): one of its split folders (default its first)."),
