@@ -114,7 +114,10 @@ def _dict_to_row(i: int, md: dict):
         try:
             path.encode("utf-8")
         except UnicodeEncodeError:
-            path = os.fsencode(path)
+            try:
+                path = os.fsencode(path)
+            except UnicodeEncodeError:  # a surrogate that no file name yields: kept visible, never a crash
+                path = path.encode("utf-8", "surrogatepass")
     return (i, path, None if labels is None else json.dumps(labels), json.dumps(extra) if extra else None)
 
 
