@@ -605,7 +605,7 @@ def test_output_paths_that_are_folders_or_files(base, tmp_path, unchanged):
     assert (tmp_path / "afile").read_text() == "keep me" and list((tmp_path / "adir").iterdir()) == []
 
 
-# ---- workflow ---------------------------------------------------------------------------------------------------------
+# ---- workflow -------------------------------------------------------------------------------------------------------
 
 
 def test_two_encoded_folders_add_to_one_index(base, tmp_path):

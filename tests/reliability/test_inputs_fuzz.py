@@ -16,8 +16,9 @@ N_CORRUPTIONS = 1000
 
 def small_codes_file(path, checksum: bool = True):
     rng = np.random.default_rng(0)
-    cf = CodesFile(pack_bits(rng.integers(0, 2, (6, 20))), 20, ids=np.arange(10, 16), paths=[f"im{i}.png" for i in range(6)],
-                   labels=np.eye(6, 3, dtype=np.uint8), class_names=["a", "b", "c"], meta={"protocol": "x"})
+    cf = CodesFile(pack_bits(rng.integers(0, 2, (6, 20))), 20, ids=np.arange(10, 16),
+                   paths=[f"im{i}.png" for i in range(6)], labels=np.eye(6, 3, dtype=np.uint8),
+                   class_names=["a", "b", "c"], meta={"protocol": "x"})
     cf.save(path)
     if not checksum:  # as written before the header carried a checksum
         with np.load(path) as z:

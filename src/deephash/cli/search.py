@@ -20,8 +20,8 @@ def search(
     query: Optional[Path] = typer.Option(None, "--query", "--codes", help="Query codes file (batch queries)."),
     checkpoint: Optional[Path] = typer.Option(None, help="Model for --image (default: the one the index came from)."),
     k: int = typer.Option(10, "-k", help="Number of neighbours (a k above the database size returns every item)."),
-    radius: Optional[int] = typer.Option(None, help="Return every item within this Hamming distance (inclusive) instead; "
-                                         "a radius above the code length finds every item."),
+    radius: Optional[int] = typer.Option(None, help="Return every item within this Hamming distance (inclusive) "
+                                         "instead; a radius above the code length finds every item."),
     grid: Optional[Path] = typer.Option(None, help="Write a PNG grid of each query and its results."),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per query instead of a table."),
     limit: int = typer.Option(20, help="At most this many rows in the grid."),

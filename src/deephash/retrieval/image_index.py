@@ -203,8 +203,9 @@ class ImageIndex:
         """One ``QueryResult`` per query. Queries are images (paths or arrays), packed codes or a codes file (semantic mode), or
         ids of indexed images. ``k`` nearest (at most ``len(self)`` results, whatever k), or with ``radius``
         every image within that Hamming distance (inclusive; a radius above the code length finds them all).
-        ``mode="category"`` (IAH) searches, per query, the categories it most likely shows (probability > ``threshold``, at most ``max_categories``, the best one at least) among images holding
-        that category, equal category distances ordered by whole-image (semantic) distance."""
+        ``mode="category"`` (IAH) searches, per query, the categories it most likely shows (probability >
+        ``threshold``, at most ``max_categories``, the best one at least) among images holding that category,
+        equal category distances ordered by whole-image (semantic) distance."""
         if mode not in MODES:
             raise InvalidInputError(f"mode must be semantic or category, got {mode!r}")
         if sum(x is not None for x in (images, codes, ids)) != 1:
