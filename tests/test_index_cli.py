@@ -40,7 +40,8 @@ def test_build_add_remove_info(tmp_path):
     D, I = index.search(cf.codes[3], 1)
     assert I[0, 0] == 3 and D[0, 0] == 0
 
-    r = runner.invoke(app, ["index", "add", "--index", str(idx), "--codes", str(tmp_path / "more.npz")])
+    r = runner.invoke(app, ["index", "add", "--index", str(idx), "--codes", str(tmp_path / "more.npz"),
+                            "--keep-ids"])
     assert r.exit_code == 0, r.output
     r = runner.invoke(app, ["index", "remove", "--index", str(idx), "--ids", "1,2,102"])
     assert r.exit_code == 0, r.output
@@ -60,7 +61,7 @@ def test_cli_errors_are_one_clean_line(tmp_path):
     idx = tmp_path / "idx"
     assert runner.invoke(app, ["index", "build", "--codes", str(tmp_path / "codes.npz"), "--out", str(idx)]).exit_code == 0
     cases = [
-        (["index", "add", "--index", str(idx), "--codes", str(tmp_path / "codes.npz")], "already in the index"),
+        (["index", "add", "--index", str(idx), "--codes", str(tmp_path / "codes.npz"), "--keep-ids"], "already in the index"),
         (["index", "add", "--index", str(idx), "--codes", str(tmp_path / "wide.npz")], "64-bit codes"),
         (["index", "remove", "--index", str(idx), "--ids", "77"], "not in the index"),
         (["index", "remove", "--index", str(idx), "--ids", "1,x"], "comma-separated"),

@@ -7,9 +7,12 @@ expect, so packed codes can be handed to ``faiss.IndexBinaryFlat`` unchanged.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import struct
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -95,6 +98,34 @@ def _check_padding(codes: np.ndarray, bits: int, what: str) -> None:
 
 
 CATEGORY_ARRAYS = ("category_codes", "probs", "boxes")
+# what a damaged .npz raises from zipfile, zlib and numpy's header parser (UnicodeDecodeError, JSONDecodeError
+# and zlib.error's siblings are ValueErrors or OSErrors; NotImplementedError: an unknown zip version or method)
+_READ_ERRORS = (zipfile.BadZipFile, ValueError, OSError, EOFError, RuntimeError, NotImplementedError, zlib.error,
+                struct.error, MemoryError, OverflowError)
+
+
+def _exact_array(a, dtype, what: str, lo: int, hi: int) -> np.ndarray:
+    """``a`` as ``dtype`` when every value fits unchanged: integers (or bools) in [lo, hi]; floats, strings and
+    out-of-range values are refused instead of being truncated (300 would silently become 44 in uint8)."""
+    a = np.asarray(a)
+    if a.dtype == dtype and lo <= np.iinfo(dtype).min and hi >= np.iinfo(dtype).max:
+        return a
+    if a.dtype != bool and not np.issubdtype(a.dtype, np.integer):
+        raise InvalidInputError(f"{what} must be integers, got {a.dtype} values")
+    if a.size and (a.min() < lo or a.max() > hi):
+        bad = a[(a < lo) | (a > hi)].flat[0]
+        raise InvalidInputError(f"{what} must lie in [{lo}, {hi}], got {bad}")
+    return a.astype(dtype)
+
+
+def arrays_digest(arrays: dict[str, np.ndarray]) -> str:
+    """sha256 over the names, dtypes, shapes and bytes of ``arrays`` (what a codes file's header records)."""
+    h = hashlib.sha256()
+    for name in sorted(arrays):
+        a = np.ascontiguousarray(arrays[name])
+        h.update(f"{name}:{a.dtype.str}:{a.shape};".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
 
 
 @dataclass
@@ -119,18 +150,35 @@ class CodesFile:
     boxes: np.ndarray | None = None
 
     def __post_init__(self):
-        self.codes = np.ascontiguousarray(self.codes, dtype=np.uint8)
+        """Every value is checked, never cast: packed codes are bytes 0..255, ids non-negative integers, labels
+        0/1 (a float or out-of-range value would otherwise be truncated into a different, valid-looking one)."""
+        self.codes = np.ascontiguousarray(_exact_array(self.codes, np.uint8, "packed codes", 0, 255))
         if self.codes.ndim != 2 or self.codes.shape[1] != packed_width(self.bits):
             raise InvalidInputError(f"codes of shape {self.codes.shape} do not hold {self.bits}-bit codes")
         _check_padding(self.codes, self.bits, "codes")
         n = len(self.codes)
-        self.ids = np.arange(n, dtype=np.int64) if self.ids is None else np.asarray(self.ids, dtype=np.int64)
+        if self.ids is None:
+            self.ids = np.arange(n, dtype=np.int64)
+        else:
+            self.ids = _exact_array(self.ids, np.int64, "ids", 0, np.iinfo(np.int64).max)
+            if self.ids.ndim != 1:
+                raise InvalidInputError(f"ids must be a 1-D array, got shape {self.ids.shape}")
         if len(self.ids) != n:
             raise InvalidInputError(f"{len(self.ids)} ids for {n} codes")
-        if self.paths is not None and len(self.paths) != n:
-            raise InvalidInputError(f"{len(self.paths)} paths for {n} codes")
-        if self.labels is not None and len(self.labels) != n:
-            raise InvalidInputError(f"{len(self.labels)} label rows for {n} codes")
+        if self.paths is not None:
+            self.paths = [str(p) for p in self.paths]
+            if len(self.paths) != n:
+                raise InvalidInputError(f"{len(self.paths)} paths for {n} codes")
+        if self.labels is not None:
+            self.labels = _exact_array(self.labels, np.uint8, "labels", 0, 1)
+            if self.labels.ndim != 2 or len(self.labels) != n:
+                raise InvalidInputError(f"labels must be (N, classes) rows of 0/1 for N = {n} codes, got shape "
+                                        f"{self.labels.shape}")
+        if self.class_names is not None and (not isinstance(self.class_names, list)
+                                             or not all(isinstance(c, str) for c in self.class_names)):
+            raise InvalidInputError("class_names must be a list of strings")
+        if not isinstance(self.meta, dict):
+            raise InvalidInputError(f"meta must be a dict, got {type(self.meta).__name__}")
         self._check_category_arrays()
 
     def _check_category_arrays(self) -> None:
@@ -206,22 +254,39 @@ class CodesFile:
             rows.append(md)
         return rows
 
-    def save(self, path: str | os.PathLike) -> Path:
+    @staticmethod
+    def check_destination(path: str | os.PathLike) -> Path:
+        """Refuse a destination that cannot become a codes file (a folder, or under a file), before any work."""
         path = Path(path)
+        if path.is_dir():
+            raise InvalidInputError(f"{path} is a folder; give the codes file to write (e.g. {path / 'codes.npz'})")
+        parent = next((p for p in path.parents if p.exists()), None)
+        if parent is not None and not parent.is_dir():
+            raise InvalidInputError(f"cannot write codes file {path}: {parent} is a file, not a folder")
+        return path
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the codes file atomically; its header records the sha256 of the arrays (``load`` checks it)."""
+        path = self.check_destination(path)
+        arrays = {"codes": self.codes, "ids": self.ids}
+        if self.paths is not None:
+            arrays["paths"] = np.array(self.paths, dtype=str)
+        if self.labels is not None:
+            arrays["labels"] = np.asarray(self.labels, dtype=np.uint8)
+        arrays |= {name: getattr(self, name) for name in CATEGORY_ARRAYS if getattr(self, name) is not None}
         header = {
             "format": CODES_FORMAT,
             "bits": self.bits,
             "count": len(self),
             "class_names": self.class_names,
             "meta": self.meta,
+            "sha256": arrays_digest(arrays),
         }
-        arrays = {"codes": self.codes, "ids": self.ids, "header": np.array(json.dumps(header))}
-        if self.paths is not None:
-            arrays["paths"] = np.array(self.paths, dtype=str)
-        if self.labels is not None:
-            arrays["labels"] = np.asarray(self.labels, dtype=np.uint8)
-        arrays |= {name: getattr(self, name) for name in CATEGORY_ARRAYS if getattr(self, name) is not None}
-        atomic_write(path, lambda fh: np.savez(fh, **arrays))
+        arrays = {"header": np.array(json.dumps(header)), **arrays}
+        try:
+            atomic_write(path, lambda fh: np.savez(fh, **arrays))
+        except OSError as e:
+            raise InvalidInputError(f"cannot write codes file {path}: {e.strerror or e}") from None
         return path
 
     @classmethod
@@ -231,34 +296,47 @@ class CodesFile:
             raise MissingFileError(f"codes file not found: {path}")
         try:
             z = np.load(path, allow_pickle=False)
-        except (zipfile.BadZipFile, ValueError, OSError, EOFError) as e:
+        except _READ_ERRORS as e:
             raise CorruptFileError(f"{path} is not a readable deephash codes file ({type(e).__name__}: {e})") from None
         if not isinstance(z, np.lib.npyio.NpzFile):
             raise CorruptFileError(f"{path} is a bare array, not a deephash codes file (write one with CodesFile.save "
                                 "or `deephash encode`)")
         try:
             with z:
+                if "header" not in z.files:
+                    raise CorruptFileError(f"{path} is an .npz without a deephash header, not a codes file (write one "
+                                           "with CodesFile.save or `deephash encode`)")
                 header = json.loads(str(z["header"]))
-                arrays = {k: z[k] for k in z.files}
+                arrays = {k: z[k] for k in z.files if k != "header"}
+            if not isinstance(header, dict):
+                raise TypeError(f"the header is a {type(header).__name__}, not an object")
             bits, count = header["bits"], header["count"]
-            codes = arrays["codes"]
-        except (zipfile.BadZipFile, ValueError, KeyError, OSError, EOFError, TypeError, json.JSONDecodeError) as e:
+            codes, ids = arrays["codes"], arrays["ids"]
+        except (*_READ_ERRORS, KeyError, TypeError) as e:
             raise CorruptFileError(f"{path} is not a readable deephash codes file ({type(e).__name__}: {e})") from None
         if header.get("format") != CODES_FORMAT:
             raise CorruptFileError(f"{path}: unknown codes format {header.get('format')!r}")
+        if type(bits) is not int or type(count) is not int:
+            raise CorruptFileError(f"{path}: the header's bits and count must be integers, got {bits!r}, {count!r}")
+        if "paths" in arrays and arrays["paths"].dtype.kind != "U":
+            raise CorruptFileError(f"{path}: paths must be text, got {arrays['paths'].dtype}")
         try:
             out = cls(
                 codes=codes,
                 bits=bits,
-                ids=arrays["ids"],
+                ids=ids,
                 paths=[str(p) for p in arrays["paths"]] if "paths" in arrays else None,
                 labels=arrays.get("labels"),
                 class_names=header.get("class_names"),
-                meta=header.get("meta", {}),
+                meta=header.get("meta") or {},
                 **{name: arrays[name] for name in CATEGORY_ARRAYS if name in arrays},
             )
         except DeephashError as e:
             raise InvalidInputError(f"{path}: {e}") from None
         if len(out) != count:
             raise CorruptFileError(f"{path}: header says {count} codes, file holds {len(out)}")
+        digest = header.get("sha256")  # files written before the checksum have none
+        if digest is not None and digest != arrays_digest(arrays):
+            raise CorruptFileError(f"{path}: checksum mismatch: the arrays differ from what was written (the file was "
+                                   "altered or damaged)")
         return out

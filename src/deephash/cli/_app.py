@@ -9,17 +9,26 @@ from __future__ import annotations
 import typer
 from typer.core import TyperGroup
 
+try:
+    from typer._click.exceptions import UsageError  # typer >= 0.26 vendors click
+except ImportError:  # pragma: no cover
+    from click.exceptions import UsageError
+
 from ..errors import DeephashError
 
 
 class _Group(TyperGroup):
-    """Turns a DeephashError from any command (sub-apps included) into one ``error:`` line and exit 2."""
+    """Turns a DeephashError from any command (sub-apps included), and a command line that does not parse
+    (``-k abc``, an unknown option), into one ``error:`` line and exit 2."""
 
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
         except DeephashError as e:
             fail(str(e))
+        except UsageError as e:
+            hint = f" (see '{e.ctx.command_path} --help')" if e.ctx is not None else ""
+            fail(f"{e.format_message()}{hint}")
 
 
 app = typer.Typer(
@@ -34,6 +43,8 @@ app = typer.Typer(
 
 
 def fail(message: str, code: int = 2) -> None:
-    """Print one clear line to stderr and exit non-zero (no traceback)."""
-    typer.echo(f"error: {message}", err=True)
+    """Print one clear line to stderr and exit non-zero (no traceback); undecodable file-name bytes as \\xNN."""
+    from ..utils.io import display_path
+
+    typer.echo(f"error: {display_path(message)}", err=True)
     raise typer.Exit(code)

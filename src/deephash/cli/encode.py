@@ -14,7 +14,9 @@ from ._app import app
 def encode(
     checkpoint: Path = typer.Argument(..., help="A training checkpoint (or its run folder)."),
     out: Path = typer.Option(..., "--out", "-o", help="Codes file to write (.npz)."),
-    images: Optional[Path] = typer.Option(None, help="A folder of arbitrary images (any size or mode), searched recursively."),
+    images: Optional[Path] = typer.Option(
+        None, help="A folder of arbitrary images (any size or mode), searched recursively; unreadable ones, and ones "
+                   "above DEEPHASH_MAX_PIXELS (64 Mpx), are skipped and named."),
     data: Optional[str] = typer.Option(None, help="A dataset spec; default: the one the model was trained on."),
     split: Optional[str] = typer.Option(None, help="train, query or database (default database); a dataset with boxes "
                                         "(IAH): one of its split folders (default its first)."),
@@ -30,8 +32,11 @@ def encode(
     \b
         deephash encode runs/dsh --split query --out q.npz
     """
+    from ..codes import CodesFile
+    from ..utils.io import display_path
     from ..retrieval import Encoder
 
+    CodesFile.check_destination(out)  # before the model is loaded and the images encoded
     encoder = Encoder(checkpoint, batch_size=batch_size, workers=workers)
     if images is not None:
         cf, failures = encoder.encode_folder(images, progress=not quiet)
@@ -39,7 +44,7 @@ def encode(
         cf, failures = encoder.encode_split(data, split, protocol, progress=not quiet)
     cf.save(out)
     for path, reason in failures[:10]:
-        typer.echo(f"skipped: {reason}", err=True)
+        typer.echo(f"skipped: {display_path(reason)}", err=True)
     if len(failures) > 10:
         typer.echo(f"skipped: ... and {len(failures) - 10} more", err=True)
-    typer.echo(f"wrote {len(cf)} {cf.bits}-bit codes to {out}; skipped {len(failures)} unreadable images")
+    typer.echo(f"wrote {len(cf)} {cf.bits}-bit codes to {display_path(out)}; skipped {len(failures)} unreadable images")

@@ -37,7 +37,10 @@ def evaluate(
         deephash evaluate --query q.npz --database db.npz --out report/
     """
     from ..evaluation import evaluate_codes_files, format_table, write_report
+    from ..evaluation.report import check_report_dir
 
+    if out is not None:
+        check_report_dir(out)
     results = evaluate_codes_files(query, database, mode, topk, radius, ndcg_k, empty, semantic_ties, protocol)
     report = write_report(list(results.values()), out) if out is not None else None
     if as_json:

@@ -66,8 +66,10 @@ def add(
     codes: Optional[Path] = typer.Option(None, "--codes", help="codes file (.npz) with the codes to add"),
     images: Optional[Path] = typer.Option(None, "--images", help="or a folder of images to encode with the index's "
                                           "model and add (unreadable files are skipped)"),
+    keep_ids: bool = typer.Option(False, "--keep-ids", help="with --codes: keep the file's ids (they must be new) "
+                                  "instead of giving the codes fresh ids after the index's largest"),
 ) -> None:
-    """Add the codes of a codes file (their ids must be new), or images, and save.
+    """Add the codes of a codes file (with fresh ids, or theirs with --keep-ids), or images, and save.
 
     Example:
 
@@ -80,9 +82,11 @@ def add(
 
     if (codes is None) == (images is None):
         raise InvalidInputError("give exactly one of --codes or --images")
+    if keep_ids and codes is None:
+        raise InvalidInputError("--keep-ids keeps the ids of a codes file: it goes with --codes")
     index = open_index(index_dir, mmap=False)
     if codes is not None:
-        added = index.add_codes(CodesFile.load(codes))
+        added = len(index.add_codes(CodesFile.load(codes), keep_ids=keep_ids))
         failures = []
     else:
         res = index.add(list_images(images))

@@ -19,8 +19,9 @@ def search(
     image: List[Path] = typer.Option([], "--image", help="Query image(s); needs a checkpoint."),
     query: Optional[Path] = typer.Option(None, "--query", "--codes", help="Query codes file (batch queries)."),
     checkpoint: Optional[Path] = typer.Option(None, help="Model for --image (default: the one the index came from)."),
-    k: int = typer.Option(10, "-k", help="Number of neighbours."),
-    radius: Optional[int] = typer.Option(None, help="Return every item within this Hamming distance (inclusive) instead."),
+    k: int = typer.Option(10, "-k", help="Number of neighbours (a k above the database size returns every item)."),
+    radius: Optional[int] = typer.Option(None, help="Return every item within this Hamming distance (inclusive) "
+                                         "instead; a radius above the code length finds every item."),
     grid: Optional[Path] = typer.Option(None, help="Write a PNG grid of each query and its results."),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per query instead of a table."),
     limit: int = typer.Option(20, help="At most this many rows in the grid."),
@@ -36,6 +37,7 @@ def search(
         deephash search --index idx/ --image photo.jpg -k 10 --grid grid.png
     """
     from ..codes import CodesFile
+    from ..utils.io import display_path
     from ..retrieval import ImageIndex, open_index
 
     if (index is None) == (database is None):
@@ -63,15 +65,15 @@ def search(
             typer.echo(json.dumps(qr.to_dict()))
             continue
         within = f" within distance {radius} (inclusive)" if radius is not None else ""
-        typer.echo(f"query {qr.query}: {len(qr.results)} results{within}")
+        typer.echo(display_path(f"query {qr.query}: {len(qr.results)} results{within}"))
         for cat, found in qr.groups():
             if cat is not None:
                 typer.echo(f"  [{cat.name} p={cat.prob:.2f}]")
             for rank, r in enumerate(found, 1):
                 box = f" box {r.box}" if r.box else ""
                 extra = "".join(f" {k}={v}" for k, v in r.metadata.items())
-                typer.echo(f"  {rank:>3}  id {r.id:>8}  d={r.distance:>3}  {r.path or ''} {','.join(r.labels)}{box}"
-                           + extra)
+                typer.echo(display_path(f"  {rank:>3}  id {r.id:>8}  d={r.distance:>3}  {r.path or ''} "
+                                        f"{','.join(r.labels)}{box}{extra}"))
     if grid is not None:
         from ..retrieval.grid import draw_results
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pickle
 import tarfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -21,11 +22,27 @@ def is_cifar_python(path: Path) -> bool:
     return path.name.endswith((".tar.gz", ".tgz")) and "cifar-10-python" in path.name
 
 
+_PICKLE_GLOBALS = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+                   ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")}
+
+
+class _ArrayUnpickler(pickle.Unpickler):
+    """Unpickles dicts, lists, bytes and numpy arrays only: a crafted pickle cannot call anything else."""
+
+    def find_class(self, module, name):
+        if (module, name) not in _PICKLE_GLOBALS:
+            raise pickle.UnpicklingError(f"refusing to load {module}.{name} (not part of a CIFAR-10 batch)")
+        return super().find_class(module, name)
+
+
 def _unpickle(fh, what: str) -> dict:
     try:
-        return pickle.load(fh, encoding="bytes")
+        d = _ArrayUnpickler(fh, encoding="bytes").load()
     except Exception as e:  # corrupt pickles raise many types
         raise CorruptFileError(f"cannot read CIFAR-10 file {what}: {e}") from None
+    if not isinstance(d, dict):
+        raise CorruptFileError(f"CIFAR-10 file {what} holds a {type(d).__name__}, not a batch dict")
+    return d
 
 
 def _decode_batch(d: dict, what: str) -> tuple[np.ndarray, np.ndarray]:
@@ -34,6 +51,8 @@ def _decode_batch(d: dict, what: str) -> tuple[np.ndarray, np.ndarray]:
         labels = np.asarray(d[b"labels"], dtype=np.int64)
     except KeyError as e:
         raise InvalidInputError(f"CIFAR-10 file {what} lacks the key {e}") from None
+    except (TypeError, ValueError, OverflowError) as e:
+        raise CorruptFileError(f"CIFAR-10 file {what}: unreadable data or labels ({e})") from None
     if data.ndim != 2 or data.shape[1] != 3072 or len(data) != len(labels):
         raise InvalidInputError(f"CIFAR-10 file {what}: data of shape {data.shape} with {len(labels)} labels")
     return data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), labels
@@ -58,7 +77,7 @@ def load_cifar10_python(path: str | Path) -> dict[str, ArrayDataset]:
                     name = Path(m.name).name
                     if m.isfile() and name in ("batches.meta", *TRAIN_BATCHES, *TEST_BATCHES):
                         files[name] = _unpickle(tar.extractfile(m), f"{path}:{m.name}")
-        except (tarfile.TarError, OSError, EOFError) as e:
+        except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
             raise CorruptFileError(f"cannot read CIFAR-10 archive {path}: {e}") from None
         missing = [n for n in ["batches.meta", *TRAIN_BATCHES, *TEST_BATCHES] if n not in files]
         if missing:
@@ -68,7 +87,7 @@ def load_cifar10_python(path: str | Path) -> dict[str, ArrayDataset]:
         raise InvalidInputError(f"{path}: batches.meta has no label_names")
     out = {}
     for split, batches in (("train", TRAIN_BATCHES), ("test", TEST_BATCHES)):
-        parts = [_decode_batch(files[b], b) for b in batches]
+        parts = [_decode_batch(files[b], f"{path}:{b}") for b in batches]
         images = np.concatenate([p[0] for p in parts])
         targets = np.concatenate([p[1] for p in parts])
         if targets.max() >= len(names) or targets.min() < 0:

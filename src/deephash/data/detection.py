@@ -63,11 +63,14 @@ class BoxArrayDataset(_Boxes, ArrayDataset):
 
 
 def _labels_from_boxes(boxes: list[np.ndarray], num_classes: int) -> np.ndarray:
+    """Multi-hot labels of each image's box classes (a class id out of range is named, not its batch's max)."""
     labels = np.zeros((len(boxes), num_classes), np.uint8)
     for i, b in enumerate(boxes):
         cls = b[:, 0].astype(np.int64)
-        if len(cls) and (cls.min() < 0 or cls.max() >= num_classes):
-            raise InvalidInputError(f"class id {int(cls.max())} out of range for {num_classes} classes")
+        bad = np.flatnonzero((cls < 0) | (cls >= num_classes))
+        if len(bad):
+            raise InvalidInputError(f"image {i}: class id {cls[bad[0]]} out of range 0..{num_classes - 1} "
+                                    f"({num_classes} classes)")
         labels[i, cls] = 1
     return labels
 
@@ -103,7 +106,7 @@ def load_yolo(root: str | Path, image_size=None) -> dict[str, BoxFileDataset]:
         boxes = []
         for img in images:
             lbl = root / "labels" / split.relative_to(root / "images") / f"{img.stem}.txt"
-            rows = _read_yolo_rows(lbl) if lbl.is_file() else np.zeros((0, 5), np.float32)
+            rows = _read_yolo_rows(lbl, len(names)) if lbl.is_file() else np.zeros((0, 5), np.float32)
             boxes.append(rows)
         name = split.name if split != root / "images" else "all"
         out[name] = BoxFileDataset(images, _labels_from_boxes(boxes, len(names)), names, boxes, image_size, name)
@@ -112,9 +115,14 @@ def load_yolo(root: str | Path, image_size=None) -> dict[str, BoxFileDataset]:
     return out
 
 
-def _read_yolo_rows(path: Path) -> np.ndarray:
+def _read_yolo_rows(path: Path, num_classes: int) -> np.ndarray:
+    """Rows ``class x1 y1 x2 y2`` of a YOLO label file; a bad line is named by file and line number."""
     rows = []
-    for n, line in enumerate(path.read_text().splitlines(), 1):
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise InvalidInputError(f"{path}: not a UTF-8 text label file ({e})") from None
+    for n, line in enumerate(text.splitlines(), 1):
         parts = line.split()
         if not parts:
             continue
@@ -122,6 +130,13 @@ def _read_yolo_rows(path: Path) -> np.ndarray:
             c, cx, cy, w, h = (float(v) for v in parts[:5])
         except ValueError:
             raise InvalidInputError(f"{path}:{n}: expected 'class cx cy w h', got {line!r}") from None
+        if not np.isfinite([cx, cy, w, h]).all():
+            raise InvalidInputError(f"{path}:{n}: box values must be finite numbers, got {line!r}")
+        if not np.isfinite(c) or c != int(c):
+            raise InvalidInputError(f"{path}:{n}: class id must be an integer, got {parts[0]!r}")
+        if not 0 <= c < num_classes:
+            raise InvalidInputError(f"{path}:{n}: class id {int(c)} out of range 0..{num_classes - 1} "
+                                    f"({num_classes} classes in data.yaml)")
         rows.append([c, cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2])
     b = np.asarray(rows, np.float32).reshape(-1, 5)
     b[:, 1:] = b[:, 1:].clip(0, 1)

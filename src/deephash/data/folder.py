@@ -4,6 +4,7 @@ as a directory or packed in a .tar/.tar.gz (decoded straight from the archive an
 from __future__ import annotations
 
 import tarfile
+import zlib
 from collections import defaultdict
 from pathlib import Path
 
@@ -78,7 +79,7 @@ def load_image_folder_archive(path: str | Path, image_size=None, progress: bool 
                 else:
                     split, cls = "all", parts[-2]
                 entries[split].append((cls, m.name, tar.extractfile(m).read()))
-    except (tarfile.TarError, OSError, EOFError) as e:
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
         raise CorruptFileError(f"cannot read image archive {path}: {e}") from None
     if not entries:
         raise InvalidInputError(f"no images found in archive {path} (expected <split>/<class>/*.jpg)")

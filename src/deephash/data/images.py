@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import io
+import os
 import warnings
 from pathlib import Path
+from struct import error as struct_error
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
-from ..errors import CorruptFileError, MissingFileError
+from ..errors import CorruptFileError, DeephashError, InvalidInputError, MissingFileError
+from ..utils.io import display_path  # noqa: F401  (re-exported: data.display_path)
+
+MAX_PIXELS_ENV = "DEEPHASH_MAX_PIXELS"
+DEFAULT_MAX_PIXELS = 64_000_000  # 64 Mpx: about 200 MB as RGB while decoding; Pillow's own bomb guard is ~179 Mpx
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 
@@ -32,17 +38,49 @@ def load_image(path: str | Path, size: tuple[int, int] | None = None) -> np.ndar
     return decode_image(Path(path), size, str(path))
 
 
+def max_pixels() -> int:
+    """The largest image (width x height, after JPEG draft reduction) ``decode_image`` decodes: 64 Mpx, or the
+    environment variable DEEPHASH_MAX_PIXELS."""
+    value = os.environ.get(MAX_PIXELS_ENV)
+    if value is None:
+        return DEFAULT_MAX_PIXELS
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise InvalidInputError(f"{MAX_PIXELS_ENV} must be a positive integer, got {value!r}")
+    return n
+
+
 def decode_image(source: Path | bytes, size: tuple[int, int] | None = None, what: str = "image") -> np.ndarray:
-    """Decode a file or in-memory bytes (e.g. an archive member); errors name ``what``."""
+    """Decode a file or in-memory bytes (e.g. an archive member); errors name ``what``.
+
+    The image is turned upright by its EXIF orientation. Images above ``max_pixels()`` are refused before their
+    pixels are decoded (a JPEG is first reduced by Pillow's draft mode towards ``size``, so a large photo that
+    is being shrunk anyway decodes at 1/2, 1/4 or 1/8 of its size); Pillow's own decompression-bomb guard
+    still refuses anything above its limit.
+    """
+    what = display_path(what)
+    limit = max_pixels()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as img:
+                if size is not None and img.format == "JPEG":  # either orientation must stay >= size
+                    img.draft("RGB", (max(size), max(size)))
+                w, h = img.size
+                if w * h > limit:
+                    raise InvalidInputError(f"image {what} has {w}x{h} = {w * h:,} pixels, above the limit of "
+                                            f"{limit:,} (set {MAX_PIXELS_ENV} to allow more)")
                 img.load()
-                img = _to_rgb(img)
+                img = _to_rgb(ImageOps.exif_transpose(img))
+    except DeephashError:
+        raise
     except FileNotFoundError:
         raise MissingFileError(f"image not found: {what}") from None
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError, EOFError,
+            IndexError, KeyError, TypeError, ZeroDivisionError, struct_error) as e:
         raise CorruptFileError(f"cannot read image {what}: {e}") from None
     if size is not None and img.size != (size[1], size[0]):
         img = img.resize((size[1], size[0]), Image.BILINEAR)

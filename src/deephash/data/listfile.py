@@ -28,7 +28,8 @@ def read_list_file(list_path: str | Path, images_root: str | Path | None = None,
     root = Path(images_root) if images_root is not None else list_path.parent
     paths, rows = [], []
     width = None
-    with open(list_path, encoding="utf-8") as fh:
+    # not UTF-8: file names are bytes on POSIX, so undecodable ones are kept as such (surrogate escapes)
+    with open(list_path, encoding="utf-8", errors="surrogateescape") as fh:
         for lineno, line in enumerate(fh, 1):
             line = line.strip()
             if not line or line.startswith("#"):
@@ -57,7 +58,11 @@ def read_list_file(list_path: str | Path, images_root: str | Path | None = None,
     if class_names is None:
         names_file = list_path.parent / "classes.txt"
         if names_file.is_file():
-            class_names = [n.strip() for n in names_file.read_text(encoding="utf-8").splitlines() if n.strip()]
+            try:
+                text = names_file.read_text(encoding="utf-8")
+            except UnicodeDecodeError as e:
+                raise InvalidInputError(f"{names_file}: class names must be UTF-8 text ({e})") from None
+            class_names = [n.strip() for n in text.splitlines() if n.strip()]
         else:
             class_names = [f"class{i}" for i in range(width)]
     if len(class_names) != width:

@@ -89,6 +89,15 @@ def _markdown_table(results: list[dict]) -> str:
     return "\n".join(out + ["| " + " | ".join(r) + " |" for r in rows])
 
 
+def check_report_dir(out_dir: str | os.PathLike) -> Path:
+    """Refuse a report folder that is, or lies under, an existing file (before any scoring is done)."""
+    out = Path(out_dir)
+    blocker = next((p for p in (out, *out.parents) if p.exists()), None)
+    if blocker is not None and not blocker.is_dir():
+        raise InvalidInputError(f"cannot write the report into {out}: {blocker} is a file, not a folder")
+    return out
+
+
 def write_report(results, out_dir: str | os.PathLike) -> Path:
     """Write ``report.json``, PNG plots and ``report.md`` (table beside plots) into ``out_dir``.
 
@@ -96,7 +105,7 @@ def write_report(results, out_dir: str | os.PathLike) -> Path:
     plot as well. Returns the path of ``report.md``.
     """
     results = _as_list(results)
-    out = Path(out_dir)
+    out = check_report_dir(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write(out / "report.json", lambda fh: fh.write(json.dumps(results, indent=2).encode()))
     from . import plots  # matplotlib: only when a report is written

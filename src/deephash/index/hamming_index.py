@@ -23,6 +23,7 @@ from .threads import default_threads
 AUTO = "auto"
 ENGINES = (AUTO, *list_engines())  # the built-in choices; engines registered later are accepted too
 SMALL_N = 20_000  # auto: below this a linear scan is already cheap
+MAX_PADDED = 1 << 26  # k > len(index): the -1 padded result may hold at most this many cells (~0.75 GB)
 _LEGACY_SETTINGS = {"mih_m": ("mih", "m"), "ivf_nlist": ("faiss-ivf", "nlist"), "ivf_nprobe": ("faiss-ivf", "nprobe")}
 
 
@@ -205,10 +206,15 @@ class HammingIndex:
         """k nearest codes per query: (distances int32, ids int64), both (nq, k).
 
         Rows are sorted by distance, ties by insertion position; when the index holds
-        fewer than k codes the missing slots have id -1 and distance -1.
+        fewer than k codes the missing slots have id -1 and distance -1. Such padding is refused when it
+        would exceed MAX_PADDED cells (nq * k): ask for at most ``len(index)`` neighbours instead, as
+        ``ImageIndex.search`` does (its results hold min(k, len(index)) items).
         """
         q, k = self._check_codes(q, "queries"), check_k(k)
         snap = self._snap
+        if k > len(snap.ids) and len(q) * k > MAX_PADDED:
+            raise InvalidInputError(f"k={k} for {len(q)} queries asks for {len(q) * k:,} result slots, but the index "
+                                    f"holds {len(snap.ids)} codes: ask for k <= {len(snap.ids)}")
         if len(snap.ids) == 0 or len(q) == 0:
             return empty_knn(len(q), k)
         name, opts = self._policy(engine, len(snap.ids))

@@ -109,14 +109,23 @@ class MetadataStore:
 def _dict_to_row(i: int, md: dict):
     extra = {k: v for k, v in md.items() if k not in ("path", "labels")}
     labels = md.get("labels")
-    return (i, md.get("path"), None if labels is None else json.dumps(labels), json.dumps(extra) if extra else None)
+    path = md.get("path")
+    if isinstance(path, str) and not path.isascii():  # a file name that is not UTF-8: its bytes, as a BLOB
+        try:
+            path.encode("utf-8")
+        except UnicodeEncodeError:
+            try:
+                path = os.fsencode(path)
+            except UnicodeEncodeError:  # a surrogate that no file name yields: kept visible, never a crash
+                path = path.encode("utf-8", "surrogatepass")
+    return (i, path, None if labels is None else json.dumps(labels), json.dumps(extra) if extra else None)
 
 
 def _row_to_dict(row) -> dict:
     path, labels, extra = row
     out = json.loads(extra) if extra else {}
     if path is not None:
-        out["path"] = path
+        out["path"] = os.fsdecode(path) if isinstance(path, bytes) else path
     if labels is not None:
         out["labels"] = json.loads(labels)
     return out

@@ -182,15 +182,17 @@ class ImageIndex:
             self.category.add(ids, enc.category, present, boxes=enc.boxes, probs=enc.probs, metadata=rows)
         return ids
 
-    def add_codes(self, codes: CodesFile) -> int:
-        """Add a codes file's codes with their ids, paths and labels (the ids must be new)."""
+    def add_codes(self, codes: CodesFile, keep_ids: bool = False) -> np.ndarray:
+        """Add a codes file's codes with their paths and labels; returns the ids they got.
+
+        By default they get fresh ids after the index's largest (ids numbered from 0 in each encoded folder would
+        otherwise collide); ``keep_ids`` keeps the file's ids, which must then be new to the index."""
         if codes.bits != self.bits:
             raise IncompatibleError(f"the codes file holds {codes.bits}-bit codes but the index holds {self.bits}-bit codes")
         if self.category is not None:
             raise InvalidInputError("an IAH index takes images (their category codes come from the model), not a codes file")
         with self._lock:
-            self.semantic.add(codes.codes, ids=codes.ids, metadata=codes.metadata_rows())
-        return len(codes)
+            return self.semantic.add(codes.codes, ids=codes.ids if keep_ids else None, metadata=codes.metadata_rows())
 
     def remove(self, ids) -> int:
         """Remove images by id (all must exist) from every part of the index."""
@@ -207,10 +209,11 @@ class ImageIndex:
                mode: str = "semantic", threshold: float = 0.5, max_categories: int = 3,
                names: list[str] | None = None) -> list[QueryResult]:
         """One ``QueryResult`` per query. Queries are images (paths or arrays), packed codes or a codes file (semantic mode), or
-        ids of indexed images. ``k`` nearest, or with ``radius`` every image within that Hamming distance
-        (inclusive). ``mode="category"`` (IAH) searches, per query, the categories it most likely shows
-        (probability > ``threshold``, at most ``max_categories``, the best one at least) among images holding
-        that category, equal category distances ordered by whole-image (semantic) distance."""
+        ids of indexed images. ``k`` nearest (at most ``len(self)`` results, whatever k), or with ``radius``
+        every image within that Hamming distance (inclusive; a radius above the code length finds them all).
+        ``mode="category"`` (IAH) searches, per query, the categories it most likely shows (probability >
+        ``threshold``, at most ``max_categories``, the best one at least) among images holding that category,
+        equal category distances ordered by whole-image (semantic) distance."""
         if mode not in MODES:
             raise InvalidInputError(f"mode must be semantic or category, got {mode!r}")
         if sum(x is not None for x in (images, codes, ids)) != 1:
@@ -219,6 +222,7 @@ class ImageIndex:
             raise InvalidInputError(f"radius must be a non-negative integer, got {radius!r}")
         if radius is None and (not isinstance(k, (int, np.integer)) or k < 1):
             raise InvalidInputError(f"k must be a positive integer, got {k!r}")
+        k = min(int(k), max(len(self.semantic), 1))  # never more results than images: bounded memory for any k
         if mode == "category":
             return self._search_category(images, ids, k, radius, threshold, max_categories, names)
         if images is not None:

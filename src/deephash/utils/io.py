@@ -50,3 +50,13 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
         while block := fh.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def display_path(path) -> str:
+    """A path (or a message naming one) as printable text: bytes of a file name that are not UTF-8 (kept in
+    ``str`` paths as surrogate escapes) are shown as ``\\xNN``, so it can be written to any UTF-8 stream."""
+    text = os.fspath(path) if isinstance(path, os.PathLike) else str(path)
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
