@@ -31,7 +31,8 @@ MAGIC = b"DEEPHASH-CKPT/1\n"
 HEADER = len(MAGIC) + 65  # magic, 64 hex digits, newline
 
 # what unpickling an older checkpoint's numpy scalars needs; neither can call arbitrary functions
-_NUMPY_SCALARS = [np._core.multiarray.scalar, (np._core.multiarray.scalar, "numpy.core.multiarray.scalar"), np.dtype]
+_NUMPY_SCALARS = [np._core.multiarray.scalar, (np._core.multiarray.scalar, "numpy.core.multiarray.scalar"), np.dtype,
+                  *{type(np.dtype(t)) for t in "?bhilqBHILQefdgFDG"}]  # numeric dtypes' classes (their state)
 
 # key -> accepted types, per format (all keys required); "cuda_rng" is optional
 _COMMON = {"format": str, "config": dict, "bits": int, "class_names": (list, tuple), "model": dict}
@@ -82,12 +83,14 @@ def save_checkpoint(path: str | os.PathLike, payload: dict) -> Path:
     return Path(path)
 
 
+_TORCH_BOILERPLATE = ("Weights only load failed", "Please file an issue", "Check the documentation")
+
+
 def _reason(e: Exception) -> str:
     """One line from torch's multi-line unpickling error: the global or opcode it refused."""
-    text = str(e)
-    m = re.search(r"WeightsUnpickler error:\s*(.+)", text)
-    line = m.group(1) if m else next((s for s in text.splitlines() if s.strip()), type(e).__name__)
-    return line.strip()[:200]
+    lines = [re.sub(r"^.*WeightsUnpickler error:", "", s).strip() for s in str(e).splitlines()]
+    lines = [s for s in lines if s and not s.startswith(_TORCH_BOILERPLATE)]
+    return (lines[0] if lines else type(e).__name__)[:200]
 
 
 def check_payload(payload, path) -> dict:
