@@ -95,7 +95,8 @@ class Trainer:
         self.images = torch.from_numpy(data.images)
         self.labels = torch.from_numpy(data.labels.astype(np.float32))
         torch.manual_seed(cfg.seed)  # the initial weights are part of the run's identity
-        self.model = self.method.build_model(data.num_classes)
+        with self._input_size_check():
+            self.model = self.method.build_model(data.num_classes)
         self.method.setup(self.model, data)
         if cfg.init_from:
             # start from another checkpoint's weights (e.g. the 12-bit model for longer codes); tensors of
@@ -171,7 +172,7 @@ class Trainer:
 
     @contextlib.contextmanager
     def _input_size_check(self):
-        """Turns torch's shape error on the first batch into one naming image_size."""
+        """Turns torch's shape error when the model is built or takes its first batch into one naming image_size."""
         try:
             yield
         except RuntimeError as e:
