@@ -159,3 +159,56 @@ def test_every_saved_payload_is_plain_and_an_older_numpy_history_still_loads(tmp
 def test_loader_errors_are_deephash_errors(tmp_path):
     with pytest.raises(DeephashError, match="not found"):
         load_checkpoint(tmp_path / "none.ckpt")
+
+
+def test_cli_refuses_files_that_are_not_usable_checkpoints(tmp_path, trained):
+    """The corpus of bad checkpoints, through ``encode`` and ``train --resume``: each refused naming the file,
+    nothing written, the file unchanged."""
+    imgs = image_folder(tmp_path / "imgs")
+    data = trained.read_bytes()
+    rng = np.random.default_rng(0)
+    torch.save({"w": torch.zeros(2)}, tmp_path / "plain.pt")
+    buf = io.BytesIO()
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(buf, "PNG")
+    (tmp_path / "empty").mkdir()
+    files = {
+        "truncated.ckpt": (data[: len(data) // 2], "corrupt or truncated"),
+        "header-only.ckpt": (data[:len(MAGIC) + 65], "corrupt or truncated"),
+        "random.ckpt": (rng.integers(0, 256, 4096, dtype=np.uint8).tobytes(), "is not a deephash checkpoint"),
+        "zero.ckpt": (b"", "is not a deephash checkpoint"),
+        "image.ckpt": (buf.getvalue(), "is not a deephash checkpoint"),
+        "plain.pt": (None, "is not a deephash checkpoint"),
+    }
+    for name, (content, _) in files.items():
+        if content is not None:
+            (tmp_path / name).write_bytes(content)
+    cases = [(tmp_path / n, says) for n, (_, says) in files.items()]
+    cases += [(tmp_path / "empty", "checkpoint not found"), (tmp_path / "none.ckpt", "checkpoint not found")]
+    for path, says in cases:
+        before = path.read_bytes() if path.is_file() else None
+        for argv in (["encode", path, "--images", imgs, "--out", tmp_path / "c.npz"],
+                     ["train", "--resume", path, "-q"]):
+            code, out = cli(*argv)
+            assert_refused(code, out, str(path))
+            assert says in out, out
+        assert not (tmp_path / "c.npz").exists()
+        assert (path.read_bytes() if path.is_file() else None) == before
+
+
+def test_cli_refuses_a_checkpoint_of_other_bits(tmp_path, trained):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "last.ckpt").write_bytes(trained.read_bytes())
+    before = (run / "last.ckpt").read_bytes()
+    code, out = cli("train", "--resume", run, "--bits", "16", "-q")
+    assert_refused(code, out, "bits: checkpoint 8, now 16")
+    assert (run / "last.ckpt").read_bytes() == before
+    digits = load_source("digits")["all"].subset(np.arange(40))
+    other = train(TrainConfig(bits=16, epochs=1, batch_size=20, threads=1, out=str(tmp_path / "b16")), digits,
+                  progress=False).checkpoint
+    imgs = image_folder(tmp_path / "imgs")
+    assert cli("encode", trained, "--images", imgs, "--out", tmp_path / "c.npz", "-q")[0] == 0
+    assert cli("index", "build", "--codes", tmp_path / "c.npz", "--out", tmp_path / "idx", "-q")[0] == 0
+    code, out = cli("search", "--index", tmp_path / "idx", "--image", imgs / "0.png", "--checkpoint", other)
+    assert_refused(code, out, str(other))
+    assert "16-bit" in out

@@ -33,6 +33,6 @@ app = typer.Typer(
 
 
 def fail(message: str, code: int = 2) -> None:
-    """Print one clear line to stderr and exit non-zero (no traceback)."""
-    typer.echo(f"error: {message}", err=True)
+    """Print one clear line to stderr and exit non-zero (no traceback); line breaks in ``message`` are folded."""
+    typer.echo("error: " + " ".join(str(message).split()), err=True)
     raise typer.Exit(code)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from ..errors import CorruptFileError, InvalidInputError, MissingFileError
+from ..errors import CorruptFileError, IncompatibleError, InvalidInputError, MissingFileError
 
 
 @dataclass
@@ -171,15 +171,19 @@ class TrainConfig:
             from ..methods import checkpoint_file, config_of
             from .checkpoint import load_checkpoint
 
-            base = {**config_of(load_checkpoint(resume), checkpoint_file(resume)).to_dict(),
-                    "out": str(checkpoint_file(resume).parent)}
+            saved = config_of(load_checkpoint(resume), checkpoint_file(resume)).to_dict()
+            base = {**saved, "out": str(checkpoint_file(resume).parent)}
         if config:
             base.update(cls.read_yaml(config))
         flags = dict(flags or {})
         for key in ("method_options", "model_kwargs"):
             if key in flags:
                 flags[key] = {**(base.get(key) or {}), **flags[key]}
-        return cls.from_dict({**base, **flags}).validate()
+        cfg = cls.from_dict({**base, **flags}).validate()
+        if resume is not None and (conflicts := cfg.resume_conflicts(saved)):
+            # refused before any data is loaded (Trainer.resume checks the same for API callers)
+            raise IncompatibleError(f"cannot resume {resume} exactly with changed settings: " + "; ".join(conflicts))
+        return cfg
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
