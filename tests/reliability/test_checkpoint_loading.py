@@ -201,7 +201,7 @@ def test_cli_refuses_a_checkpoint_of_other_bits(tmp_path, trained):
     (run / "last.ckpt").write_bytes(trained.read_bytes())
     before = (run / "last.ckpt").read_bytes()
     code, out = cli("train", "--resume", run, "--bits", "16", "-q")
-    assert_refused(code, out, "bits: checkpoint 8, now 16")
+    assert_refused(code, out, "holds a 8-bit model but this run is configured for 16 bits")
     assert (run / "last.ckpt").read_bytes() == before
     digits = load_source("digits")["all"].subset(np.arange(40))
     other = train(TrainConfig(bits=16, epochs=1, batch_size=20, threads=1, out=str(tmp_path / "b16")), digits,

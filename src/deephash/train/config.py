@@ -180,9 +180,12 @@ class TrainConfig:
             if key in flags:
                 flags[key] = {**(base.get(key) or {}), **flags[key]}
         cfg = cls.from_dict({**base, **flags}).validate()
-        if resume is not None and (conflicts := cfg.resume_conflicts(saved)):
-            # refused before any data is loaded (Trainer.resume checks the same for API callers)
-            raise IncompatibleError(f"cannot resume {resume} exactly with changed settings: " + "; ".join(conflicts))
+        if resume is not None:  # refused before any data is loaded (Trainer.resume checks the same for API callers)
+            if saved["bits"] != cfg.bits:
+                raise IncompatibleError(f"{resume} holds a {saved['bits']}-bit model but this run is configured for "
+                                        f"{cfg.bits} bits")
+            if conflicts := cfg.resume_conflicts(saved):
+                raise IncompatibleError(f"cannot resume {resume} exactly with changed settings: " + "; ".join(conflicts))
         return cfg
 
     def to_dict(self) -> dict:
