@@ -1,6 +1,9 @@
 """The one training engine for every method (``deephash.methods``): batches sliced from an in-memory
 uint8 array, batched augmentation, an iteration-based LR schedule, an optional frozen-backbone feature
-store, and an atomic checkpoint every epoch that resumes exactly (weights, optimiser, RNG, history)."""
+store, and an atomic checkpoint every epoch that resumes exactly (weights, optimiser, RNG, history).
+
+A training set with fewer than two classes is refused (every pair would be similar, nothing to learn); a loss or
+weights that become NaN or infinite stop the run before the next checkpoint, so the last good one is kept."""
 
 from __future__ import annotations
 
@@ -140,15 +143,14 @@ class Trainer:
 
     def resume(self, path: str | Path) -> None:
         ckpt = load_checkpoint(path)
-        missing = [k for k in TRAINING_KEYS if k not in ckpt]
-        if missing and ckpt.get("format") != "deephash-iah/1":
-            raise CorruptFileError(f"{path}: not a training checkpoint (no {', '.join(missing)})")
         fmt = ckpt.get("format")
         if fmt == "deephash-iah/1":
             raise IncompatibleError(f"{path}: an IAH checkpoint from before runs could resume (no optimiser state); "
                                 "train again")
         if fmt not in (CKPT_FORMAT, "deephash-dsh/1"):
             raise CorruptFileError(f"{path}: not a training checkpoint (unknown format {fmt!r})")
+        if missing := [k for k in TRAINING_KEYS if k not in ckpt]:
+            raise CorruptFileError(f"{path}: not a training checkpoint (no {', '.join(missing)})")
         method = ckpt.get("method", LEGACY_FORMATS.get(fmt))
         if method != self.cfg.method:
             raise IncompatibleError(f"{path} was trained with method {method!r}, this run is {self.cfg.method!r}")
@@ -208,7 +210,6 @@ class Trainer:
         if self.cfg.frozen_backbone and self.features is None:
             with self._input_size_check():
                 self.features = self.method.frozen_store(self.model, self.data.images, self.progress).to(self.device)
-            first = False
         feature_seconds = time.perf_counter() - start
         stored = self.features is not None
         quiet = not (self.progress and writer)
@@ -228,19 +229,16 @@ class Trainer:
                     g["lr"] = lr * f
                 t = torch.from_numpy(idx)
                 x, flipped = self._inputs(t, gen)
-                if first:
-                    with self._input_size_check():
-                        out = self.method.forward(self.model, x, t, flipped, stored)
-                    first = False
-                else:
+                with self._input_size_check() if first else contextlib.nullcontext():
                     out = self.method.forward(self.model, x, t, flipped, stored)
+                first = False
                 terms = self.method.objective(out, self.labels[t].to(self.device))
                 loss = terms["loss"]
                 values = {k: v.item() for k, v in terms.items()}
                 if not math.isfinite(values["loss"]):
-                    raise InvalidInputError(f"training diverged: the loss is {values['loss']} at epoch {self.epoch + 1}, "
-                                        f"iteration {self.step + 1} (lr {self.cfg.lr:g}); lower --lr or check the "
-                                        f"data; {self.out / 'last.ckpt'} was left as it was")
+                    raise InvalidInputError(f"training diverged: the loss is {values['loss']} at epoch "
+                                            f"{self.epoch + 1}, iteration {self.step + 1} (lr {self.cfg.lr:g}); lower "
+                                            f"--lr or check the data; {self.out / 'last.ckpt'} was left as it was")
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 self.optimizer.step()
@@ -257,8 +255,8 @@ class Trainer:
             if writer:
                 if not all(torch.isfinite(p).all() for p in self.model.parameters()):
                     raise InvalidInputError(f"training diverged: the weights hold NaN or infinity after epoch "
-                                        f"{self.epoch} (lr {self.cfg.lr:g}); lower --lr; "
-                                        f"{self.out / 'last.ckpt'} was left as it was")
+                                            f"{self.epoch} (lr {self.cfg.lr:g}); lower --lr; "
+                                            f"{self.out / 'last.ckpt'} was left as it was")
                 save_checkpoint(self.out / "last.ckpt", self._payload())
         seconds = time.perf_counter() - start
         self.model.eval()
