@@ -13,6 +13,7 @@ the types of its keys are checked on load (``check_payload``).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
@@ -30,9 +31,11 @@ from ..utils.io import atomic_write
 MAGIC = b"DEEPHASH-CKPT/1\n"
 HEADER = len(MAGIC) + 65  # magic, 64 hex digits, newline
 
-# what unpickling an older checkpoint's numpy scalars needs; neither can call arbitrary functions
-_NUMPY_SCALARS = [np._core.multiarray.scalar, (np._core.multiarray.scalar, "numpy.core.multiarray.scalar"), np.dtype,
-                  *{type(np.dtype(t)) for t in "?bhilqBHILQefdgFDG"}]  # numeric dtypes' classes (their state)
+# what unpickling an older checkpoint's numpy scalars needs (the scalar reconstructor under its numpy 1 and 2
+# names, dtypes and the numeric dtype classes); none of them can call arbitrary functions
+_scalar = (np._core if hasattr(np, "_core") else np.core).multiarray.scalar
+_NUMPY_SCALARS = [(_scalar, "numpy._core.multiarray.scalar"), (_scalar, "numpy.core.multiarray.scalar"), np.dtype,
+                  *{type(np.dtype(t)) for t in "?bhilqBHILQefdgFDG"}]
 
 # key -> accepted types, per format (all keys required); "cuda_rng" is optional
 _COMMON = {"format": str, "config": dict, "bits": int, "class_names": (list, tuple), "model": dict}
@@ -135,7 +138,9 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     if data[head + 64:HEADER] != b"\n" or hashlib.sha256(body).hexdigest().encode() != digest:
         raise CorruptFileError(f"checkpoint {path} is corrupt or truncated (checksum mismatch)")
     try:
-        with torch.serialization.safe_globals(_NUMPY_SCALARS):
+        # torch < 2.5 has no safe_globals: there, numpy scalars in older checkpoints are refused too
+        allow = getattr(torch.serialization, "safe_globals", None)
+        with allow(_NUMPY_SCALARS) if allow else contextlib.nullcontext():
             payload = torch.load(io.BytesIO(body), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         raise CorruptFileError(f"checkpoint {path} holds objects other than tensors and plain data, refused "
