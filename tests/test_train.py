@@ -61,15 +61,16 @@ def test_resume_with_other_bit_length_is_refused(tmp_path, small_digits):
 
 def test_atomic_save_keeps_previous_file_on_failure(tmp_path):
     path = tmp_path / "c.ckpt"
-    save_checkpoint(path, {"a": 1})
+    good = {"format": "deephash-dsh/1", "config": {}, "bits": 16, "class_names": [], "model": {}}
+    save_checkpoint(path, good)
 
     class Boom:
         def __reduce__(self):
             raise RuntimeError("boom")
 
     with pytest.raises(RuntimeError):
-        save_checkpoint(path, {"a": Boom()})
-    assert load_checkpoint(path) == {"a": 1}
+        save_checkpoint(path, {**good, "a": Boom()})
+    assert load_checkpoint(path) == good
     assert [p.name for p in tmp_path.iterdir()] == ["c.ckpt"]
 
 

@@ -43,8 +43,9 @@ app = typer.Typer(
 
 
 def fail(message: str, code: int = 2) -> None:
-    """Print one clear line to stderr and exit non-zero (no traceback); undecodable file-name bytes as \\xNN."""
+    """Print one clear line to stderr and exit non-zero (no traceback): line breaks in ``message`` are folded,
+    undecodable file-name bytes shown as \\xNN."""
     from ..utils.io import display_path
 
-    typer.echo(f"error: {display_path(message)}", err=True)
+    typer.echo("error: " + " ".join(display_path(message).splitlines()), err=True)
     raise typer.Exit(code)

@@ -7,6 +7,7 @@ from typing import List, Optional
 import typer
 
 from ..errors import InvalidInputError
+from ..utils.io import atomic_write
 from ._app import app
 
 
@@ -105,5 +106,5 @@ def train(
                "seconds": round(result.seconds, 1),
                "train_images_per_second": round(result.images_per_second, 1), **split.sizes()}
     if rank() == 0:
-        Path(cfg.out, "train.json").write_text(json.dumps(summary, indent=2))
+        atomic_write(Path(cfg.out, "train.json"), lambda fh: fh.write(json.dumps(summary, indent=2).encode()))
         typer.echo(json.dumps(summary))

@@ -3,17 +3,25 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 
 def cache_dir() -> Path:
-    """``$DEEPHASH_CACHE``, else ``$XDG_CACHE_HOME/deephash``, else ``~/.cache/deephash``."""
+    """``$DEEPHASH_CACHE``, else ``$XDG_CACHE_HOME/deephash``, else ``~/.cache/deephash``; when the default cannot
+    be created (no or read-only HOME, e.g. a service account) a per-user folder in the temp dir."""
     if env := os.environ.get("DEEPHASH_CACHE"):
         root = Path(env)
-    else:
-        root = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "deephash"
-    root.mkdir(parents=True, exist_ok=True)
-    return root
+        root.mkdir(parents=True, exist_ok=True)
+        return root
+    try:
+        root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "deephash"
+        root.mkdir(parents=True, exist_ok=True)
+        return root
+    except (OSError, RuntimeError, KeyError):  # RuntimeError/KeyError: no home directory to expand
+        root = Path(tempfile.gettempdir()) / f"deephash-cache-{os.getuid()}"
+        root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        return root
 
 
 def file_key(path: str | os.PathLike) -> str:

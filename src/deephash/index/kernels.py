@@ -11,9 +11,54 @@ All kernels release the GIL so Python threads can run them on query blocks.
 
 from __future__ import annotations
 
+import os
+import stat
+import tempfile
+from pathlib import Path
+
 import numpy as np
 from numba import njit, types
+from numba.core import config as numba_config
 from numba.extending import intrinsic
+
+
+def private_dir(path: Path) -> bool:
+    """Create ``path`` (0700) if needed; True if it is a folder this user owns and only it can write (compiled
+    code read from a folder others can write to could be theirs)."""
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        st = path.stat()
+        tempfile.TemporaryFile(dir=path).close()
+    except OSError:
+        return False
+    return stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid() and not st.st_mode & 0o022
+
+
+def numba_cache(source: str = __file__, fallback: Path | None = None) -> bool:
+    """Whether the kernels can be cached on disk, choosing where when numba's own places are unusable.
+
+    numba caches next to ``source`` (``__pycache__``) or under ``~/.cache/numba``; for a user whose HOME is
+    missing or read-only next to a read-only install neither works, and ``cache=CACHE`` would then fail at
+    import (``no locator available``) and with it every command. Then a private folder in the temp dir is
+    used (``NUMBA_CACHE_DIR`` set by the user always wins), and when even that fails, kernels compile
+    without a cache (slower start, same results)."""
+    if numba_config.CACHE_DIR:
+        return True
+    try:
+        from numba.core.caching import CacheImpl
+
+        if any(loc.from_function(numba_cache, source) is not None for loc in CacheImpl._locator_classes):
+            return True
+    except (ImportError, AttributeError, TypeError):
+        pass  # another numba: decide by our own fallback
+    fallback = fallback or Path(tempfile.gettempdir()) / f"deephash-numba-{os.getuid()}"
+    if private_dir(fallback):
+        numba_config.CACHE_DIR = str(fallback)
+        return True
+    return False
+
+
+CACHE = numba_cache()
 
 POS_BITS = 40
 POS_MASK = (1 << POS_BITS) - 1
@@ -33,7 +78,7 @@ def popcount(typingctx, x):
     return sig, codegen
 
 
-@njit(nogil=True, cache=True, inline="always")
+@njit(nogil=True, cache=CACHE, inline="always")
 def _row_distance(db, row, W, q, qoff):
     s = 0
     for w in range(W):
@@ -41,7 +86,7 @@ def _row_distance(db, row, W, q, qoff):
     return s
 
 
-@njit(nogil=True, cache=True, inline="always")
+@njit(nogil=True, cache=CACHE, inline="always")
 def _tile_distances(db, t0, m, W, q, qoff, dt):
     """Distances of rows t0..t0+m to one query into dt; unrolled for short codes so LLVM vectorizes."""
     seg = db[t0 * W : (t0 + m) * W]
@@ -74,7 +119,7 @@ def _tile_distances(db, t0, m, W, q, qoff, dt):
             dt[i] = s
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=CACHE)
 def _compact(buf, k):
     """Keep the k smallest keys of a full buffer; return the new acceptance threshold."""
     buf.sort()
@@ -83,7 +128,7 @@ def _compact(buf, k):
     return buf[k - 1]
 
 
-@njit(nogil=True, cache=True, inline="always")
+@njit(nogil=True, cache=CACHE, inline="always")
 def _hits4(db, t0, m, W, q, q0, T0, T1, T2, T3):
     """How many rows of a tile fall within each of 4 queries' thresholds, in one fused pass:
     the 4 queries share every loaded code and nothing is stored, so LLVM vectorizes it."""
@@ -111,7 +156,7 @@ def _hits4(db, t0, m, W, q, q0, T0, T1, T2, T3):
     return h0, h1, h2, h3
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=CACHE)
 def _scan_tile(db, t0, m, W, q, qi, k, dt, buf, size, thr, thr_d, cap):
     """Offer one tile's rows to one query's top-k buffer (the exact, per-row path)."""
     _tile_distances(db, t0, m, W, q, qi * W, dt)
@@ -137,7 +182,7 @@ def _scan_tile(db, t0, m, W, q, qi, k, dt, buf, size, thr, thr_d, cap):
                         thr_d[qi] = T
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=CACHE)
 def _flat_knn(db, W, lo, hi, q, k, out, dt):
     """Exact top-k keys of each query over database rows [lo, hi); dt is a (TILE,) scratch.
 
@@ -170,7 +215,7 @@ def _flat_knn(db, W, lo, hi, q, k, out, dt):
             out[qi, i] = row[i] if i < row.shape[0] else EMPTY_KEY
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=CACHE)
 def flat_knn(db, W, lo, hi, q, k, out):
     """_flat_knn with the narrowest distance buffer: uint8 (32 per AVX2 register) up to 192 bits."""
     if W <= 3:
@@ -179,7 +224,7 @@ def flat_knn(db, W, lo, hi, q, k, out):
         _flat_knn(db, W, lo, hi, q, k, out, np.empty(TILE, np.uint16))
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=CACHE)
 def _grow(a, need):
     if need <= a.shape[0]:
         return a
@@ -188,7 +233,7 @@ def _grow(a, need):
     return b
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=CACHE)
 def flat_range(db, W, n, q, r):
     """All (query, key) pairs with distance <= r (inclusive), grouped by query, keys ascending."""
     nq = q.shape[0] // W
@@ -219,7 +264,7 @@ def flat_range(db, W, n, q, r):
     return _group_by_query(qs[:cnt], keys[:cnt], nq)
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=CACHE)
 def _group_by_query(qs, keys, nq):
     lims = np.zeros(nq + 1, np.int64)
     for i in range(qs.shape[0]):
@@ -236,7 +281,7 @@ def _group_by_query(qs, keys, nq):
     return lims, out
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=CACHE)
 def substring_keys(codes, start, width):
     """Integer value of bits [start, start+width) of each packed row (width <= 32, MSB first)."""
     n = codes.shape[0]
@@ -260,7 +305,7 @@ def substring_keys(codes, start, width):
 PROBE_COST = 64
 
 
-@njit(nogil=True, cache=True, inline="always")
+@njit(nogil=True, cache=CACHE, inline="always")
 def _next_mask(x):
     """Gosper's hack: the next larger integer with the same number of set bits."""
     c = x & -x
@@ -268,7 +313,7 @@ def _next_mask(x):
     return (((r ^ x) >> 2) // c) | r
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=CACHE)
 def _probe_step(
     j, rho, qi, W, m, q, qkeys, widths, offs, offs_base, perm, pcodes, reordered, db, masks, buf, state, hist, cost, budget,
     x, pos,
@@ -340,7 +385,7 @@ def _probe_step(
     return cost
 
 
-@njit(nogil=True, cache=True, inline="always")
+@njit(nogil=True, cache=CACHE, inline="always")
 def _order_by_size(lo, hi, order):
     """order = table indices by bucket size hi - lo, smallest first; ties keep the table order (stable
     insertion sort: m is small)."""
@@ -353,7 +398,7 @@ def _order_by_size(lo, hi, order):
         order[b + 1] = a
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=CACHE)
 def _table_order(qi, qkeys, offs, offs_base, order, pos, lo, hi):
     """This query's probe order: tables by the size of its exact (radius-0) bucket, smallest first.
 
@@ -373,7 +418,7 @@ def _table_order(qi, qkeys, offs, offs_base, order, pos, lo, hi):
         pos[order[s]] = s
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=CACHE)
 def mih_knn(q, W, bits, k, qkeys, widths, offs, offs_base, perm, pcodes, reordered, db, masks, budget, out, failed):
     """Exact k-NN by multi-index hashing, growing the radius one probe step at a time.
 
@@ -420,7 +465,7 @@ def mih_knn(q, W, bits, k, qkeys, widths, offs, offs_base, perm, pcodes, reorder
             out[qi, i] = row[i] if i < row.shape[0] else EMPTY_KEY
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=CACHE)
 def mih_range(q, W, bits, radius, qkeys, widths, offs, offs_base, perm, pcodes, reordered, db, masks, budget, failed):
     """Exact radius search (distance <= radius) by probing steps 0..radius; keys grouped by query."""
     nq = q.shape[0] // W
@@ -467,7 +512,7 @@ def mih_range(q, W, bits, radius, qkeys, widths, offs, offs_base, perm, pcodes, 
 PROBE_BLOCK = 64  # queries whose bucket look-ups are issued together
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=CACHE)
 def mih_range_exact_buckets(q, W, radius, qkeys, offs, offs_base, perm, pcodes, masks, budget, failed, sink):
     """mih_range for radius < m with reordered tables: every probe step is an exact bucket (substring
     radius 0), so the work per query is known before any code is read.
@@ -543,7 +588,7 @@ def mih_range_exact_buckets(q, W, radius, qkeys, offs, offs_base, perm, pcodes, 
     return _group_by_query(qs[:cnt], keys[:cnt], nq)
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=CACHE)
 def counting_sort(keys, nbuckets):
     """Stable sort of small integer keys: CSR offsets (nbuckets+1,) and the row order."""
     offs = np.zeros(nbuckets + 1, np.int64)

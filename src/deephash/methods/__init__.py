@@ -40,25 +40,42 @@ def checkpoint_file(path: str | os.PathLike) -> Path:
     return path / "last.ckpt" if path.is_dir() else path
 
 
-def config_of(ckpt: dict):
-    """The TrainConfig a checkpoint payload (any format) was trained with."""
-    from ..errors import CorruptFileError
+def config_of(ckpt: dict, source=None):
+    """The TrainConfig a checkpoint payload (any format) was trained with; a config that cannot be one is a
+    CorruptFileError naming ``source`` (the checkpoint file)."""
+    from ..errors import CorruptFileError, DeephashError
     from ..train.config import TrainConfig
 
+    where = f"checkpoint {source}" if source is not None else "checkpoint"
     fmt = ckpt.get("format")
-    if fmt == "deephash-iah/1":
-        return TrainConfig.from_dict(iah.config_from_legacy(ckpt["config"]))
-    if fmt not in (CKPT_FORMAT, "deephash-dsh/1"):
-        raise CorruptFileError(f"unknown checkpoint format {fmt!r}")
-    return TrainConfig.from_dict(ckpt["config"])
+    if fmt not in (CKPT_FORMAT, *LEGACY_FORMATS):
+        raise CorruptFileError(f"{where}: unknown checkpoint format {fmt!r}")
+    try:
+        if fmt == "deephash-iah/1":
+            return TrainConfig.from_dict(iah.config_from_legacy(ckpt["config"]))
+        return TrainConfig.from_dict(ckpt["config"])
+    except (DeephashError, TypeError, ValueError, KeyError, AttributeError) as e:
+        raise CorruptFileError(f"{where} records an invalid training config: {_one_line(e)}") from None
 
 
-def model_of(ckpt: dict):
-    """(model in eval mode, TrainConfig) from a checkpoint payload of any format."""
-    cfg = config_of(ckpt)
-    model = get_method(cfg.method)(cfg).build_model(len(ckpt["class_names"]))
-    model.load_state_dict(ckpt["model"])
+def model_of(ckpt: dict, source=None):
+    """(model in eval mode, TrainConfig) from a checkpoint payload of any format; weights that do not fit the
+    recorded architecture are a CorruptFileError naming ``source``."""
+    from ..errors import CorruptFileError, DeephashError
+
+    cfg = config_of(ckpt, source)
+    try:
+        model = get_method(cfg.method)(cfg).build_model(len(ckpt["class_names"]))
+        model.load_state_dict(ckpt["model"])
+    except (DeephashError, TypeError, ValueError, KeyError, RuntimeError) as e:
+        where = f"checkpoint {source}" if source is not None else "checkpoint"
+        raise CorruptFileError(f"{where}: its model cannot be rebuilt: {_one_line(e)}") from None
     return model.eval(), cfg
+
+
+def _one_line(e: Exception, limit: int = 300) -> str:
+    text = " ".join(str(e).split()) or type(e).__name__
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def load_trained(path: str | os.PathLike) -> Trained:
@@ -67,7 +84,7 @@ def load_trained(path: str | os.PathLike) -> Trained:
 
     path = checkpoint_file(path)
     ckpt = load_checkpoint(path)
-    model, cfg = model_of(ckpt)
+    model, cfg = model_of(ckpt, path)
     return Trained(cfg.method, model, cfg, list(ckpt["class_names"]), path)
 
 

@@ -7,12 +7,13 @@ options dataclass (unknown keys are refused) and stored complete."""
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
-from ..errors import CorruptFileError, InvalidInputError, MissingFileError
+from ..errors import CorruptFileError, IncompatibleError, InvalidInputError, MissingFileError
 
 
 @dataclass
@@ -92,8 +93,16 @@ class TrainConfig:
             raise InvalidInputError("batch_size must be ≥ 2 (pairs are formed inside a batch)")
         if self.iterations is not None and self.iterations < 1:
             raise InvalidInputError(f"iterations must be ≥ 1, got {self.iterations}")
-        if self.lr <= 0:
-            raise InvalidInputError(f"lr must be > 0, got {self.lr}")
+        if not 0 <= self.seed < 2 ** 32:
+            raise InvalidInputError(f"seed must be between 0 and 2**32 - 1, got {self.seed}")
+        if self.threads < 0:
+            raise InvalidInputError(f"threads must be ≥ 0 (0 = all cores), got {self.threads}")
+        self._check_numbers()
+        if self.warmup_steps < 0:
+            raise InvalidInputError(f"warmup_steps must be ≥ 0, got {self.warmup_steps}")
+        if not all(isinstance(m, (int, float)) and 0 <= m <= 1 for m in self.milestones):
+            raise InvalidInputError(f"milestones must be fractions of the run between 0 and 1, got {self.milestones}")
+        self._check_out()
         if self.frozen_backbone and self.crop_pad:
             raise InvalidInputError("frozen_backbone computes each image's features once, so it cannot take random "
                                 "crops (crop_pad must be 0; mirroring is kept as a second stored view)")
@@ -102,6 +111,32 @@ class TrainConfig:
                                 f"got {self.crop_pad}")
         self.method_class().validate_config(self)
         return self
+
+    # finite-number settings: (rule, test); None is allowed where the method supplies the value
+    NUMBER_RULES = {"lr": ("> 0", lambda v: v > 0), "weight_decay": ("≥ 0", lambda v: v >= 0),
+                    "momentum": ("in [0, 1)", lambda v: 0 <= v < 1), "margin": ("> 0", lambda v: v > 0),
+                    "alpha": ("≥ 0", lambda v: v >= 0), "gamma": ("> 0", lambda v: v > 0),
+                    "bias_lr_mult": ("≥ 0", lambda v: v >= 0), "hash_lr_mult": ("≥ 0", lambda v: v >= 0)}
+    OPTIONAL_NUMBERS = ("margin", "alpha")
+
+    def _check_numbers(self) -> None:
+        """Refuse a setting that is not a finite number in its range (NaN and infinity would train to a NaN loss)."""
+        for name, (rule, test) in self.NUMBER_RULES.items():
+            v = getattr(self, name)
+            if v is None and name in self.OPTIONAL_NUMBERS:
+                continue
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not test(v):
+                raise InvalidInputError(f"{name} must be a finite number {rule}, got {v!r}")
+
+    def _check_out(self) -> None:
+        """The run folder must be (or be creatable as) a folder: refused early, before any data is loaded."""
+        out = Path(self.out)
+        for p in (out, *out.parents):
+            if p.exists():
+                if not p.is_dir():
+                    what = "is" if p == out else f"is inside {p}, which is"
+                    raise InvalidInputError(f"out {self.out!r} {what} a file, not a folder")
+                break
 
     def resume_conflicts(self, saved: dict) -> list[str]:
         """Settings that differ from a checkpoint's config and would make a resume inexact."""
@@ -136,14 +171,22 @@ class TrainConfig:
             from ..methods import checkpoint_file, config_of
             from .checkpoint import load_checkpoint
 
-            base = {**config_of(load_checkpoint(resume)).to_dict(), "out": str(checkpoint_file(resume).parent)}
+            saved = config_of(load_checkpoint(resume), checkpoint_file(resume)).to_dict()
+            base = {**saved, "out": str(checkpoint_file(resume).parent)}
         if config:
             base.update(cls.read_yaml(config))
         flags = dict(flags or {})
         for key in ("method_options", "model_kwargs"):
             if key in flags:
                 flags[key] = {**(base.get(key) or {}), **flags[key]}
-        return cls.from_dict({**base, **flags}).validate()
+        cfg = cls.from_dict({**base, **flags}).validate()
+        if resume is not None:  # refused before any data is loaded (Trainer.resume checks the same for API callers)
+            if saved["bits"] != cfg.bits:
+                raise IncompatibleError(f"{resume} holds a {saved['bits']}-bit model but this run is configured for "
+                                        f"{cfg.bits} bits")
+            if conflicts := cfg.resume_conflicts(saved):
+                raise IncompatibleError(f"cannot resume {resume} exactly with changed settings: " + "; ".join(conflicts))
+        return cfg
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

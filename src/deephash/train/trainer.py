@@ -1,9 +1,13 @@
 """The one training engine for every method (``deephash.methods``): batches sliced from an in-memory
 uint8 array, batched augmentation, an iteration-based LR schedule, an optional frozen-backbone feature
-store, and an atomic checkpoint every epoch that resumes exactly (weights, optimiser, RNG, history)."""
+store, and an atomic checkpoint every epoch that resumes exactly (weights, optimiser, RNG, history).
+
+A training set with fewer than two classes is refused (every pair would be similar, nothing to learn); a loss or
+weights that become NaN or infinite stop the run before the next checkpoint, so the last good one is kept."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import time
@@ -21,7 +25,7 @@ from ..errors import CorruptFileError, IncompatibleError, InvalidInputError
 from ..methods import CKPT_FORMAT, LEGACY_FORMATS, get_method
 from ..models import load_matching
 from .augment import mirror_mask, random_crop, to_float
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import TRAINING_KEYS, load_checkpoint, save_checkpoint
 from .config import TrainConfig
 
 
@@ -85,11 +89,17 @@ class Trainer:
         set_threads(cfg.threads)
         self.method = get_method(cfg.method)(cfg)
         self.data = data = self.method.arrays(train_set, progress)
+        present = int((data.labels.reshape(len(data), -1) > 0).any(0).sum()) if len(data) else 0
+        if present < 2:
+            raise InvalidInputError(f"training set {getattr(train_set, 'name', '')!r} has {present} class(es) with "
+                                    "images: with one class every pair is similar, so codes cannot learn to tell "
+                                    "images apart; give at least two classes")
         self.method.prepare(data, progress)
         self.images = torch.from_numpy(data.images)
         self.labels = torch.from_numpy(data.labels.astype(np.float32))
         torch.manual_seed(cfg.seed)  # the initial weights are part of the run's identity
-        self.model = self.method.build_model(data.num_classes)
+        with self._input_size_check():
+            self.model = self.method.build_model(data.num_classes)
         self.method.setup(self.model, data)
         if cfg.init_from:
             # start from another checkpoint's weights (e.g. the 12-bit model for longer codes); tensors of
@@ -139,6 +149,8 @@ class Trainer:
                                 "train again")
         if fmt not in (CKPT_FORMAT, "deephash-dsh/1"):
             raise CorruptFileError(f"{path}: not a training checkpoint (unknown format {fmt!r})")
+        if missing := [k for k in TRAINING_KEYS if k not in ckpt]:
+            raise CorruptFileError(f"{path}: not a training checkpoint (no {', '.join(missing)})")
         method = ckpt.get("method", LEGACY_FORMATS.get(fmt))
         if method != self.cfg.method:
             raise IncompatibleError(f"{path} was trained with method {method!r}, this run is {self.cfg.method!r}")
@@ -148,13 +160,28 @@ class Trainer:
         conflicts = self.cfg.resume_conflicts(ckpt["config"])
         if conflicts:
             raise IncompatibleError(f"cannot resume {path} exactly with changed settings: " + "; ".join(conflicts))
-        self.model.load_state_dict(ckpt["model"])
-        self.optimizer.load_state_dict(ckpt["optimizer"])
-        self.epoch, self.step, self.history = ckpt["epoch"], ckpt["step"], ckpt["history"]
-        torch.set_rng_state(ckpt["torch_rng"])
-        if "cuda_rng" in ckpt and self.device.type == "cuda":
-            torch.cuda.set_rng_state(ckpt["cuda_rng"], self.device)
-        self.method.load_state(ckpt.get("method_state", {}))
+        try:
+            self.model.load_state_dict(ckpt["model"])
+            self.optimizer.load_state_dict(ckpt["optimizer"])
+            self.epoch, self.step, self.history = ckpt["epoch"], ckpt["step"], ckpt["history"]
+            torch.set_rng_state(ckpt["torch_rng"])
+            if "cuda_rng" in ckpt and self.device.type == "cuda":
+                torch.cuda.set_rng_state(ckpt["cuda_rng"], self.device)
+            self.method.load_state(ckpt.get("method_state", {}))
+        except (TypeError, ValueError, KeyError, IndexError, RuntimeError) as e:
+            reason = " ".join(str(e).split())[:300]
+            raise CorruptFileError(f"{path}: its training state does not fit this run: {reason}") from None
+
+    @contextlib.contextmanager
+    def _input_size_check(self):
+        """Turns torch's shape error when the model is built or takes its first batch into one naming image_size."""
+        try:
+            yield
+        except RuntimeError as e:
+            if "size" not in str(e).lower():
+                raise
+            raise InvalidInputError(f"image_size {self.cfg.image_size} does not fit model {self.cfg.model!r}: "
+                                    f"{' '.join(str(e).split())[:200]}") from None
 
     def _inputs(self, t: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """A batch as the model's trainable part takes it, and which items are mirrored: augmented images,
@@ -172,12 +199,17 @@ class Trainer:
         set_threads(self.cfg.threads)
         writer = self.rank == 0
         if writer:
-            self.out.mkdir(parents=True, exist_ok=True)
+            try:
+                self.out.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise InvalidInputError(f"cannot create the run folder {self.out}: {e.strerror or e}") from None
         base_lrs = self.base_lrs
         start = time.perf_counter()
         seen = 0
+        first = True  # a first forward pass that fails is most likely an input size the model cannot take
         if self.cfg.frozen_backbone and self.features is None:
-            self.features = self.method.frozen_store(self.model, self.data.images, self.progress).to(self.device)
+            with self._input_size_check():
+                self.features = self.method.frozen_store(self.model, self.data.images, self.progress).to(self.device)
         feature_seconds = time.perf_counter() - start
         stored = self.features is not None
         quiet = not (self.progress and writer)
@@ -197,16 +229,22 @@ class Trainer:
                     g["lr"] = lr * f
                 t = torch.from_numpy(idx)
                 x, flipped = self._inputs(t, gen)
-                out = self.method.forward(self.model, x, t, flipped, stored)
+                with self._input_size_check() if first else contextlib.nullcontext():
+                    out = self.method.forward(self.model, x, t, flipped, stored)
+                first = False
                 terms = self.method.objective(out, self.labels[t].to(self.device))
                 loss = terms["loss"]
+                values = {k: v.item() for k, v in terms.items()}
+                if not math.isfinite(values["loss"]):
+                    raise InvalidInputError(f"training diverged: the loss is {values['loss']} at epoch "
+                                            f"{self.epoch + 1}, iteration {self.step + 1} (lr {self.cfg.lr:g}); lower "
+                                            f"--lr or check the data; {self.out / 'last.ckpt'} was left as it was")
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 self.optimizer.step()
                 self.step += 1
                 seen += len(idx)
                 count += 1
-                values = {k: v.item() for k, v in terms.items()}
                 for k, v in values.items():
                     sums[k] = sums.get(k, 0.0) + v
                 bar.set_postfix(**{k: f"{v:.4f}" for k, v in values.items()}, lr=f"{base_lrs[0] * f:.2g}")
@@ -215,6 +253,10 @@ class Trainer:
                                  **{k: s / max(1, count) for k, s in sums.items()},
                                  "seconds": time.perf_counter() - start})
             if writer:
+                if not all(torch.isfinite(p).all() for p in self.model.parameters()):
+                    raise InvalidInputError(f"training diverged: the weights hold NaN or infinity after epoch "
+                                            f"{self.epoch} (lr {self.cfg.lr:g}); lower --lr; "
+                                            f"{self.out / 'last.ckpt'} was left as it was")
                 save_checkpoint(self.out / "last.ckpt", self._payload())
         seconds = time.perf_counter() - start
         self.model.eval()

@@ -1,0 +1,148 @@
+"""SIGKILL at random points of ``deephash train``: afterwards there is no checkpoint or a valid one, and
+``deephash train --resume`` ends with exactly the weights of an uninterrupted run.
+
+Each run is a real process killed with SIGKILL. To keep 20+ kills within seconds, the runs are forked from
+one server process that has already imported deephash and torch (an interpreter start costs seconds here);
+the server itself never computes, so each forked child starts like a fresh ``deephash train``."""
+
+import hashlib
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from deephash.train.checkpoint import load_checkpoint
+
+SRC = str(Path(__file__).resolve().parents[2] / "src")
+KILLS = 20
+EPOCHS = 6
+
+SERVER = r"""
+import json, os, sys
+import torch
+from deephash.cli import main
+for line in sys.stdin:
+    job = json.loads(line)
+    pid = os.fork()
+    if pid == 0:
+        fd = os.open(job["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        code = 0
+        try:
+            main(job["argv"])
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else 1
+        except BaseException:
+            import traceback
+            traceback.print_exc()
+            code = 1
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    print(json.dumps({"pid": pid}), flush=True)
+    _, status = os.waitpid(pid, 0)
+    print(json.dumps({"status": status}), flush=True)
+"""
+
+
+class Runner:
+    """Starts ``deephash train`` children in the server; ``start`` returns the pid, ``wait`` the wait status."""
+
+    def __init__(self, cache: Path):
+        env = {**os.environ, "PYTHONPATH": SRC, "DEEPHASH_CACHE": str(cache)}
+        self.proc = subprocess.Popen([sys.executable, "-c", SERVER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     text=True, env=env)
+
+    def start(self, argv, log) -> int:
+        self.proc.stdin.write(json.dumps({"argv": [str(a) for a in argv], "log": str(log)}) + "\n")
+        self.proc.stdin.flush()
+        return json.loads(self.proc.stdout.readline())["pid"]
+
+    def wait(self) -> int:
+        return json.loads(self.proc.stdout.readline())["status"]
+
+    def close(self):
+        self.proc.stdin.close()
+        self.proc.wait(timeout=30)
+
+
+def state_hash(ckpt_path: Path) -> str:
+    h = hashlib.sha256()
+    for k, v in sorted(load_checkpoint(ckpt_path)["model"].items()):
+        h.update(k.encode())
+        h.update(v.contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def tiny_folder(root: Path) -> Path:
+    rng = np.random.default_rng(0)
+    for split in ("train", "test"):
+        for c in ("a", "b", "c"):
+            (root / split / c).mkdir(parents=True)
+            for i in range(20):
+                Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(root / split / c / f"{i}.png")
+    return root
+
+
+def test_sigkill_during_training_then_resume_is_exact(tmp_path):
+    data = tiny_folder(tmp_path / "data")
+    runner = Runner(tmp_path / "cache")
+
+    def argv(out):
+        return ["train", "--data", data, "--out", out, "--bits", "8", "--epochs", EPOCHS, "--batch-size", 20,
+                "--threads", 1, "-q"]
+
+    def run(args, log):
+        runner.start(args, log)
+        status = runner.wait()
+        assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, Path(log).read_text()[-3000:]
+
+    try:
+        run(argv(tmp_path / "warm"), tmp_path / "warm.log")  # fills the decoded-data cache
+        t0 = time.perf_counter()
+        run(argv(tmp_path / "ref"), tmp_path / "ref.log")
+        duration = time.perf_counter() - t0
+        want = state_hash(tmp_path / "ref" / "last.ckpt")
+        rng = random.Random(1616)
+        outcomes = {"no checkpoint": 0, "valid checkpoint": 0}
+        epochs_found, attempts, leftovers = [], 0, 0
+        while sum(outcomes.values()) < KILLS:
+            attempts += 1
+            assert attempts <= 3 * KILLS, f"too few kills landed within a run: {outcomes}"
+            out, log = tmp_path / f"k{attempts}", tmp_path / f"k{attempts}.log"
+            pid = runner.start(argv(out), log)
+            time.sleep(rng.uniform(0, duration))
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            status = runner.wait()
+            if not os.WIFSIGNALED(status):
+                continue  # it finished before the kill: not a crash
+            ckpt = out / "last.ckpt"
+            left = {p.name for p in out.iterdir()} - {"last.ckpt", "train.json"} if out.exists() else set()
+            assert all(n.startswith((".last.ckpt.", ".train.json.")) and n.endswith(".tmp") for n in left), left
+            leftovers += len(left)  # a write cut short leaves its temp file; it is never read
+            if ckpt.exists():
+                epochs_found.append(load_checkpoint(ckpt)["epoch"])  # valid, or this raises
+                outcomes["valid checkpoint"] += 1
+                run(["train", "--resume", out, "-q"], log)
+            else:
+                outcomes["no checkpoint"] += 1
+                run(argv(out), log)
+            assert state_hash(ckpt) == want, (attempts, outcomes)
+            assert len(json.loads((out / "train.json").read_text())) > 0
+        print(f"crash test: {KILLS} kills in {attempts} runs, {outcomes}, checkpoint epochs {sorted(epochs_found)}, "
+              f"{leftovers} temp files left")
+        assert outcomes["valid checkpoint"] > 0
+    finally:
+        runner.close()
