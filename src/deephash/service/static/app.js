@@ -29,19 +29,34 @@ function drawBoxes(layer, boxes) {  // boxes: normalised [x1, y1, x2, y2]
   }
 }
 
+// A frame takes its image's aspect ratio and fits inside its container, so boxes drawn over it in
+// normalised coordinates land on the image whatever its shape.
+function fit(frame, img) {
+  if (!img.naturalWidth) return;
+  const ratio = img.naturalWidth / img.naturalHeight;
+  const box = frame.parentElement;
+  frame.style.aspectRatio = `${img.naturalWidth} / ${img.naturalHeight}`;
+  const wide = ratio >= box.clientWidth / Math.max(box.clientHeight, 1);
+  frame.classList.toggle("wide", wide);
+  frame.classList.toggle("tall", !wide);
+}
+
 function thumb(src, boxes) {
   const t = el("div", "thumb");
+  const frame = el("div", "frame");
   if (src) {
     const img = el("img");
     img.alt = "";
     img.loading = "lazy";
+    img.onload = () => fit(frame, img);
+    img.onerror = () => { frame.remove(); t.append(el("span", "none", "no image")); };
     img.src = src;
-    img.onerror = () => { img.remove(); t.prepend(el("span", "none", "no image")); };
-    t.append(img);
+    frame.append(img);
   }
   const layer = el("div", "boxes");
   drawBoxes(layer, boxes || []);
-  t.append(layer);
+  frame.append(layer);
+  t.append(frame);
   return t;
 }
 
@@ -95,7 +110,7 @@ function setStatus(text, error) {
 function showQuery(url) {
   queryUrl = url;
   $("query-img").src = url;
-  $("query-img").hidden = false;
+  $("query-frame").hidden = false;
   $("drop-text").hidden = true;
   drawBoxes($("query-boxes"), []);
 }
@@ -135,7 +150,7 @@ function pick(file) {
 async function loadInfo() {
   try {
     const i = await api("/v1/info");
-    const model = i.model ? `${i.model} ` : "";
+    const model = i.model ? `model ${i.model} · ` : "";
     $("info").textContent = `${i.count.toLocaleString()} images · ${i.bits}-bit ${i.method.toUpperCase()} codes · ` +
       `${model}engine ${i.engine}` + (i.category_codes ? ` · ${i.category_codes.toLocaleString()} category codes` : "") +
       (i.class_names.length ? ` · ${i.class_names.length} classes` : "");
@@ -147,6 +162,8 @@ async function loadInfo() {
   }
 }
 
+$("query-img").addEventListener("load", () => fit($("query-frame"), $("query-img")));
+window.addEventListener("resize", () => fit($("query-frame"), $("query-img")));
 const drop = $("drop");
 drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
 drop.addEventListener("dragleave", () => drop.classList.remove("over"));
