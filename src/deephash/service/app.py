@@ -81,6 +81,8 @@ def create_app(settings: Settings, index=None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app):
+        if settings.warm_up:
+            await asyncio.to_thread(warm_up, state.index)
         yield
         await batcher.close()
 
@@ -90,15 +92,7 @@ def create_app(settings: Settings, index=None) -> FastAPI:
     app.state.batcher = batcher
     app.add_middleware(BodyLimit, limit=settings.max_upload_bytes)
 
-    @app.middleware("http")
-    async def measure(request: Request, call_next):
-        start = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        path = getattr(route, "path", "unmatched")
-        requests.labels(request.method, path, str(response.status_code)).inc()
-        latency.labels(path).observe(time.perf_counter() - start)
-        return response
+    app.add_middleware(Measure, requests=requests, latency=latency)
 
     # ---- errors: one JSON shape ------------------------------------------------------------------------
 
@@ -240,6 +234,18 @@ def create_app(settings: Settings, index=None) -> FastAPI:
     return app
 
 
+def warm_up(index) -> None:
+    """Load the model and run one search before the first request, so no client waits for a model load or a
+    kernel compilation. An index whose model cannot be loaded still serves searches by code and id."""
+    if len(index):
+        index.search(ids=index.semantic.ids[:1], k=1)
+    if index.checkpoint:
+        try:
+            index.encoder
+        except DeephashError as e:
+            log.warning("searches by image will fail: %s", e)
+
+
 def app_from_env() -> FastAPI:
     """The app of one uvicorn worker process (``--workers > 1``): settings come from the environment."""
     return create_app(Settings(**json.loads(os.environ[SETTINGS_ENV])))
@@ -361,6 +367,30 @@ def _hex_code(code: str, state: ServiceState):
         raise InvalidInputError(f"code must be {nbytes} bytes ({2 * nbytes} hex digits) for this "
                                 f"{state.index.bits}-bit index, got {len(raw)} bytes")
     return np.frombuffer(raw, np.uint8)[None]
+
+
+class Measure:
+    """ASGI middleware: counts answered requests by method, route template and status, and times them."""
+
+    def __init__(self, app, requests, latency):
+        self.app, self.requests, self.latency = app, requests, latency
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        start, status = time.perf_counter(), [500]
+
+        async def sending(message):
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            route = getattr(scope.get("route"), "path", "unmatched")
+            self.requests.labels(scope["method"], route, str(status[0])).inc()
+            self.latency.labels(route).observe(time.perf_counter() - start)
 
 
 class BodyLimit:

@@ -32,6 +32,7 @@ class Settings:
     max_batch: int = 32
     max_k: int = 1000
     thumbnail_cache: int = 2048       # thumbnails kept in memory
+    warm_up: bool = True              # load the model and search once before serving
 
     @property
     def max_upload_bytes(self) -> int:
