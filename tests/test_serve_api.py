@@ -4,6 +4,7 @@ JSON message."""
 import asyncio
 import io
 import shutil
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -32,10 +33,12 @@ def client(index_dir, **kw) -> TestClient:
     return TestClient(create_app(Settings(str(index_dir), **kw)))
 
 
-def own_id(index_dir, path) -> int:
+def unique_items(index_dir) -> list[tuple[int, Path]]:
+    """(id, path) of indexed images whose code no other image shares: their own copy must rank first."""
     idx = open_index(index_dir)
-    return next(int(i) for i, md in zip(idx.semantic.ids, idx.semantic.get_metadata(idx.semantic.ids))
-                if md["path"] == str(path))
+    codes, ids = idx.semantic.codes, idx.semantic.ids
+    return [(int(i), Path(idx.semantic.get_metadata([i])[0]["path"])) for n, i in enumerate(ids)
+            if (codes == codes[n]).all(1).sum() == 1]
 
 
 def png(size=(32, 32), seed=0) -> bytes:
@@ -54,8 +57,8 @@ def assert_error(r, status, *words):
 
 def test_read_endpoints_on_a_dsh_index(dsh):
     idx, digits = dsh
-    query = sorted(digits.glob("3/*.png"))[0]
-    me = own_id(idx, query)
+    me, query = unique_items(idx)[0]
+    label = query.parent.name
     with client(idx) as c:
         assert c.get("/health").json() == {"status": "ok", "count": 54}
         info = c.get("/v1/info").json()
@@ -65,10 +68,10 @@ def test_read_endpoints_on_a_dsh_index(dsh):
         r = c.post("/v1/search", files={"image": ("q.png", query.read_bytes(), "image/png")}, data={"k": "5"})
         res = r.json()
         assert r.status_code == 200 and res["query"] == "q.png" and len(res["results"]) == 5
-        assert res["results"][0] == {"id": me, "distance": 0, "path": str(query), "labels": ["3"]}
+        assert res["results"][0] == {"id": me, "distance": 0, "path": str(query), "labels": [label]}
         assert [x["distance"] for x in res["results"]] == sorted(x["distance"] for x in res["results"])
         item = c.get(f"/v1/items/{me}").json()
-        assert item["path"] == str(query) and item["labels"] == ["3"] and len(item["code"]) == 4
+        assert item["path"] == str(query) and item["labels"] == [label] and len(item["code"]) == 4
         by_code = c.post("/v1/search", json={"code": item["code"], "k": 5}).json()["results"]
         by_id = c.post("/v1/search", json={"id": me, "k": 5}).json()["results"]
         assert by_code == by_id == res["results"]
@@ -198,8 +201,8 @@ def test_every_refusal_is_json_with_its_status(dsh, tmp_path):
 
 
 def test_concurrent_image_queries_are_encoded_together(served_indexes):
-    digits = served_indexes["digits"]
-    images = [p.read_bytes() for p in sorted(digits.glob("*/*.png"))[:8]]
+    idx = open_index(served_indexes["dsh"])
+    images = [Path(md["path"]).read_bytes() for md in idx.semantic.get_metadata(idx.semantic.ids[:8])]
     app = create_app(Settings(str(served_indexes["dsh"]), batch_wait_ms=300))
 
     async def go():
@@ -247,3 +250,17 @@ def test_serve_command_refuses_bad_settings(served_indexes, tmp_path):
     assert r.exit_code == 2 and "error:" in r.output
     r = run(cli, ["serve", str(served_indexes["dsh"]), "--allow-root", str(tmp_path / "none")])
     assert r.exit_code == 2 and "--allow-root" in r.output
+
+
+def test_concurrent_code_queries_share_one_scan(served_indexes):
+    app = create_app(Settings(str(served_indexes["dsh"]), batch_wait_ms=300, warm_up=False))
+    codes = [open_index(served_indexes["dsh"]).semantic.codes[i].tobytes().hex() for i in range(6)]
+
+    async def go():
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+            return await asyncio.gather(*[c.post("/v1/search", json={"code": h, "k": 4}) for h in codes])
+
+    answers = [r.json() for r in asyncio.run(go())]
+    assert app.state.code_batcher.batches < 3 and app.state.code_batcher.items == 6
+    assert [a["query"] for a in answers] == codes                       # each answer is its own query's
+    assert all(a["results"][0]["distance"] == 0 and len(a["results"]) == 4 for a in answers)

@@ -3,7 +3,7 @@
 A model encodes a batch of 32 images far faster than 32 single images, so under load the service gathers the
 waiting queries (up to ``max_batch``, or until ``max_wait_ms`` after the first) and hands them to one call of
 ``fn`` on a worker thread, as model servers do. Queries that differ in their search settings go in separate
-calls of the same batch.
+calls of the same batch. Code queries are batched the same way: one scan of the index answers them all.
 """
 
 from __future__ import annotations
