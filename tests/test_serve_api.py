@@ -162,6 +162,7 @@ def test_every_refusal_is_json_with_its_status(dsh, tmp_path):
             for bad in ("../outside.png", str(outside), "0/link-out.png", "0/../../outside.png"):
                 assert_error(c.post("/v1/items", headers=AUTH, json={"paths": [bad]}), 403, "outside the allowed root")
             assert_error(c.post("/v1/items", headers=AUTH, json={"paths": ["0/nope.png"]}), 404, "nope.png")
+            assert_error(c.post("/v1/items", headers=AUTH, json={"paths": ["x" * 5000]}), 422, "file name")
             for call in (c.get("/v1/items/999"), c.get("/v1/items/999/image"), c.get("/v1/items/999/thumbnail"),
                          c.delete("/v1/items/999", headers=AUTH), c.post("/v1/search", json={"id": 999})):
                 assert_error(call, 404, "999")

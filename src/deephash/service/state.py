@@ -14,7 +14,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import InvalidInputError, MissingFileError
+from ..errors import DeephashError, InvalidInputError, MissingFileError
 from ..retrieval import ImageIndex, open_index
 from .errors import ForbiddenError, UnauthorizedError
 
@@ -74,11 +74,16 @@ class ServiceState:
             raise ForbiddenError("this server adds no server-side files: start it with --allow-root DIR")
         root = Path(root).resolve()
         p = Path(path)
-        resolved = (p if p.is_absolute() else root / p).resolve()
-        if not resolved.is_relative_to(root):
-            raise ForbiddenError(f"path {path!r} is outside the allowed root")
-        if not resolved.is_file():
-            raise MissingFileError(f"no file {path!r} under the allowed root")
+        try:
+            resolved = (p if p.is_absolute() else root / p).resolve()
+            if not resolved.is_relative_to(root):
+                raise ForbiddenError(f"path {path[:200]!r} is outside the allowed root")
+            if not resolved.is_file():
+                raise MissingFileError(f"no file {path[:200]!r} under the allowed root")
+        except DeephashError:
+            raise
+        except (OSError, ValueError) as e:  # a name too long, a NUL byte
+            raise InvalidInputError(f"path {path[:200]!r} is not a usable file name: {e.__class__.__name__}") from None
         return resolved
 
     # ---- item images --------------------------------------------------------------------------------
