@@ -61,3 +61,36 @@ def write_image_folder(root: Path, splits=("train", "test"), classes=("cat", "do
 @pytest.fixture
 def image_folder(tmp_path):
     return write_image_folder(tmp_path / "folder")
+
+
+@pytest.fixture(scope="session")
+def served_indexes(tmp_path_factory):
+    """Small indexes for the service tests, built through the CLI: a 16-bit DSH model on digits (2 epochs)
+    indexing 54 digit PNG files, and a 32-bit IAH model indexing 24 images of coloured squares."""
+    from typer.testing import CliRunner
+
+    from deephash.cli import app
+    from deephash.data import load_split
+    from test_iah_e2e import _yolo_squares
+
+    d = tmp_path_factory.mktemp("served")
+    run = CliRunner().invoke
+    sp = load_split("digits", "holdout", 0, 32, progress=False).query
+    for i in range(60):
+        folder = d / "digits" / sp.class_names[int(sp.labels[i].argmax())]
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(sp.image_u8(i)).save(folder / f"{i:03d}.png")
+    r = run(app, ["train", "--data", "digits", "--bits", "16", "--epochs", "2", "--batch-size", "100",
+                  "--optimizer", "adam", "--out", str(d / "dsh"), "-q"])
+    assert r.exit_code == 0, r.output
+    r = run(app, ["index", "build", "--checkpoint", str(d / "dsh" / "last.ckpt"), "--data", str(d / "digits"),
+                  "--split", "database", "--out", str(d / "dsh-index"), "-q"])
+    assert r.exit_code == 0, r.output
+    squares = _yolo_squares(d / "squares", 24, 0)
+    r = run(app, ["iah-train", "--data", str(squares), "--bits", "32", "--image-size", "48", "--epochs", "2",
+                  "--batch-size", "12", "--top-n", "12", "--out", str(d / "iah"), "-q"])
+    assert r.exit_code == 0, r.output
+    r = run(app, ["index", "build", "--checkpoint", str(d / "iah" / "last.ckpt"), "--split", "train",
+                  "--out", str(d / "iah-index"), "-q"])
+    assert r.exit_code == 0, r.output
+    return {"dsh": d / "dsh-index", "digits": d / "digits", "iah": d / "iah-index", "squares": squares}

@@ -1,0 +1,267 @@
+"""The HTTP service through FastAPI's test client: every endpoint, and every refusal with its status and a
+JSON message."""
+
+import asyncio
+import io
+import shutil
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+from typer.testing import CliRunner
+
+from deephash.cli import app as cli
+from deephash.retrieval import open_index
+from deephash.service import Settings, create_app
+from deephash.service.batcher import MicroBatcher
+
+TOKEN = "s3cret-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+@pytest.fixture
+def dsh(served_indexes, tmp_path):
+    """A writable copy of the digits index, with its images as the allowed root."""
+    shutil.copytree(served_indexes["dsh"], tmp_path / "idx")
+    return tmp_path / "idx", served_indexes["digits"]
+
+
+def client(index_dir, **kw) -> TestClient:
+    return TestClient(create_app(Settings(str(index_dir), **kw)))
+
+
+def unique_items(index_dir) -> list[tuple[int, Path]]:
+    """(id, path) of indexed images whose code no other image shares: their own copy must rank first."""
+    idx = open_index(index_dir)
+    codes, ids = idx.semantic.codes, idx.semantic.ids
+    return [(int(i), Path(idx.semantic.get_metadata([i])[0]["path"])) for n, i in enumerate(ids)
+            if (codes == codes[n]).all(1).sum() == 1]
+
+
+def png(size=(32, 32), seed=0) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(seed).integers(0, 255, (*size, 3), dtype=np.uint8)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def assert_error(r, status, *words):
+    assert r.status_code == status, r.text
+    body = r.json()
+    assert set(body) == {"error", "detail"} and "Traceback" not in r.text
+    for w in words:
+        assert w in body["detail"], body
+
+
+def test_read_endpoints_on_a_dsh_index(dsh):
+    idx, digits = dsh
+    me, query = unique_items(idx)[0]
+    label = query.parent.name
+    with client(idx) as c:
+        assert c.get("/health").json() == {"status": "ok", "count": 54}
+        info = c.get("/v1/info").json()
+        assert info["bits"] == 16 and info["count"] == 54 and info["method"] == "dsh" and info["index_version"] == 1
+        assert info["class_names"] == [str(i) for i in range(10)] and info["modes"] == ["semantic"]
+        assert info["writable"] is False
+        r = c.post("/v1/search", files={"image": ("q.png", query.read_bytes(), "image/png")}, data={"k": "5"})
+        res = r.json()
+        assert r.status_code == 200 and res["query"] == "q.png" and len(res["results"]) == 5
+        assert res["results"][0] == {"id": me, "distance": 0, "path": str(query), "labels": [label]}
+        assert [x["distance"] for x in res["results"]] == sorted(x["distance"] for x in res["results"])
+        item = c.get(f"/v1/items/{me}").json()
+        assert item["path"] == str(query) and item["labels"] == [label] and len(item["code"]) == 4
+        by_code = c.post("/v1/search", json={"code": item["code"], "k": 5}).json()["results"]
+        by_id = c.post("/v1/search", json={"id": me, "k": 5}).json()["results"]
+        assert by_code == by_id == res["results"]
+        within = c.post("/v1/search", json={"id": me, "radius": 1}).json()["results"]
+        assert within and all(x["distance"] <= 1 for x in within)
+        assert c.get(f"/v1/items/{me}/image").content == query.read_bytes()
+        t = c.get(f"/v1/items/{me}/thumbnail", params={"size": 20})
+        assert t.headers["content-type"] == "image/jpeg" and max(Image.open(io.BytesIO(t.content)).size) == 20
+        assert (me, 20) in c.app.state.service._thumbs                   # cached
+        assert c.get(f"/v1/items/{me}/thumbnail", params={"size": 20}).content == t.content
+        metrics = c.get("/metrics").text
+        assert 'deephash_http_requests_total{method="POST",route="/v1/search",status="200"} 4.0' in metrics
+        assert "deephash_index_items 54.0" in metrics and "deephash_http_request_seconds_bucket" in metrics
+        assert "deephash_encode_batch_size_count 1.0" in metrics
+        assert "/v1/search" in c.get("/openapi.json").json()["paths"] and c.get("/docs").status_code == 200
+        page = c.get("/")
+        assert page.status_code == 200 and "/static/app.js" in page.text
+        assert "searchBy" in c.get("/static/app.js").text
+
+
+def test_iah_index_answers_in_category_mode(served_indexes):
+    squares = served_indexes["squares"]
+    with client(served_indexes["iah"]) as c:
+        info = c.get("/v1/info").json()
+        assert info["method"] == "iah" and info["category_codes"] >= 24 and info["modes"] == ["semantic", "category"]
+        image = (squares / "images" / "train" / "0.png").read_bytes()
+        res = c.post("/v1/search", files={"image": ("0.png", image)}, data={"k": "3", "mode": "category"}).json()
+        assert res["mode"] == "category" and res["categories"]
+        for cat in res["categories"]:
+            found = [x for x in res["results"] if x["category"] == cat["name"]]
+            assert len(found) == 3 and all(len(x["box"]) == 4 and 0 <= x["prob"] <= 1 for x in found)
+            assert len(cat["box"]) == 4 and cat["name"] in info["class_names"]
+        by_id = c.post("/v1/search", json={"id": 0, "k": 3, "mode": "category"}).json()
+        assert by_id["results"][0]["id"] == 0 and by_id["results"][0]["distance"] == 0
+        assert len(c.post("/v1/search", files={"image": ("0.png", image)}).json()["results"]) == 10
+
+
+def test_writes_persist_before_the_answer(dsh, tmp_path):
+    idx, digits = dsh
+    upload = sorted(digits.glob("7/*.png"))[0].read_bytes()
+    with client(idx, token=TOKEN, allow_root=str(digits)) as c:
+        r = c.post("/v1/items", headers=AUTH, files=[("image", ("mine.png", upload)), ("image", ("b.png", png()))])
+        assert r.status_code == 201, r.text
+        ids = r.json()["ids"]
+        assert len(ids) == 2 and r.json()["count"] == 56 and r.json()["failures"] == []
+        assert len(open_index(idx)) == 56                                # saved before the answer
+        item = c.get(f"/v1/items/{ids[0]}").json()
+        assert item["name"] == "mine.png" and (idx / "uploads").is_dir() and item["path"].startswith(str(idx))
+        assert c.get(f"/v1/items/{ids[0]}/image").content == upload
+        found = c.post("/v1/search", files={"image": ("q.png", upload)}, data={"radius": "0"}).json()["results"]
+        assert ids[0] in [x["id"] for x in found]
+        r = c.post("/v1/items", headers=AUTH, json={"paths": ["1/" + sorted(digits.glob("1/*.png"))[0].name]})
+        assert r.status_code == 201 and r.json()["count"] == 57
+        assert c.get(f"/v1/items/{r.json()['ids'][0]}").json()["path"] == str(sorted(digits.glob("1/*.png"))[0])
+        r = c.delete(f"/v1/items/{ids[0]}", headers=AUTH)
+        assert r.json() == {"removed": ids[0], "count": 56}
+        assert len(open_index(idx)) == 56
+        assert_error(c.get(f"/v1/items/{ids[0]}/thumbnail"), 404, str(ids[0]))
+
+
+def test_every_refusal_is_json_with_its_status(dsh, tmp_path):
+    idx, digits = dsh
+    text_as_jpg = ("photo.jpg", b"this is not an image", "image/jpeg")
+    with client(idx) as c:                                               # no token configured
+        assert_error(c.post("/v1/items", headers=AUTH, files={"image": ("a.png", png())}), 403, "--token",
+                     "DEEPHASH_TOKEN")
+        assert_error(c.delete("/v1/items/0", headers=AUTH), 403, "--token")
+    outside = tmp_path / "outside.png"
+    outside.write_bytes(png())
+    (digits.parent / "link-out.png").unlink(missing_ok=True)
+    link = digits / "0" / "link-out.png"
+    link.unlink(missing_ok=True)
+    link.symlink_to(outside)
+    try:
+        with client(idx, token=TOKEN, allow_root=str(digits), max_upload_mb=0.01) as c:
+            assert_error(c.delete("/v1/items/0"), 401, "Bearer")
+            assert_error(c.delete("/v1/items/0", headers={"Authorization": "Bearer wrong"}), 401, "Bearer")
+            assert_error(c.delete("/v1/items/0", headers={"Authorization": TOKEN}), 401)
+            big = png((80, 80))
+            assert len(big) > 0.01 * 2 ** 20
+            assert_error(c.post("/v1/search", files={"image": ("big.png", big)}), 413, "limit")
+            chunked = c.post("/v1/items", headers={**AUTH, "Content-Type": "application/json"},
+                             content=iter([b'{"paths": ["', b"x" * 20000, b'"]}']))  # no Content-Length
+            assert "content-length" not in chunked.request.headers
+            assert_error(chunked, 413, "limit")
+            assert_error(c.post("/v1/search", files={"image": text_as_jpg}), 422, "photo.jpg")
+            assert_error(c.post("/v1/items", headers=AUTH, files={"image": text_as_jpg}), 422, "photo.jpg")
+            for bad in ("../outside.png", str(outside), "0/link-out.png", "0/../../outside.png"):
+                assert_error(c.post("/v1/items", headers=AUTH, json={"paths": [bad]}), 403, "outside the allowed root")
+            assert_error(c.post("/v1/items", headers=AUTH, json={"paths": ["0/nope.png"]}), 404, "nope.png")
+            assert_error(c.post("/v1/items", headers=AUTH, json={"paths": ["x" * 5000]}), 422, "file name")
+            for call in (c.get("/v1/items/999"), c.get("/v1/items/999/image"), c.get("/v1/items/999/thumbnail"),
+                         c.delete("/v1/items/999", headers=AUTH), c.post("/v1/search", json={"id": 999})):
+                assert_error(call, 404, "999")
+            assert_error(c.post("/v1/search", json={"code": "zz"}), 422, "hexadecimal")
+            assert_error(c.post("/v1/search", json={"code": "abcdef"}), 422, "4 hex digits")
+            assert_error(c.post("/v1/search", json={"id": 1, "k": 0}), 422, "k must be")
+            assert_error(c.post("/v1/search", json={"id": 1, "mode": "fuzzy"}), 422, "mode")
+            assert_error(c.post("/v1/search", json={"id": 1, "mode": "category"}), 422, "IAH")
+            assert_error(c.post("/v1/search", json={"id": 1, "code": "abcd"}), 422, "exactly one")
+            assert_error(c.post("/v1/search", json={"id": 1, "extra": 2}), 422, "extra")
+            assert_error(c.post("/v1/search", content=b"{not json", headers={"Content-Type": "application/json"}),
+                         422, "JSON")
+            assert_error(c.post("/v1/search", content=b"k=1", headers={"Content-Type": "text/plain"}), 415,
+                         "multipart")
+            assert_error(c.post("/v1/search", files={"other": ("a.png", png())}), 422, "'image'")
+            assert_error(c.post("/v1/search", files={"image": ("a.png", png())}, data={"k": "ten"}), 422, "k must")
+            assert_error(c.get("/v1/items/abc"), 422, "item_id")
+            assert_error(c.get("/v1/items/1/thumbnail", params={"size": 5000}), 422, "size")
+            assert_error(c.get("/no/such/route"), 404)
+        bomb = io.BytesIO()
+        Image.new("1", (8000, 8000)).save(bomb, "PNG")                   # 64 Mpixels in a few kB
+        with client(idx, token=TOKEN) as c:
+            assert len(bomb.getvalue()) < 2 ** 20
+            assert_error(c.post("/v1/search", files={"image": ("bomb.png", bomb.getvalue())}), 413, "8000x8000")
+            assert_error(c.post("/v1/items", headers=AUTH, files={"image": ("bomb.png", bomb.getvalue())}), 413,
+                         "pixels")
+            assert_error(c.post("/v1/items", headers=AUTH, json={"paths": ["0/001.png"]}), 403, "--allow-root")
+        crash = create_app(Settings(str(idx)))
+        crash.state.service.index.info = lambda: 1 / 0
+        with TestClient(crash, raise_server_exceptions=False) as c:
+            r = c.get("/v1/info")
+            assert_error(r, 500, "server log")
+            assert "ZeroDivision" not in r.text
+    finally:
+        link.unlink()
+    assert len(open_index(idx)) == 54                                    # nothing was written
+
+
+def test_concurrent_image_queries_are_encoded_together(served_indexes):
+    idx = open_index(served_indexes["dsh"])
+    images = [Path(md["path"]).read_bytes() for md in idx.semantic.get_metadata(idx.semantic.ids[:8])]
+    app = create_app(Settings(str(served_indexes["dsh"]), batch_wait_ms=300))
+
+    async def go():
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+            one = (await c.post("/v1/search", files={"image": ("0.png", images[0])}, data={"k": "3"})).json()
+            before = app.state.batcher.batches
+            many = await asyncio.gather(*[c.post("/v1/search", files={"image": (f"{n}.png", im)}, data={"k": "3"})
+                                          for n, im in enumerate(images)])
+            return one, before, [r.json() for r in many]
+
+    one, before, many = asyncio.run(go())
+    assert app.state.batcher.batches - before < 4                       # 8 queries in (almost always) 1 batch
+    assert many[0]["results"] == one["results"]
+    assert [r["query"] for r in many] == [f"{n}.png" for n in range(8)]
+    assert all(r["results"][0]["distance"] == 0 for r in many)
+
+
+def test_micro_batcher_groups_by_key_and_fails_a_batch_together():
+    calls = []
+
+    def fn(key, items):
+        calls.append((key, list(items)))
+        if key == "bad":
+            raise ValueError("broken model")
+        return [f"{key}:{i}" for i in items]
+
+    async def go():
+        b = MicroBatcher(fn, max_batch=4, max_wait_ms=50)
+        out = await asyncio.gather(*[b.submit("a" if i % 2 else "b", i) for i in range(6)],
+                                   b.submit("bad", 9), return_exceptions=True)
+        await b.close()
+        return out
+
+    out = asyncio.run(go())
+    assert out[:6] == ["b:0", "a:1", "b:2", "a:3", "b:4", "a:5"]
+    assert isinstance(out[6], ValueError)
+    assert max(len(items) for _, items in calls) <= 4 and len(calls) <= 5
+
+
+def test_serve_command_refuses_bad_settings(served_indexes, tmp_path):
+    run = CliRunner().invoke
+    r = run(cli, ["serve", str(served_indexes["dsh"]), "--workers", "2", "--token", "t"])
+    assert r.exit_code == 2 and "--workers 1" in r.output
+    r = run(cli, ["serve", str(tmp_path / "none")])
+    assert r.exit_code == 2 and "error:" in r.output
+    r = run(cli, ["serve", str(served_indexes["dsh"]), "--allow-root", str(tmp_path / "none")])
+    assert r.exit_code == 2 and "--allow-root" in r.output
+
+
+def test_concurrent_code_queries_share_one_scan(served_indexes):
+    app = create_app(Settings(str(served_indexes["dsh"]), batch_wait_ms=300, warm_up=False))
+    codes = [open_index(served_indexes["dsh"]).semantic.codes[i].tobytes().hex() for i in range(6)]
+
+    async def go():
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+            return await asyncio.gather(*[c.post("/v1/search", json={"code": h, "k": 4}) for h in codes])
+
+    answers = [r.json() for r in asyncio.run(go())]
+    assert app.state.code_batcher.batches < 3 and app.state.code_batcher.items == 6
+    assert [a["query"] for a in answers] == codes                       # each answer is its own query's
+    assert all(a["results"][0]["distance"] == 0 and len(a["results"]) == 4 for a in answers)
