@@ -12,6 +12,9 @@ from ..errors import InvalidInputError
 from ..index import ENGINES
 from ._app import app
 
+LOCK_HELP = ("seconds to wait while another process writes the index (default: $DEEPHASH_LOCK_TIMEOUT or 60); "
+             "writers take turns, so no change is lost")
+
 index_app = typer.Typer(help="Build and maintain a Hamming index of binary codes.", no_args_is_help=True)
 app.add_typer(index_app, name="index")
 
@@ -57,22 +60,23 @@ def add(
     codes: Optional[Path] = typer.Option(None, "--codes", help="codes file (.npz) with the codes to add"),
     images: Optional[Path] = typer.Option(None, "--images", help="or a folder of images to encode with the index's "
                                           "model and add (unreadable files are skipped)"),
+    lock_timeout: Optional[float] = typer.Option(None, "--lock-timeout", help=LOCK_HELP),
 ) -> None:
     """Add the codes of a codes file (their ids must be new), or images, and save."""
     from ..codes import CodesFile
     from ..data import list_images
-    from ..retrieval import open_index
+    from ..retrieval import update_index
 
     if (codes is None) == (images is None):
         raise InvalidInputError("give exactly one of --codes or --images")
-    index = open_index(index_dir, mmap=False)
-    if codes is not None:
-        added = index.add_codes(CodesFile.load(codes))
-        failures = []
-    else:
-        res = index.add(list_images(images))
-        added, failures = len(res.ids), res.failures
-    index.save()
+    new = CodesFile.load(codes) if codes is not None else None
+    with update_index(index_dir, timeout=lock_timeout) as index:
+        if new is not None:
+            added = index.add_codes(new)
+            failures = []
+        else:
+            res = index.add(list_images(images))
+            added, failures = len(res.ids), res.failures
     for path, reason in failures:
         typer.echo(f"skipped: {reason}", err=True)
     typer.echo(f"added {added} codes; index holds {len(index)}")
@@ -82,17 +86,17 @@ def add(
 def remove(
     index_dir: Path = typer.Option(..., "--index", help="index directory"),
     ids: str = typer.Option(..., "--ids", help="comma-separated ids, e.g. 1,2,3"),
+    lock_timeout: Optional[float] = typer.Option(None, "--lock-timeout", help=LOCK_HELP),
 ) -> None:
     """Remove images by id and save."""
-    from ..retrieval import open_index
+    from ..retrieval import update_index
 
     try:
         wanted = [int(s) for s in ids.split(",") if s.strip()]
     except ValueError:
         raise InvalidInputError(f"--ids must be comma-separated integers, got {ids!r}") from None
-    index = open_index(index_dir, mmap=False)
-    n = index.remove(wanted)
-    index.save()
+    with update_index(index_dir, timeout=lock_timeout) as index:
+        n = index.remove(wanted)
     typer.echo(f"removed {n} codes; index holds {len(index)}")
 
 

@@ -5,8 +5,8 @@ The CLI and the HTTP service are thin shells over it.
 """
 
 from .encoder import Encoded, Encoder
-from .image_index import AddResult, ImageIndex, open_index
+from .image_index import AddResult, ImageIndex, open_index, update_index
 from .results import CategoryQuery, QueryResult, SearchResult
 
 __all__ = ["AddResult", "CategoryQuery", "Encoded", "Encoder", "ImageIndex", "QueryResult", "SearchResult",
-           "open_index"]
+           "open_index", "update_index"]
