@@ -294,3 +294,21 @@ def test_iah_folder_has_one_lock_and_update_keeps_parts_together(tmp_path):
         stale.remove([5])
     again = open_index(path)
     assert sorted(again.semantic.ids.tolist()) == [3, 4] and len(again.category) == 2
+
+
+def test_legacy_iah_folder_updates_in_place(tmp_path):
+    """Folders of the former iah-encode (iah.json + semantic/ + category/) update in place under the root lock."""
+    rng = np.random.default_rng(1)
+    path = tmp_path / "old"
+    semantic = HammingIndex(32)
+    semantic.add(rng.integers(0, 256, (4, 4), dtype=np.uint8), ids=np.arange(4))
+    semantic.save(path / "semantic")
+    cat = CategoryIndex(32, ["cat", "dog"])
+    cat.add(np.arange(4), rng.integers(0, 256, (4, 2, 4), dtype=np.uint8), np.eye(2, dtype=bool)[np.arange(4) % 2])
+    cat.save(path / "category")
+    (path / "iah.json").write_text(json.dumps({"checkpoint": None, "threshold": 0.5}))
+    with update_index(path) as index:
+        index.remove([0])
+    again = open_index(path)
+    assert again.semantic.ids.tolist() == [1, 2, 3] and len(again.category) == 3
+    assert (path / ".lock").exists() and not (path / "manifest.json").exists()

@@ -259,7 +259,8 @@ def _row_to_dict(row) -> dict:
     return out
 
 
-def _check_target(path: Path) -> None:
+def check_target(path: Path) -> None:
+    """Refuse to write an index over a file, or into a non-empty folder that holds no index."""
     if path.exists() and not path.is_dir():
         raise InvalidInputError(f"cannot save index to {path}: it exists and is not a directory")
     if path.is_dir() and not (path / MANIFEST).exists():
@@ -289,7 +290,7 @@ def save_index(path, *, codes, ids, store: MetadataStore, header: dict, expect_v
     returns the new manifest. ``expect_version``: the version this state was loaded from; a folder now at
     another version was changed by someone else and is not overwritten (IncompatibleError)."""
     path = Path(path)
-    _check_target(path)
+    check_target(path)
     with index_lock(path):
         old = _previous(path)
         current = None if old is None else old.get("version", 0)

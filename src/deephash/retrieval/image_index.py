@@ -20,7 +20,7 @@ import numpy as np
 from ..codes import CodesFile, hamming_distances
 from ..errors import CorruptFileError, IncompatibleError, InvalidInputError
 from ..index import CategoryIndex, HammingIndex, index_from_codes
-from ..index.storage import MANIFEST, index_lock, read_manifest
+from ..index.storage import MANIFEST, check_target, index_lock, read_manifest
 from .encoder import Encoded, Encoder
 from .results import CategoryQuery, QueryResult, SearchResult
 
@@ -309,8 +309,10 @@ class ImageIndex:
         path = Path(path) if path is not None else self.path
         if path is None:
             raise InvalidInputError("no folder to save the index to")
+        legacy = self._legacy and path == self.path
+        if not legacy:
+            check_target(path)  # before the lock file is created there
         with self._lock, index_lock(path):
-            legacy = self._legacy and path == self.path
             self.semantic.save(path / "semantic" if legacy else path)
             if self.category is not None:
                 self.category.save(path / CATEGORY_DIR)
