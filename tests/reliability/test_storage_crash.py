@@ -155,19 +155,18 @@ def kill_trials(zygote, path, rng, commands, timing) -> dict:
 def test_sigkill_during_index_add_and_remove_leaves_old_or_new(tmp_path, zygote):
     path, ids, codes = base_index(tmp_path)
     rng = np.random.default_rng(16)
-    took = {}
-    for cmd, extra in (("add", "b0"), ("add", "b1"), ("remove", "100000,100001")):
-        if cmd == "add":
-            batch(tmp_path / f"{extra}.npz", 100_000 + 100 * int(extra[1]), 50, 1)
-            extra = ["--codes", str(tmp_path / f"{extra}.npz")]
-        else:
-            extra = ["--ids", extra]
-        res, took[cmd], out = zygote.run(["index", cmd, "--index", str(path), *extra])  # warm up, then time
-        assert res["code"] == 0, out
+    took = {"add": [], "remove": []}
+    for n in range(3):  # warm up, then time each command (the fastest run: the machine may be busy)
+        batch(tmp_path / f"b{n}.npz", 100_000 + 100 * n, 50, n)
+        for cmd, extra in (("add", ["--codes", str(tmp_path / f"b{n}.npz")]), ("remove", ["--ids", f"{100_000 + 100 * n}"])):
+            res, seconds, out = zygote.run(["index", cmd, "--index", str(path), *extra])
+            assert res["code"] == 0, out
+            took[cmd].append(seconds)
+    took = {cmd: 0.9 * min(t) for cmd, t in took.items()}
     cur = state(path)[:2]
-    assert len(cur[0]) == BASE + 98
+    assert len(cur[0]) == BASE + 147
 
-    wanted, most = 20, 40  # real kills (a run may finish before its kill), at most this many runs
+    wanted, most = 20, 60  # real kills (a run may finish before its kill), at most this many runs
     outcomes = {}
     for cmd in ("add", "remove"):
         got = outcomes[cmd] = {"old": 0, "new": 0, "finished": 0}
