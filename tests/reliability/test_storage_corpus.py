@@ -206,7 +206,8 @@ def test_write_error_during_add_keeps_the_index(idx, monkeypatch, stage, code):
 def test_add_waits_for_the_lock_then_times_out_clearly(idx):
     with open(idx / ".lock", "a+") as fh:  # another writer (a separate open file: flock excludes it)
         fcntl.flock(fh, fcntl.LOCK_EX)
-        line = expect_refusal(add_args(idx) + ["--lock-timeout", "0.3"], idx, f"index {idx} is locked by another writer")
+        line = expect_refusal(add_args(idx) + ["--lock-timeout", "0.3"], idx,
+                              f"index {idx} is locked by another writer")
         assert "DEEPHASH_LOCK_TIMEOUT" in line
         expect_refusal(["index", "remove", "--index", str(idx), "--ids", "1", "--lock-timeout", "0"], idx, "locked")
     r = runner.invoke(app, add_args(idx))  # released: the next writer goes ahead

@@ -158,7 +158,8 @@ def test_sigkill_during_index_add_and_remove_leaves_old_or_new(tmp_path, zygote)
     took = {"add": [], "remove": []}
     for n in range(3):  # warm up, then time each command (the fastest run: the machine may be busy)
         batch(tmp_path / f"b{n}.npz", 100_000 + 100 * n, 50, n)
-        for cmd, extra in (("add", ["--codes", str(tmp_path / f"b{n}.npz")]), ("remove", ["--ids", f"{100_000 + 100 * n}"])):
+        for cmd, extra in (("add", ["--codes", str(tmp_path / f"b{n}.npz")]),
+                           ("remove", ["--ids", f"{100_000 + 100 * n}"])):
             res, seconds, out = zygote.run(["index", cmd, "--index", str(path), *extra])
             assert res["code"] == 0, out
             took[cmd].append(seconds)
@@ -215,7 +216,8 @@ def test_two_concurrent_adds_are_serialised_and_both_kept(tmp_path, zygote):
 
 def test_searches_during_concurrent_adds_see_a_consistent_index(tmp_path, zygote):
     path, ids, codes = base_index(tmp_path)
-    batches = [batch(tmp_path / f"c{i}.npz", 700_000 + 100 * i, 20, i) for i in range(4)]
+    for i in range(4):
+        batch(tmp_path / f"c{i}.npz", 700_000 + 100 * i, 20, i)
     counts = {BASE + 20 * i for i in range(5)}
     errors: list = []
 
@@ -311,3 +313,20 @@ def test_legacy_iah_folder_updates_in_place(tmp_path):
     again = open_index(path)
     assert again.semantic.ids.tolist() == [1, 2, 3] and len(again.category) == 3
     assert (path / ".lock").exists() and not (path / "manifest.json").exists()
+
+
+def test_hamming_index_updates_from_threads_are_all_kept(tmp_path):
+    path = tmp_path / "idx"
+    HammingIndex(32).save(path)
+    rng = np.random.default_rng(3)
+
+    def add(i):
+        with HammingIndex.update(path, timeout=30) as index:
+            index.add(rng.integers(0, 256, (2, 4), dtype=np.uint8), ids=[10 * i, 10 * i + 1])
+
+    threads = [threading.Thread(target=add, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(HammingIndex.load(path).ids.tolist()) == sorted(j for i in range(6) for j in (10 * i, 10 * i + 1))

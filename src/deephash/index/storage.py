@@ -264,7 +264,10 @@ def check_target(path: Path) -> None:
     if path.exists() and not path.is_dir():
         raise InvalidInputError(f"cannot save index to {path}: it exists and is not a directory")
     if path.is_dir() and not (path / MANIFEST).exists():
-        foreign = [p.name for p in path.iterdir() if not _OWN_FILE.match(p.name)]
+        try:
+            foreign = [p.name for p in path.iterdir() if not _OWN_FILE.match(p.name)]
+        except OSError as e:
+            raise _os_error(path, "save", e) from None
         if foreign:
             raise InvalidInputError(f"cannot save index to {path}: directory is not empty and holds no deephash index")
 
