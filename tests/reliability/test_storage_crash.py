@@ -93,10 +93,9 @@ class Zygote:
         self.proc.wait(timeout=30)
 
 
-@pytest.fixture
-def zygote(tmp_path):
-    (tmp_path / "logs").mkdir()
-    z = Zygote(tmp_path / "logs")
+@pytest.fixture(scope="module")
+def zygote(tmp_path_factory):
+    z = Zygote(tmp_path_factory.mktemp("logs"))  # one per module: the CLI import costs seconds
     yield z
     z.close()
 
