@@ -64,8 +64,12 @@ def test_remove_and_add_are_durable_and_old_files_are_collected(tmp_path):
     assert again.get_metadata([1000, 1200, 1002]) == [None, {"path": "new.jpg"}, {"path": "img2.jpg", "labels": [2], "score": 1.0}]
     D, I = again.search(codes[:1], 1)
     assert I[0, 0] == 1200  # codes[0] removed as id 1000, re-added as 1200
-    assert len(list(path.glob("codes.*.npy"))) == 1 and len(list(path.glob("meta.*.sqlite"))) == 1
+    # The current and the previous version's files are kept (readers of the previous manifest), older ones go.
+    assert len(list(path.glob("codes.*.npy"))) == 2 and len(list(path.glob("meta.*.sqlite"))) == 2
     assert again.add(codes[:1]).tolist() == [1203]  # next_id persisted
+    again.save(path)
+    names = {f["name"] for f in json.loads((path / "manifest.json").read_text())["files"].values()}
+    assert len(list(path.glob("codes.*.npy"))) == 2 and names <= {p.name for p in path.iterdir()}
 
 
 def _data_file(path, key):
@@ -152,7 +156,7 @@ def test_sigkill_during_save_leaves_previous_index_loadable(tmp_path):
     old = HammingIndex.load(path)
     assert len(old) == 200 and 1000 in old.ids
     np.testing.assert_array_equal(old.codes, codes)
-    # The next save collects the orphaned files of the killed one.
+    # The next save collects the orphaned files of the killed one (it keeps the new and the previous version).
     old.save(path)
-    assert len(list(path.glob("codes.*.npy"))) == 1
+    assert len(list(path.glob("codes.*.npy"))) == 2
     assert len(HammingIndex.load(path)) == 200

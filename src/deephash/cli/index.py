@@ -11,6 +11,9 @@ import typer
 from ..errors import InvalidInputError
 from ._app import app
 
+LOCK_HELP = ("seconds to wait while another process writes the index (default: $DEEPHASH_LOCK_TIMEOUT or 60); "
+             "writers take turns, so no change is lost")
+
 index_app = typer.Typer(help="Build and maintain a Hamming index of binary codes.", no_args_is_help=True,
                         rich_markup_mode=None)
 app.add_typer(index_app, name="index")
@@ -68,6 +71,7 @@ def add(
                                           "model and add (unreadable files are skipped)"),
     keep_ids: bool = typer.Option(False, "--keep-ids", help="with --codes: keep the file's ids (they must be new) "
                                   "instead of giving the codes fresh ids after the index's largest"),
+    lock_timeout: Optional[float] = typer.Option(None, "--lock-timeout", help=LOCK_HELP),
 ) -> None:
     """Add the codes of a codes file (with fresh ids, or theirs with --keep-ids), or images, and save.
 
@@ -78,20 +82,20 @@ def add(
     """
     from ..codes import CodesFile
     from ..data import list_images
-    from ..retrieval import open_index
+    from ..retrieval import update_index
 
     if (codes is None) == (images is None):
         raise InvalidInputError("give exactly one of --codes or --images")
     if keep_ids and codes is None:
         raise InvalidInputError("--keep-ids keeps the ids of a codes file: it goes with --codes")
-    index = open_index(index_dir, mmap=False)
-    if codes is not None:
-        added = len(index.add_codes(CodesFile.load(codes), keep_ids=keep_ids))
-        failures = []
-    else:
-        res = index.add(list_images(images))
-        added, failures = len(res.ids), res.failures
-    index.save()
+    new = CodesFile.load(codes) if codes is not None else None
+    with update_index(index_dir, timeout=lock_timeout) as index:
+        if new is not None:
+            added = len(index.add_codes(new, keep_ids=keep_ids))
+            failures = []
+        else:
+            res = index.add(list_images(images))
+            added, failures = len(res.ids), res.failures
     for path, reason in failures:
         typer.echo(f"skipped: {reason}", err=True)
     typer.echo(f"added {added} codes; index holds {len(index)}")
@@ -101,6 +105,7 @@ def add(
 def remove(
     index_dir: Path = typer.Option(..., "--index", help="index directory"),
     ids: str = typer.Option(..., "--ids", help="comma-separated ids, e.g. 1,2,3"),
+    lock_timeout: Optional[float] = typer.Option(None, "--lock-timeout", help=LOCK_HELP),
 ) -> None:
     """Remove images by id and save.
 
@@ -109,15 +114,14 @@ def remove(
     \b
         deephash index remove --index idx/ --ids 3,17
     """
-    from ..retrieval import open_index
+    from ..retrieval import update_index
 
     try:
         wanted = [int(s) for s in ids.split(",") if s.strip()]
     except ValueError:
         raise InvalidInputError(f"--ids must be comma-separated integers, got {ids!r}") from None
-    index = open_index(index_dir, mmap=False)
-    n = index.remove(wanted)
-    index.save()
+    with update_index(index_dir, timeout=lock_timeout) as index:
+        n = index.remove(wanted)
     typer.echo(f"removed {n} codes; index holds {len(index)}")
 
 

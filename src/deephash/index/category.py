@@ -18,8 +18,10 @@ from ..errors import CorruptFileError, InvalidInputError, MissingFileError
 from ..utils.io import atomic_write
 from .engines.base import check_codes, check_k, empty_knn
 from .hamming_index import HammingIndex
+from .storage import index_lock
 
 MANIFEST = "category.json"
+FORMAT = "deephash-category-index/1"
 
 
 class CategoryIndex:
@@ -143,31 +145,50 @@ class CategoryIndex:
         return order or [int(np.argmax(probs))]
 
     def save(self, path) -> Path:
+        """Write the folder under its writer lock: each category's HammingIndex, then ``category.json``."""
         path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        for c, sub in self.subs.items():
-            sub.save(path / f"c{c:04d}")
-        manifest = {"format": "deephash-category-index/1", "bits": self.bits, "class_names": self.class_names,
-                    "engine": self.engine, "categories": sorted(self.subs), "checkpoint": self.checkpoint,
-                    "threshold": self.threshold}
-        atomic_write(path / MANIFEST, lambda fh: fh.write(json.dumps(manifest, indent=1).encode()))
+        with index_lock(path):
+            for c, sub in self.subs.items():
+                sub.save(path / f"c{c:04d}")
+            manifest = {"format": FORMAT, "bits": self.bits, "class_names": self.class_names,
+                        "engine": self.engine, "categories": sorted(self.subs), "checkpoint": self.checkpoint,
+                        "threshold": self.threshold}
+            atomic_write(path / MANIFEST, lambda fh: fh.write(json.dumps(manifest, indent=1).encode()))
         return path
 
     @classmethod
-    def load(cls, path) -> "CategoryIndex":
+    def load(cls, path, mmap: bool = True) -> "CategoryIndex":
         path = Path(path)
-        if not (path / MANIFEST).is_file():
+        mf = path / MANIFEST
+        if not mf.is_file():
             raise MissingFileError(f"{path} is not a category index (no {MANIFEST}; build one with deephash iah-encode)")
         try:
-            m = json.loads((path / MANIFEST).read_text())
-            idx = cls(int(m["bits"]), m["class_names"], m.get("engine", "auto"))
-            categories = [int(c) for c in m["categories"]]
-        except (ValueError, KeyError, TypeError) as e:
-            raise CorruptFileError(f"{path / MANIFEST} is corrupt: {e}") from None
+            m = json.loads(mf.read_bytes())
+            if not isinstance(m, dict) or m.get("format", FORMAT) != FORMAT:
+                raise ValueError(f"unknown format {m.get('format') if isinstance(m, dict) else m!r:.100}")
+            names, categories = m["class_names"], m["categories"]
+            if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+                raise ValueError(f"class_names must be a list of strings, got {names!r:.200}")
+            if (not isinstance(categories, list) or not all(type(c) is int for c in categories)
+                    or not all(0 <= c < len(names) for c in categories)):
+                raise ValueError(f"categories must be class numbers below {len(names)}, got {categories!r:.200}")
+            if not isinstance(m.get("engine", "auto"), str) or not isinstance(m.get("checkpoint"), (str, type(None))):
+                raise ValueError("engine must be a name and checkpoint a path")
+            threshold = m.get("threshold", 0.5)
+            if type(threshold) not in (int, float) or not 0 <= threshold <= 1:
+                raise ValueError(f"threshold must be a probability, got {threshold!r:.100}")
+            idx = cls(m["bits"], names, m.get("engine", "auto"))
+        except (ValueError, KeyError, TypeError, RecursionError, InvalidInputError) as e:
+            raise CorruptFileError(f"{mf} is corrupt: {e}") from None
+        except OSError as e:
+            raise CorruptFileError(f"{mf} cannot be read: {e.strerror or e}") from None
         idx.checkpoint = m.get("checkpoint")
-        idx.threshold = float(m.get("threshold", 0.5))
+        idx.threshold = float(threshold)
         for c in categories:
-            idx.subs[c] = HammingIndex.load(path / f"c{c:04d}")
+            sub = HammingIndex.load(path / f"c{c:04d}", mmap=mmap)
+            if sub.bits != idx.bits:
+                raise CorruptFileError(f"{path / f'c{c:04d}'} holds {sub.bits}-bit codes but {mf} says {idx.bits}")
+            idx.subs[c] = sub
         return idx
 
     @staticmethod

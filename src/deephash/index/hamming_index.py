@@ -8,16 +8,18 @@ it in with one assignment. Hence many threads may search while one adds or remov
 
 from __future__ import annotations
 
+import contextlib
+import os
 import threading
 from pathlib import Path
 
 import numpy as np
 
 from ..codes import check_bits
-from ..errors import InvalidInputError, NotFoundError
+from ..errors import CorruptFileError, InvalidInputError, NotFoundError
 from .engines import create_engine, engine_class, list_engines
 from .engines.base import check_codes, check_k, check_radius, empty_knn, empty_range
-from .storage import MetadataStore, load_index, save_index
+from .storage import MANIFEST, MetadataStore, index_lock, load_index, save_index
 from .threads import default_threads
 
 AUTO = "auto"
@@ -88,7 +90,8 @@ class HammingIndex:
         self._snap = _Snapshot(np.empty((0, self.nbytes), np.uint8), np.empty(0, np.int64))
         self._next_id = 0
         self._store = MetadataStore()
-        self._manifest: dict | None = None  # as read by load(), for info()
+        self._manifest: dict | None = None  # as read by load() or written by save(), for info()
+        self._origin: str | None = None  # the folder (real path) that manifest belongs to
 
     def _check_settings(self, per: dict[str, dict]) -> dict[str, dict]:
         """Validated settings per engine name, as each engine normalises them."""
@@ -190,6 +193,13 @@ class HammingIndex:
         snap = self._snap
         return snap.codes[_positions(snap, _as_ids(ids))]
 
+    def find_codes(self, ids) -> tuple[np.ndarray, np.ndarray]:
+        """(codes of the ids present, mask of which ids are present), read from ONE state of the index, so a
+        concurrent writer cannot make the two disagree."""
+        snap, ids = self._snap, _as_ids(ids)
+        held = np.isin(ids, snap.ids)
+        return snap.codes[_positions(snap, ids[held])], held
+
     def set_ivf_nprobe(self, nprobe: int) -> None:
         """Lists the faiss-ivf engine scans per query (recall vs speed), without rebuilding its k-means
         (which, like the MIH tables, is built on first use after load, add or remove, not stored)."""
@@ -268,8 +278,11 @@ class HammingIndex:
     # ---- persistence ----------------------------------------------------------------
 
     def save(self, path) -> Path:
-        """Atomically write the index directory (see deephash.index.storage for the layout). The manifest
-        records the default engine and the settings of every configured engine."""
+        """Atomically write the index directory (see deephash.index.storage for the layout) under its writer
+        lock. The manifest records the default engine and the settings of every configured engine. Saving back
+        to the folder the index was loaded from refuses (IncompatibleError) if another writer saved there
+        since; use ``HammingIndex.update(path)`` for a load-modify-save that no other writer can interleave."""
+        path = Path(path)
         with self._lock:  # one consistent state of codes, ids and metadata; searches go on
             snap = self._snap
             header = {
@@ -281,29 +294,49 @@ class HammingIndex:
                 "class_names": self.class_names,
                 "code_bits": self.code_bits,
             }
-            return save_index(path, codes=snap.codes, ids=snap.ids, store=self._store, header=header)
+            same = self._manifest is not None and self._origin == os.path.realpath(path)
+            expect = self._manifest.get("version", 0) if same else None
+            self._manifest = save_index(path, codes=snap.codes, ids=snap.ids, store=self._store, header=header,
+                                        expect_version=expect)
+            self._origin = os.path.realpath(path)
+            return path
+
+    @classmethod
+    @contextlib.contextmanager
+    def update(cls, path, timeout: float | None = None, threads: int | None = None):
+        """``with HammingIndex.update(path) as index:`` load, change, and save when the block ends without an
+        error, all under the folder's writer lock: concurrent updates (other processes included) run one after
+        the other and none is lost. ``timeout``: seconds to wait for another writer (IndexLockedError)."""
+        with index_lock(path, timeout):
+            index = cls.load(path, mmap=False, threads=threads)
+            yield index
+            index.save(path)
 
     @classmethod
     def load(cls, path, mmap: bool = True, verify: bool = True, threads: int | None = None) -> "HammingIndex":
         """Open a saved index; codes are memory-mapped unless mmap=False. Corruption raises DeephashError."""
-        manifest, codes, ids, meta_path = load_index(path, mmap=mmap, verify=verify)
+        manifest, codes, ids, store = load_index(path, mmap=mmap, verify=verify)
         eng = manifest.get("engine") or {}
-        index = cls(int(manifest["bits"]), engine=eng.get("default", AUTO), threads=threads)
-        if "settings" in eng:
-            per = eng["settings"] or {}
-        else:  # manifests before engine settings: {"default", "mih_m", "ivf_nlist", "ivf_nprobe"}
-            per = {}
-            for key, (name, setting) in _LEGACY_SETTINGS.items():
-                if eng.get(key) is not None:
-                    per.setdefault(name, {})[setting] = eng[key]
-        index._settings = index._check_settings(per)
+        try:
+            index = cls(manifest["bits"], engine=eng.get("default", AUTO), threads=threads)
+            if "settings" in eng:
+                per = eng["settings"] or {}
+            else:  # manifests before engine settings: {"default", "mih_m", "ivf_nlist", "ivf_nprobe"}
+                per = {}
+                for key, (name, setting) in _LEGACY_SETTINGS.items():
+                    if eng.get(key) is not None:
+                        per.setdefault(name, {})[setting] = eng[key]
+            index._settings = index._check_settings(per)
+        except (InvalidInputError, TypeError, ValueError, AttributeError) as e:
+            raise CorruptFileError(f"{Path(path) / MANIFEST} is corrupt: engine {eng!r:.200}: {e}") from None
         index._snap = _Snapshot(codes, ids)
-        index._next_id = int(manifest.get("next_id", int(ids.max()) + 1 if len(ids) else 0))
+        index._next_id = manifest.get("next_id", int(ids.max()) + 1 if len(ids) else 0)
         index.checkpoint = manifest.get("checkpoint")
         index.class_names = manifest.get("class_names")
-        index.code_bits = int(manifest.get("code_bits", index.bits))
-        index._store = MetadataStore(Path(meta_path))
+        index.code_bits = manifest.get("code_bits", index.bits)
+        index._store = store
         index._manifest = manifest
+        index._origin = os.path.realpath(path)
         return index
 
     def info(self) -> dict:

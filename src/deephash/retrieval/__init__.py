@@ -4,7 +4,7 @@ folder by ``open_index`` or built from a trained model and a dataset, answering 
 The CLI and the HTTP service are thin shells over it.
 """
 
-from .image_index import AddResult, ImageIndex, open_index
+from .image_index import AddResult, ImageIndex, open_index, update_index
 from .results import CategoryQuery, QueryResult, SearchResult
 
 
@@ -17,4 +17,4 @@ def __getattr__(name):  # the encoder needs torch: imported on first use, so sea
 
 
 __all__ = ["AddResult", "CategoryQuery", "Encoded", "Encoder", "ImageIndex", "QueryResult", "SearchResult",
-           "open_index"]
+           "open_index", "update_index"]

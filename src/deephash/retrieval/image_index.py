@@ -9,6 +9,7 @@ category present) and the box of the proposal that produced it. Folders written 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ import numpy as np
 from ..codes import CodesFile, hamming_distances
 from ..errors import CorruptFileError, IncompatibleError, InvalidInputError
 from ..index import CategoryIndex, HammingIndex, index_from_codes
+from ..index.storage import MANIFEST, check_target, index_lock, read_manifest
 from .results import CategoryQuery, QueryResult, SearchResult
 
 if TYPE_CHECKING:
@@ -276,9 +278,9 @@ class ImageIndex:
 
         def by_semantic(row, found):  # equal category distances: the more similar whole image first
             n = pairs[row][0]
-            held = np.isin(found, self.semantic.ids)  # an image a writer is removing right now ranks last
+            codes, held = self.semantic.find_codes(found)  # an image a writer is removing right now ranks last
             out = np.full(len(found), self.semantic.bits + 1, np.int64)
-            out[held] = hamming_distances(semantic[n:n + 1], self.semantic.get_codes(found[held]))[0]
+            out[held] = hamming_distances(semantic[n:n + 1], codes)[0]
             return out
 
         D, I, meta = self.category.search(queries, np.array([c for _, c in pairs]), k, tiebreak=by_semantic)
@@ -312,18 +314,43 @@ class ImageIndex:
     # ---- persistence ----------------------------------------------------------------------------------
 
     def save(self, path: str | Path | None = None) -> Path:
-        """Write the index folder: each part atomically, the semantic index (whose manifest names the model and
-        marks the folder as an index) first, then the category codes."""
+        """Write the index folder under its writer lock (one lock for the whole folder): each part atomically,
+        the semantic index (whose manifest names the model and marks the folder as an index) first, then the
+        category codes. Saving back to the folder this index was opened from refuses if another writer saved
+        there since it was opened (see ``update``)."""
         path = Path(path) if path is not None else self.path
         if path is None:
             raise InvalidInputError("no folder to save the index to")
-        with self._lock:
-            legacy = self._legacy and path == self.path
+        legacy = self._legacy and path == self.path
+        if not legacy:
+            check_target(path)  # before the lock file is created there
+        with self._lock, index_lock(path):
             self.semantic.save(path / "semantic" if legacy else path)
             if self.category is not None:
                 self.category.save(path / CATEGORY_DIR)
             self.path = path
         return path
+
+    @contextlib.contextmanager
+    def update(self, timeout: float | None = None):
+        """``with index.update(): index.add(...)``: take the folder's writer lock, reload the index if another
+        writer saved since it was opened (the model stays loaded), run the block, and save when it ends
+        without an error. Writers in other processes or threads wait (up to ``timeout`` seconds, then
+        IndexLockedError), so no update is lost. For a long-lived process such as a service."""
+        if self.path is None:
+            raise InvalidInputError("this index has no folder: save it once before updating it")
+        with self._lock, index_lock(self.path, timeout):
+            self._reload_if_changed()
+            yield self
+            self.save()
+
+    def _reload_if_changed(self) -> None:
+        semantic_dir = self.path / "semantic" if self._legacy else self.path
+        loaded = (self.semantic._manifest or {}).get("version")
+        if loaded is not None and read_manifest(semantic_dir).get("version", 0) == loaded:
+            return
+        fresh = open_index(self.path, mmap=False)
+        self.semantic, self.category = fresh.semantic, fresh.category
 
     def info(self) -> dict:
         out = {**self.semantic.info(), "method": self.method}
@@ -346,8 +373,22 @@ def open_index(path: str | Path, checkpoint: str | Path | None = None, mmap: boo
         index._legacy = True
         return index
     semantic = HammingIndex.load(path, mmap=mmap)
-    category = CategoryIndex.load(path / CATEGORY_DIR) if CategoryIndex.is_category_index(path / CATEGORY_DIR) else None
+    category = CategoryIndex.load(path / CATEGORY_DIR, mmap=mmap) if CategoryIndex.is_category_index(path / CATEGORY_DIR) else None
     return ImageIndex(semantic, category, path, checkpoint)
+
+
+@contextlib.contextmanager
+def update_index(path: str | Path, timeout: float | None = None, checkpoint: str | Path | None = None):
+    """``with update_index(path) as index:`` open an index folder for a change and save it after the block,
+    all under the folder's writer lock: concurrent writers (other processes too) run one after the other and
+    none of their changes is lost; a writer that waits longer than ``timeout`` seconds gets IndexLockedError."""
+    path = Path(path)
+    if not (path / MANIFEST).is_file() and not (path / LEGACY_IAH_MANIFEST).is_file():
+        open_index(path)  # the error of a folder that holds no index, before the lock creates anything there
+    with index_lock(path, timeout):
+        index = open_index(path, checkpoint=checkpoint, mmap=False)
+        with index.update(timeout):
+            yield index
 
 
 def _id_list(ids) -> list[int]:
