@@ -59,11 +59,10 @@ class ServiceState:
             raise UnauthorizedError("writes need the header 'Authorization: Bearer <token>' with the server's token")
 
     def write(self, fn):
-        """Run ``fn(index)`` (an add or remove) and save, one writer at a time; answers only once persisted."""
-        with self._write_lock:
-            out = fn(self.index)
-            self.index.save()
-            return out
+        """Run ``fn(index)`` (an add or remove) and save under the index folder's writer lock (writers in other
+        processes, e.g. ``deephash index add``, take turns with the service); answers only once persisted."""
+        with self._write_lock, self.index.update():
+            return fn(self.index)
 
     # ---- server-side paths --------------------------------------------------------------------------
 
