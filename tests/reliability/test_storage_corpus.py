@@ -94,7 +94,7 @@ def search_args(idx: Path) -> list[str]:
 
 
 def add_args(idx: Path) -> list[str]:
-    return ["index", "add", "--index", str(idx), "--codes", str(idx.parent / "more.npz")]
+    return ["index", "add", "--index", str(idx), "--codes", str(idx.parent / "more.npz"), "--keep-ids"]
 
 
 MANIFEST_EDITS = {

@@ -157,7 +157,7 @@ def test_sigkill_during_index_add_and_remove_leaves_old_or_new(tmp_path, zygote)
     took = {"add": [], "remove": []}
     for n in range(3):  # warm up, then time each command (the fastest run: the machine may be busy)
         batch(tmp_path / f"b{n}.npz", 100_000 + 100 * n, 50, n)
-        for cmd, extra in (("add", ["--codes", str(tmp_path / f"b{n}.npz")]),
+        for cmd, extra in (("add", ["--codes", str(tmp_path / f"b{n}.npz"), "--keep-ids"]),
                            ("remove", ["--ids", f"{100_000 + 100 * n}"])):
             res, seconds, out = zygote.run(["index", cmd, "--index", str(path), *extra])
             assert res["code"] == 0, out
@@ -175,7 +175,7 @@ def test_sigkill_during_index_add_and_remove_leaves_old_or_new(tmp_path, zygote)
             i += 1
             if cmd == "add":
                 cf = batch(tmp_path / f"a{i}.npz", 200_000 + 1000 * i, 50, i)
-                argv = ["index", "add", "--index", str(path), "--codes", str(tmp_path / f"a{i}.npz")]
+                argv = ["index", "add", "--index", str(path), "--codes", str(tmp_path / f"a{i}.npz"), "--keep-ids"]
                 new, changed = (np.concatenate([cur[0], cf.ids]), np.concatenate([cur[1], cf.codes])), cf.ids
             else:
                 changed = rng.choice(cur[0], 10, replace=False)
@@ -193,7 +193,7 @@ def test_sigkill_during_index_add_and_remove_leaves_old_or_new(tmp_path, zygote)
         assert got["old"] + got["new"] >= wanted and got["old"]
     # A killed writer's lock died with it, and its orphaned files are collected by the next save.
     cf = batch(tmp_path / "last.npz", 900_000, 5, 99)
-    res, _, out = zygote.run(["index", "add", "--index", str(path), "--codes", str(tmp_path / "last.npz"),
+    res, _, out = zygote.run(["index", "add", "--index", str(path), "--codes", str(tmp_path / "last.npz"), "--keep-ids",
                               "--lock-timeout", "5"])
     assert res["code"] == 0, out
     assert np.isin(cf.ids, state(path)[0]).all()
@@ -204,7 +204,7 @@ def test_two_concurrent_adds_are_serialised_and_both_kept(tmp_path, zygote):
     path, ids, _ = base_index(tmp_path)
     a, b = batch(tmp_path / "a.npz", 500_000, 30, 1), batch(tmp_path / "b.npz", 600_000, 30, 2)
     env = {PAUSE_ENV: "0.4"}  # each holds the lock a while: the two surely overlap
-    runs = [zygote.spawn(["index", "add", "--index", str(path), "--codes", str(tmp_path / n)], env)
+    runs = [zygote.spawn(["index", "add", "--index", str(path), "--codes", str(tmp_path / n), "--keep-ids"], env)
             for n in ("a.npz", "b.npz")]
     results = [zygote.ask(op="wait", pid=pid) for pid, _ in runs]
     assert [r["code"] for r in results] == [0, 0], [log.read_text() for _, log in runs]
@@ -222,7 +222,7 @@ def test_searches_during_concurrent_adds_see_a_consistent_index(tmp_path, zygote
 
     def writer():
         for i in range(4):
-            res, _, out = zygote.run(["index", "add", "--index", str(path), "--codes", str(tmp_path / f"c{i}.npz")])
+            res, _, out = zygote.run(["index", "add", "--index", str(path), "--codes", str(tmp_path / f"c{i}.npz"), "--keep-ids"])
             if res["code"]:
                 errors.append(out)
 
