@@ -18,6 +18,7 @@ from deephash.methods import load_trained
 from deephash.train.checkpoint import MAGIC, load_checkpoint, save_checkpoint
 from deephash.train.config import TrainConfig
 from deephash.train.trainer import Trainer, train
+from corpus import assert_refused
 
 
 def write_raw(path, obj) -> None:
@@ -40,13 +41,6 @@ class Evil:
 def cli(*args):
     r = CliRunner().invoke(app, [str(a) for a in args])
     return r.exit_code, r.output
-
-
-def assert_refused(code, output, culprit):
-    errors = [line for line in output.splitlines() if line.startswith("error:")]
-    assert code == 2, output
-    assert len(errors) == 1 and culprit in errors[0], output
-    assert "Traceback" not in output
 
 
 @pytest.fixture(scope="module")

@@ -16,6 +16,7 @@ from deephash.data import load_source
 from deephash.errors import DeephashError
 from deephash.train.config import TrainConfig
 from deephash.train.trainer import Trainer
+from corpus import assert_refused
 
 
 def image_folder(root: Path, classes=("a", "b"), per_class=8) -> Path:
@@ -38,13 +39,6 @@ def run_train(data, out, *args):
     r = CliRunner().invoke(app, ["train", "--data", str(data), "--out", str(out), "--bits", "8", "--epochs", "2",
                                  "--batch-size", "8", "--threads", "1", "-q", *map(str, args)])
     return r.exit_code, r.output
-
-
-def assert_refused(code, output, culprit):
-    errors = [line for line in output.splitlines() if line.startswith("error:")]
-    assert code == 2, output
-    assert len(errors) == 1 and culprit in errors[0], output
-    assert "Traceback" not in output
 
 
 BAD_FLAGS = [
