@@ -153,8 +153,8 @@ def create_app(settings: Settings, index=None) -> FastAPI:
             upload = form.get("image")
             if not isinstance(upload, UploadFile):
                 raise InvalidInputError("a multipart search needs the query image in the file field 'image'")
-            k, radius = _int_field(form, "k", 10), _int_field(form, "radius", None)
-            mode, threshold = str(form.get("mode") or "semantic"), _float_field(form, "threshold", 0.5)
+            k, radius = _form_field(form, "k", 10), _form_field(form, "radius", None)
+            mode, threshold = str(form.get("mode") or "semantic"), _form_field(form, "threshold", 0.5, float)
             _check_search(k, radius, mode, settings.max_k)
             name = upload.filename or "upload"
             pixels = await asyncio.to_thread(decode_upload, await upload.read(), name, settings.max_pixels)
@@ -340,24 +340,16 @@ def _validation_message(errors) -> str:
                      for err in errors)
 
 
-def _int_field(form, name: str, default):
+def _form_field(form, name: str, default, kind=int):
+    """A multipart form field as ``kind`` (int or float), ``default`` when absent or empty."""
     v = form.get(name)
     if v is None or v == "":
         return default
     try:
-        return int(v)
+        return kind(v)
     except (TypeError, ValueError):
-        raise InvalidInputError(f"{name} must be an integer, got {str(v)[:40]!r}") from None
-
-
-def _float_field(form, name: str, default: float) -> float:
-    v = form.get(name)
-    if v is None or v == "":
-        return default
-    try:
-        return float(v)
-    except (TypeError, ValueError):
-        raise InvalidInputError(f"{name} must be a number, got {str(v)[:40]!r}") from None
+        what = "an integer" if kind is int else "a number"
+        raise InvalidInputError(f"{name} must be {what}, got {str(v)[:40]!r}") from None
 
 
 def _check_search(k: int, radius, mode: str, max_k: int) -> None:
