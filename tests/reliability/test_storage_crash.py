@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import fcntl
 import json
-import os
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -24,78 +21,23 @@ from deephash.errors import DeephashError
 from deephash.index import CategoryIndex, HammingIndex
 from deephash.index.storage import PAUSE_ENV, IndexLockedError, index_lock
 from deephash.retrieval import open_index, update_index
+from forkserver import ForkServer
 
-SRC = str(Path(__file__).resolve().parents[2] / "src")
 BITS = 64
 BASE = 20_000  # codes in the index: big enough that a save takes a measurable while
 
-ZYGOTE = r"""
-import json, os, signal, sys
-from deephash.cli import main
-import deephash.codes, deephash.data, deephash.retrieval  # what the commands import lazily: not timed per run
-print("ready", flush=True)
-for line in sys.stdin:
-    cmd = json.loads(line)
-    if cmd["op"] == "spawn":
-        pid = os.fork()
-        if pid == 0:
-            fd = os.open(cmd["log"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-            os.dup2(fd, 1); os.dup2(fd, 2)
-            os.environ.update(cmd.get("env", {}))
-            code = 0
-            try:
-                main(cmd["argv"])
-            except SystemExit as e:
-                code = e.code if isinstance(e.code, int) else 0
-            except BaseException:
-                import traceback; traceback.print_exc(); code = 3
-            sys.stdout.flush(); sys.stderr.flush()
-            os._exit(code)
-        print(json.dumps({"pid": pid}), flush=True)
-    elif cmd["op"] == "kill":
-        os.kill(cmd["pid"], signal.SIGKILL)  # our own unreaped child: the pid cannot have been reused
-        print("{}", flush=True)
-    elif cmd["op"] == "wait":
-        _, status = os.waitpid(cmd["pid"], 0)
-        print(json.dumps({"killed": os.WIFSIGNALED(status), "code": os.waitstatus_to_exitcode(status)}), flush=True)
-"""
-
-
-class Zygote:
-    def __init__(self, logs: Path):
-        self.logs, self.n = logs, 0
-        self.lock = threading.Lock()
-        self.proc = subprocess.Popen([sys.executable, "-c", ZYGOTE], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     text=True, env=dict(os.environ, PYTHONPATH=SRC))
-        assert self.proc.stdout.readline() == "ready\n", "zygote failed to start"
-
-    def ask(self, **cmd) -> dict:
-        with self.lock:
-            self.proc.stdin.write(json.dumps(cmd) + "\n")
-            self.proc.stdin.flush()
-            line = self.proc.stdout.readline()
-        assert line, "zygote died"
-        return json.loads(line)
-
-    def spawn(self, argv, env=None) -> tuple[int, Path]:
-        self.n += 1
-        log = self.logs / f"run{self.n}.log"
-        return self.ask(op="spawn", argv=argv, env=env or {}, log=str(log))["pid"], log
-
+class Zygote(ForkServer):
     def run(self, argv, env=None) -> tuple[dict, float, str]:
         t0 = time.monotonic()
         pid, log = self.spawn(argv, env)
-        res = self.ask(op="wait", pid=pid)
+        res = self.wait(pid)
         return res, time.monotonic() - t0, log.read_text()
-
-    def close(self):
-        self.proc.stdin.close()
-        self.proc.wait(timeout=30)
 
 
 @pytest.fixture(scope="module")
 def zygote(tmp_path_factory):
-    z = Zygote(tmp_path_factory.mktemp("logs"))  # one per module: the CLI import costs seconds
+    # one per module: the CLI import costs seconds; what the commands import lazily is preloaded, not timed per run
+    z = Zygote(tmp_path_factory.mktemp("logs"), preload=("deephash.codes", "deephash.data", "deephash.retrieval"))
     yield z
     z.close()
 
@@ -137,8 +79,8 @@ def kill_trials(zygote, path, rng, commands, timing) -> dict:
     for argv, old, new, changed in commands:
         pid, log = zygote.spawn(argv)
         time.sleep(rng.uniform(0, timing))
-        zygote.ask(op="kill", pid=pid)
-        res = zygote.ask(op="wait", pid=pid)
+        zygote.kill(pid)
+        res = zygote.wait(pid)
         assert res["killed"] or res["code"] == 0, log.read_text()
         got = state(path)
         if same(got[:2], old):
@@ -206,7 +148,7 @@ def test_two_concurrent_adds_are_serialised_and_both_kept(tmp_path, zygote):
     env = {PAUSE_ENV: "0.4"}  # each holds the lock a while: the two surely overlap
     runs = [zygote.spawn(["index", "add", "--index", str(path), "--codes", str(tmp_path / n), "--keep-ids"], env)
             for n in ("a.npz", "b.npz")]
-    results = [zygote.ask(op="wait", pid=pid) for pid, _ in runs]
+    results = [zygote.wait(pid) for pid, _ in runs]
     assert [r["code"] for r in results] == [0, 0], [log.read_text() for _, log in runs]
     got = state(path)
     assert len(got[0]) == BASE + 60 and np.isin(np.concatenate([a.ids, b.ids]), got[0]).all()
@@ -222,7 +164,8 @@ def test_searches_during_concurrent_adds_see_a_consistent_index(tmp_path, zygote
 
     def writer():
         for i in range(4):
-            res, _, out = zygote.run(["index", "add", "--index", str(path), "--codes", str(tmp_path / f"c{i}.npz"), "--keep-ids"])
+            res, _, out = zygote.run(["index", "add", "--index", str(path), "--codes", str(tmp_path / f"c{i}.npz"),
+                                      "--keep-ids"])
             if res["code"]:
                 errors.append(out)
 

@@ -3,77 +3,23 @@
 
 Each run is a real process killed with SIGKILL. To keep 20+ kills within seconds, the runs are forked from
 one server process that has already imported deephash and torch (an interpreter start costs seconds here);
-the server itself never computes, so each forked child starts like a fresh ``deephash train``."""
+the server itself never computes, so each forked child starts like a fresh ``deephash train``
+(``forkserver.py``)."""
 
 import hashlib
 import json
-import os
 import random
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
-import pytest
 from PIL import Image
 
 from deephash.train.checkpoint import load_checkpoint
+from forkserver import ForkServer
 
-SRC = str(Path(__file__).resolve().parents[2] / "src")
 KILLS = 20
 EPOCHS = 6
-
-SERVER = r"""
-import json, os, sys
-import torch
-from deephash.cli import main
-for line in sys.stdin:
-    job = json.loads(line)
-    pid = os.fork()
-    if pid == 0:
-        fd = os.open(job["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND)
-        os.dup2(fd, 1)
-        os.dup2(fd, 2)
-        code = 0
-        try:
-            main(job["argv"])
-        except SystemExit as e:
-            code = e.code if isinstance(e.code, int) else 1
-        except BaseException:
-            import traceback
-            traceback.print_exc()
-            code = 1
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
-    print(json.dumps({"pid": pid}), flush=True)
-    _, status = os.waitpid(pid, 0)
-    print(json.dumps({"status": status}), flush=True)
-"""
-
-
-class Runner:
-    """Starts ``deephash train`` children in the server; ``start`` returns the pid, ``wait`` the wait status."""
-
-    def __init__(self, cache: Path):
-        env = {**os.environ, "PYTHONPATH": SRC, "DEEPHASH_CACHE": str(cache)}
-        self.proc = subprocess.Popen([sys.executable, "-c", SERVER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     text=True, env=env)
-
-    def start(self, argv, log) -> int:
-        self.proc.stdin.write(json.dumps({"argv": [str(a) for a in argv], "log": str(log)}) + "\n")
-        self.proc.stdin.flush()
-        return json.loads(self.proc.stdout.readline())["pid"]
-
-    def wait(self) -> int:
-        return json.loads(self.proc.stdout.readline())["status"]
-
-    def close(self):
-        self.proc.stdin.close()
-        self.proc.wait(timeout=30)
-
 
 def state_hash(ckpt_path: Path) -> str:
     h = hashlib.sha256()
@@ -95,16 +41,16 @@ def tiny_folder(root: Path) -> Path:
 
 def test_sigkill_during_training_then_resume_is_exact(tmp_path):
     data = tiny_folder(tmp_path / "data")
-    runner = Runner(tmp_path / "cache")
+    runner = ForkServer(tmp_path, preload=("torch", "deephash.train", "deephash.methods", "deephash.data"),
+                        env={"DEEPHASH_CACHE": str(tmp_path / "cache")})  # kills land in training, not imports
 
     def argv(out):
         return ["train", "--data", data, "--out", out, "--bits", "8", "--epochs", EPOCHS, "--batch-size", 20,
                 "--threads", 1, "-q"]
 
     def run(args, log):
-        runner.start(args, log)
-        status = runner.wait()
-        assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, Path(log).read_text()[-3000:]
+        res = runner.wait(runner.spawn(args, log=log)[0])
+        assert not res["killed"] and res["code"] == 0, Path(log).read_text()[-3000:]
 
     try:
         run(argv(tmp_path / "warm"), tmp_path / "warm.log")  # fills the decoded-data cache
@@ -119,14 +65,10 @@ def test_sigkill_during_training_then_resume_is_exact(tmp_path):
             attempts += 1
             assert attempts <= 3 * KILLS, f"too few kills landed within a run: {outcomes}"
             out, log = tmp_path / f"k{attempts}", tmp_path / f"k{attempts}.log"
-            pid = runner.start(argv(out), log)
+            pid, _ = runner.spawn(argv(out), log=log)
             time.sleep(rng.uniform(0, duration))
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            status = runner.wait()
-            if not os.WIFSIGNALED(status):
+            runner.kill(pid)
+            if not runner.wait(pid)["killed"]:
                 continue  # it finished before the kill: not a crash
             ckpt = out / "last.ckpt"
             left = {p.name for p in out.iterdir()} - {"last.ckpt", "train.json"} if out.exists() else set()
