@@ -160,3 +160,18 @@ def test_sigkill_during_save_leaves_previous_index_loadable(tmp_path):
     old.save(path)
     assert len(list(path.glob("codes.*.npy"))) == 2
     assert len(HammingIndex.load(path)) == 200
+
+
+def test_metadata_of_many_ids_in_one_call_keeps_order_repeats_and_pending_changes(tmp_path):
+    """A search asks for the metadata of every result at once: the saved file is read in chunks of ids, and
+    the answer must still follow the order asked, repeat repeated ids and prefer unsaved changes."""
+    index, _ = small_index(n=1200)
+    index = HammingIndex.load(index.save(tmp_path / "idx"))
+    index.remove([1001])
+    index.add(np.zeros((1, 8), np.uint8), metadata=[{"path": "fresh.jpg"}])  # id 2200, unsaved
+    ask = [2199, 1001, 1002, 2200, 1002, 5, 1000] + list(range(1000, 2200, 2))
+    got = index.get_metadata(ask)
+    expect = {i: ({"path": f"img{i - 1000}.jpg", "labels": [(i - 1000) % 3], "score": (i - 1000) / 2}
+                  if (i - 1000) % 5 else None) for i in range(1000, 2200)}
+    expect.update({1001: None, 2200: {"path": "fresh.jpg"}, 5: None})
+    assert got == [expect[i] for i in ask]

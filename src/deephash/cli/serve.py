@@ -22,6 +22,7 @@ def serve(
     max_upload_mb: float = typer.Option(20.0, help="Largest request body accepted, in MB (413 above)."),
     workers: int = typer.Option(1, help="Server processes (more than 1: read-only, each holds the index)."),
     allow_root: Optional[Path] = typer.Option(None, help="Folder whose files POST /v1/items may add by path."),
+    access_log: bool = typer.Option(True, help="Log one line per request (off: less work per request)."),
 ) -> None:
     """Serve an index: a JSON API under /v1 (docs at /docs), /metrics and a search page at /.
 
@@ -46,4 +47,4 @@ def serve(
     if host not in ("127.0.0.1", "localhost", "::1"):
         typer.echo(f"warning: listening on {host}: anyone who can reach it can search this index", err=True)
     run(Settings(str(index_dir), token or None, max_upload_mb, str(allow_root) if allow_root else None),
-        host=host, port=port, workers=workers)
+        host=host, port=port, workers=workers, access_log=access_log)

@@ -198,19 +198,26 @@ class MetadataStore:
             self.removed.add(i)
 
     def get(self, ids) -> list[dict | None]:
-        out: list[dict | None] = []
+        """Metadata per id, in order; the saved file is read in one query per 500 ids (a search asks for many)."""
+        ids = [int(i) for i in ids]
+        out: list[dict | None] = [None] * len(ids)
+        stored: dict[int, list[int]] = {}  # id -> positions to fill from the saved file
+        for n, i in enumerate(ids):
+            md = self.pending.get(i, _ABSENT)  # one look-up: a concurrent remove cannot slip in between
+            if md is not _ABSENT:
+                out[n] = None if md is None else dict(md)
+            elif i not in self.removed:
+                stored.setdefault(i, []).append(n)
         try:
-            db = self._db()
-            for i in ids:
-                i = int(i)
-                md = self.pending.get(i, _ABSENT)  # one look-up: a concurrent remove cannot slip in between
-                if md is not _ABSENT:
-                    out.append(None if md is None else dict(md))
-                elif i in self.removed or db is None:
-                    out.append(None)
-                else:
-                    row = db.execute("SELECT path, labels, extra FROM meta WHERE id = ?", (i,)).fetchone()
-                    out.append(None if row is None else _row_to_dict(row))
+            db = self._db() if stored else None
+            keys = list(stored)
+            for start in range(0, len(keys) if db is not None else 0, 500):
+                chunk = keys[start:start + 500]
+                rows = db.execute(f"SELECT id, path, labels, extra FROM meta WHERE id IN ({','.join('?' * len(chunk))})",
+                                  chunk).fetchall()
+                for row in rows:
+                    for n in stored[row[0]]:
+                        out[n] = _row_to_dict(row[1:])
         except (sqlite3.Error, ValueError, TypeError, AttributeError) as e:
             raise CorruptFileError(f"index {self.source.parent} is corrupt: cannot read metadata from "
                                    f"{self.source.name}: {e}") from None

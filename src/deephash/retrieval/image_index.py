@@ -253,7 +253,9 @@ class ImageIndex:
         else:
             D, I = self.semantic.search(qcodes, k)
             rows = [(d[i >= 0], i[i >= 0]) for d, i in zip(D, I)]
-        return [QueryResult(qn, _to_results(d, i, self.semantic.get_metadata(i))) for qn, (d, i) in zip(qnames, rows)]
+        metadata = iter(self.semantic.get_metadata(np.concatenate([i for _, i in rows]) if rows else []))
+        return [QueryResult(qn, _to_results(d, i, [next(metadata) for _ in range(len(i))]))
+                for qn, (d, i) in zip(qnames, rows)]
 
     def _search_category(self, images, ids, k, radius, threshold, max_categories, names) -> list[QueryResult]:
         if self.category is None:

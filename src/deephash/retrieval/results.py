@@ -21,8 +21,13 @@ class SearchResult:
     metadata: dict = field(default_factory=dict)  # anything else stored with the image
 
     def to_dict(self) -> dict:
-        out = {k: v for k, v in asdict(self).items() if k != "metadata" and v is not None}
-        return {**self.metadata, **out}
+        # Written out rather than dataclasses.asdict, whose deep copy is most of the cost of a served search.
+        out = {**self.metadata, "id": self.id, "distance": self.distance}
+        for k, v in (("path", self.path), ("labels", self.labels), ("category", self.category),
+                     ("prob", self.prob), ("box", self.box)):
+            if v is not None:
+                out[k] = list(v) if isinstance(v, (list, tuple)) else v
+        return out
 
 
 @dataclass

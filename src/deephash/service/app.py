@@ -176,7 +176,7 @@ def create_app(settings: Settings, index=None) -> FastAPI:
         else:
             raise UnsupportedMediaError("search takes multipart/form-data (an image) or application/json "
                                         f"(a code or id), not {ctype or 'an untyped body'!r}")
-        return result.to_dict()
+        return JSONResponse(result.to_dict())  # already plain JSON types: skips FastAPI's re-encoding
 
     @app.get("/v1/items/{item_id}", tags=["items"])
     def item(item_id: int):
@@ -264,16 +264,17 @@ def app_from_env() -> FastAPI:
 
 
 def serve(settings: Settings, host: str = "127.0.0.1", port: int = 8000, workers: int = 1,
-          log_level: str = "info") -> None:
-    """Run the service with uvicorn until interrupted."""
+          log_level: str = "info", access_log: bool = True) -> None:
+    """Run the service with uvicorn until interrupted (one log line per request unless ``access_log`` is
+    off, which a server answering thousands of requests a second may want)."""
     import uvicorn
 
     if workers == 1:
-        uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level)
+        uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level, access_log=access_log)
     else:
         os.environ[SETTINGS_ENV] = json.dumps(asdict(settings))
         uvicorn.run("deephash.service.app:app_from_env", factory=True, host=host, port=port, workers=workers,
-                    log_level=log_level)
+                    log_level=log_level, access_log=access_log)
 
 
 # ---- helpers --------------------------------------------------------------------------------------------
