@@ -132,6 +132,30 @@ def test_writes_persist_before_the_answer(dsh, tmp_path):
         assert_error(c.get(f"/v1/items/{ids[0]}/thumbnail"), 404, str(ids[0]))
 
 
+def test_a_running_server_picks_up_what_other_writers_save(dsh):
+    """Another process (``deephash index add``, ``deephash up``, another worker) changes the folder: the
+    server answers from the new index within a refresh period, and its own next write keeps that change."""
+    import time
+
+    from deephash.retrieval import update_index
+
+    idx, _ = dsh
+    with client(idx, token=TOKEN, refresh_s=0.05) as c:
+        first = c.get("/v1/info").json()["count"]
+        with update_index(idx) as other:
+            gone = int(other.semantic.ids[0])
+            other.remove([gone])
+        for _ in range(100):
+            if c.get("/v1/info").json()["count"] == first - 1:
+                break
+            time.sleep(0.05)
+        assert c.get("/v1/info").json()["count"] == first - 1
+        assert_error(c.get(f"/v1/items/{gone}"), 404, str(gone))
+        r = c.post("/v1/items", headers=AUTH, files=[("image", ("b.png", png()))])
+        assert r.status_code == 201 and r.json()["count"] == first
+    assert len(open_index(idx)) == first and gone not in open_index(idx).semantic.ids
+
+
 def test_every_refusal_is_json_with_its_status(dsh, tmp_path):
     idx, digits = dsh
     text_as_jpg = ("photo.jpg", b"this is not an image", "image/jpeg")
@@ -245,8 +269,8 @@ def test_micro_batcher_groups_by_key_and_fails_a_batch_together():
 
 def test_serve_command_refuses_bad_settings(served_indexes, tmp_path):
     run = CliRunner().invoke
-    r = run(cli, ["serve", str(served_indexes["dsh"]), "--workers", "2", "--token", "t"])
-    assert r.exit_code == 2 and "--workers 1" in r.output
+    r = run(cli, ["serve", str(served_indexes["dsh"]), "--workers", "0"])
+    assert r.exit_code == 2 and "--workers" in r.output
     r = run(cli, ["serve", str(tmp_path / "none")])
     assert r.exit_code == 2 and "error:" in r.output
     r = run(cli, ["serve", str(served_indexes["dsh"]), "--allow-root", str(tmp_path / "none")])

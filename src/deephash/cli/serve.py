@@ -20,7 +20,8 @@ def serve(
                                         help="Bearer token that adding and removing images need (without one the "
                                              "server is read-only)."),
     max_upload_mb: float = typer.Option(20.0, help="Largest request body accepted, in MB (413 above)."),
-    workers: int = typer.Option(1, help="Server processes (more than 1: read-only, each holds the index)."),
+    workers: int = typer.Option(1, help="Server processes, each holding the index (a write by one reaches the "
+                                        "others within about a second)."),
     allow_root: Optional[Path] = typer.Option(None, help="Folder whose files POST /v1/items may add by path."),
     access_log: bool = typer.Option(True, help="Log one line per request (off: less work per request)."),
 ) -> None:
@@ -33,9 +34,6 @@ def serve(
     """
     if workers < 1:
         raise InvalidInputError(f"--workers must be at least 1, got {workers}")
-    if workers > 1 and token:
-        raise InvalidInputError("writes need one server process (other processes would keep serving the old "
-                                "index): use --workers 1 with --token, or drop the token to serve read-only")
     if max_upload_mb <= 0:
         raise InvalidInputError(f"--max-upload-mb must be positive, got {max_upload_mb}")
     if allow_root is not None and not allow_root.is_dir():

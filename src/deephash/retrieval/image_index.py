@@ -227,6 +227,7 @@ class ImageIndex:
         k = min(int(k), max(len(self.semantic), 1))  # never more results than images: bounded memory for any k
         if mode == "category":
             return self._search_category(images, ids, k, radius, threshold, max_categories, names)
+        semantic = self.semantic  # one state throughout, even if refresh() swaps in a newer one meanwhile
         if images is not None:
             images = list(images)
             qcodes = self.encode(images).codes
@@ -243,17 +244,17 @@ class ImageIndex:
             qnames = [f"code {n}" for n in range(len(qcodes))]
         else:
             ids = _id_list(ids)
-            qcodes = self.semantic.get_codes(ids)
+            qcodes = semantic.get_codes(ids)
             qnames = [f"id {i}" for i in ids]
         if names is not None:
             qnames = list(names)
         if radius is not None:
-            lims, D, I = self.semantic.range_search(qcodes, radius)
+            lims, D, I = semantic.range_search(qcodes, radius)
             rows = [(D[lims[n]:lims[n + 1]], I[lims[n]:lims[n + 1]]) for n in range(len(qcodes))]
         else:
-            D, I = self.semantic.search(qcodes, k)
+            D, I = semantic.search(qcodes, k)
             rows = [(d[i >= 0], i[i >= 0]) for d, i in zip(D, I)]
-        metadata = iter(self.semantic.get_metadata(np.concatenate([i for _, i in rows]) if rows else []))
+        metadata = iter(semantic.get_metadata(np.concatenate([i for _, i in rows]) if rows else []))
         return [QueryResult(qn, _to_results(d, i, [next(metadata) for _ in range(len(i))]))
                 for qn, (d, i) in zip(qnames, rows)]
 
@@ -346,13 +347,24 @@ class ImageIndex:
             yield self
             self.save()
 
-    def _reload_if_changed(self) -> None:
+    def refresh(self) -> bool:
+        """Catch up with changes another writer (another process, ``deephash index add``, ``deephash up``)
+        saved to this index's folder since it was opened: reopen its parts, keeping the loaded model. Cheap when
+        nothing changed (one small file read), so a long-lived reader can call it every second. Returns whether
+        anything was reloaded."""
+        if self.path is None:
+            return False
+        with self._lock:
+            return self._reload_if_changed(mmap=True)
+
+    def _reload_if_changed(self, mmap: bool = False) -> bool:
         semantic_dir = self.path / "semantic" if self._legacy else self.path
         loaded = (self.semantic._manifest or {}).get("version")
         if loaded is not None and read_manifest(semantic_dir).get("version", 0) == loaded:
-            return
-        fresh = open_index(self.path, mmap=False)
+            return False
+        fresh = open_index(self.path, mmap=mmap)
         self.semantic, self.category = fresh.semantic, fresh.category
+        return True
 
     def info(self) -> dict:
         out = {**self.semantic.info(), "method": self.method}

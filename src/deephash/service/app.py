@@ -85,11 +85,22 @@ def create_app(settings: Settings, index=None) -> FastAPI:
     batcher = MicroBatcher(run_batch, settings.max_batch, settings.batch_wait_ms)
     code_batcher = MicroBatcher(run_code_batch, settings.max_batch, settings.batch_wait_ms)
 
+    async def keep_fresh():
+        while True:
+            await asyncio.sleep(settings.refresh_s)
+            try:
+                await asyncio.to_thread(state.refresh)
+            except Exception:  # noqa: BLE001 - a half-written or damaged folder: keep serving what is loaded
+                log.exception("could not reload the index after another writer changed it")
+
     @asynccontextmanager
     async def lifespan(app):
         if settings.warm_up:
             await asyncio.to_thread(warm_up, state.index)
+        refresher = asyncio.get_running_loop().create_task(keep_fresh()) if settings.refresh_s > 0 else None
         yield
+        if refresher is not None:
+            refresher.cancel()
         await batcher.close()
         await code_batcher.close()
 

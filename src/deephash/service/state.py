@@ -33,6 +33,7 @@ class Settings:
     max_k: int = 1000
     thumbnail_cache: int = 2048       # thumbnails kept in memory
     warm_up: bool = True              # load the model and search once before serving
+    refresh_s: float = 1.0            # how often to look for changes other writers saved (0: never)
 
     @property
     def max_upload_bytes(self) -> int:
@@ -63,6 +64,16 @@ class ServiceState:
         processes, e.g. ``deephash index add``, take turns with the service); answers only once persisted."""
         with self._write_lock, self.index.update():
             return fn(self.index)
+
+    def refresh(self) -> bool:
+        """Pick up what other writers saved (another worker process, ``deephash index add``, ``deephash
+        up``); skipped while this process is writing, whose own save is already in the index."""
+        if not self._write_lock.acquire(blocking=False):
+            return False
+        try:
+            return self.index.refresh()
+        finally:
+            self._write_lock.release()
 
     # ---- server-side paths --------------------------------------------------------------------------
 
