@@ -61,7 +61,8 @@ class IndexEngine(ABC):
     def build(self, codes: np.ndarray, ids: np.ndarray) -> None:
         """Index exactly these codes with these ids (int64, unique); ties later break by this order."""
 
-    def add(self, codes: np.ndarray, ids: np.ndarray) -> None:
+    def add(self, codes: np.ndarray, ids: np.ndarray, metadata: list | None = None) -> None:
+        """Mutable engines: store these codes (and their metadata dicts, where the engine keeps metadata)."""
         raise InvalidInputError(f"engine {self.name!r} indexes one snapshot: build a new one to add codes")
 
     def remove(self, ids: np.ndarray) -> None:
