@@ -57,6 +57,12 @@ class IndexEngine(ABC):
         """The settings as a manifest persists them (JSON-friendly)."""
         return dict(self._settings)
 
+    @classmethod
+    def part_settings(cls, settings: dict, part: str) -> dict:
+        """Settings for one part of an index made of several (CategoryIndex: one per category). Engines that
+        name external storage (a collection) give each part its own."""
+        return dict(settings)
+
     @abstractmethod
     def build(self, codes: np.ndarray, ids: np.ndarray) -> None:
         """Index exactly these codes with these ids (int64, unique); ties later break by this order."""

@@ -53,12 +53,13 @@ _CLIENTS_LOCK = threading.Lock()
 @register_engine("milvus")
 class MilvusEngine(IndexEngine):
     """A Milvus collection. Settings: ``uri`` (server URL or Milvus Lite file), ``collection``, ``db_name``,
-    ``index_type`` (BIN_FLAT exact, BIN_IVF_FLAT approximate) with ``nlist``/``nprobe`` for IVF. k-NN rows
+    ``index_type`` (BIN_FLAT exact, BIN_IVF_FLAT approximate) with ``nlist``/``nprobe`` for IVF, ``timeout``
+    (seconds to wait for the server when connecting). k-NN rows
     are sorted by distance, then id."""
 
     mutable = True
     defaults = {"uri": None, "collection": None, "db_name": "", "index_type": "BIN_FLAT", "nlist": 1024,
-                "nprobe": 16}
+                "nprobe": 16, "timeout": 10.0}
 
     def _validate(self, s: dict) -> dict:
         uri = s["uri"]
@@ -82,8 +83,15 @@ class MilvusEngine(IndexEngine):
             raise InvalidInputError(f"milvus index_type must be one of {', '.join(INDEX_TYPES)}, got {s['index_type']!r}")
         if not isinstance(s["db_name"], str):
             raise InvalidInputError(f"milvus db_name must be a string, got {s['db_name']!r}")
-        return {**s, "uri": uri, "nlist": positive_int("milvus setting nlist", s["nlist"]),
+        if not isinstance(s["timeout"], (int, float)) or isinstance(s["timeout"], bool) or not s["timeout"] > 0:
+            raise InvalidInputError(f"milvus timeout must be positive seconds, got {s['timeout']!r}")
+        return {**s, "uri": uri, "timeout": float(s["timeout"]),
+                "nlist": positive_int("milvus setting nlist", s["nlist"]),
                 "nprobe": positive_int("milvus setting nprobe", s["nprobe"])}
+
+    @classmethod
+    def part_settings(cls, settings: dict, part: str) -> dict:
+        return {**settings, "collection": f"{settings.get('collection')}_{part}"}
 
     def __init__(self, bits: int, **settings):
         super().__init__(bits, **settings)
@@ -126,7 +134,7 @@ class MilvusEngine(IndexEngine):
 
     def client(self):
         if self._client is None:
-            self._client = connect(self.uri, self._settings["db_name"])
+            self._client = connect(self.uri, self._settings["db_name"], self._settings["timeout"])
         return self._client
 
     # ---- building ---------------------------------------------------------------------------------
@@ -172,7 +180,7 @@ class MilvusEngine(IndexEngine):
         s.add_field("path", DataType.VARCHAR, max_length=65_535)
         s.add_field("labels", DataType.JSON)
         s.add_field("category", DataType.VARCHAR, max_length=1_024)
-        s.add_field("box", DataType.ARRAY, element_type=DataType.DOUBLE, max_capacity=4)
+        s.add_field("box", DataType.JSON)  # not ARRAY: Milvus Lite 2.5 inserts ARRAY rows about 15x slower
         s.add_field("extra", DataType.JSON)
         params = self.client().prepare_index_params()
         extra = {"nlist": self._settings["nlist"]} if self._settings["index_type"] == "BIN_IVF_FLAT" else {}
@@ -347,8 +355,11 @@ def _sorted_hits(hits) -> tuple[np.ndarray, np.ndarray]:
 def to_row(i: int, code: bytes, md: dict | None) -> dict:
     """One collection row. ``extra`` also lists which of the own-field keys the metadata had ("_has"),
     so metadata reads give back exactly what was stored, None included."""
-    md = {} if md is None else dict(md)
     row = {"id": i, "code": code, "path": "", "labels": [], "category": "", "box": []}
+    if md is None:
+        row["extra"] = {"_has": None}
+        return row
+    md = dict(md)
     has = []
     for key in FIELDS:
         if key in md:
@@ -363,7 +374,7 @@ def to_row(i: int, code: bytes, md: dict | None) -> dict:
                     raise InvalidInputError(f"a box holds 4 numbers, got {len(value)} for id {i}")
             row[key] = value
             has.append(key)
-    md["_has"] = has if has or md else None
+    md["_has"] = has
     row["extra"] = md
     return row
 
@@ -371,9 +382,9 @@ def to_row(i: int, code: bytes, md: dict | None) -> dict:
 def from_row(row: dict) -> dict | None:
     extra = dict(row.get("extra") or {})
     has = extra.pop("_has", None)
-    if has is None and not extra:
+    if has is None:
         return None
-    return {**extra, **{key: row[key] for key in (has or ())}}
+    return {**extra, **{key: row[key] for key in has}}
 
 
 def is_remote(uri: str) -> bool:
@@ -389,7 +400,7 @@ def credentials() -> dict:
     return {}
 
 
-def connect(uri: str, db_name: str = ""):
+def connect(uri: str, db_name: str = "", timeout: float = 10.0):
     """The process's client for ``uri`` (Milvus Lite is started on first use of its file)."""
     try:
         with warnings.catch_warnings():  # milvus-lite 2.5 imports pkg_resources, which warns
@@ -399,7 +410,8 @@ def connect(uri: str, db_name: str = ""):
     except ImportError:
         raise InvalidInputError("engine 'milvus' needs pymilvus (and milvus-lite for a local file): "
                                 "pip install 'deephash[milvus]'") from None
-    logging.getLogger("pymilvus").setLevel(logging.CRITICAL)  # its errors reach the user as deephash errors
+    for name in ("pymilvus", "pymilvus.milvus_client"):  # its errors reach the user as deephash errors
+        logging.getLogger(name).setLevel(logging.CRITICAL)
     cred = credentials()
     key = (uri, db_name, tuple(sorted(cred.items())))
     with _CLIENTS_LOCK:
@@ -410,7 +422,7 @@ def connect(uri: str, db_name: str = ""):
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
-                    client = MilvusClient(uri=uri, db_name=db_name, timeout=10, **cred)
+                    client = MilvusClient(uri=uri, db_name=db_name, timeout=timeout, **cred)
             except (MilvusException, OSError, RuntimeError) as e:
                 hint = "" if is_remote(uri) else " (Milvus Lite opens a file in one process at a time)"
                 raise UnavailableError(f"cannot reach Milvus at {uri}{hint}: {getattr(e, 'message', e)}") from None
