@@ -79,7 +79,8 @@ def run(sizes, nq: int, nsample: int, seed: int, timed, brute, check_knn, check_
             eng.search(qk[:2], 10)
             lite_mb = rss_mb(pid) - rss0
             disk = sum(f.stat().st_size for f in Path(tmp).rglob("*") if f.is_file() and "idx" not in f.parts) / 2**20
-            print(f"  build     Milvus Lite BIN_FLAT insert+flush {insert:7.1f}s ({n / insert:,.0f} codes/s); server RSS "
+            print(f"  build     Milvus Lite BIN_FLAT insert+flush {insert:7.1f}s ({n / insert:,.0f} codes/s); "
+                  f"server RSS "
                   f"+{lite_mb:,.0f} MB ({lite_mb * 2**20 / n:,.0f} B/code), files {disk:,.0f} MB "
                   f"({disk * 2**20 / n:,.0f} B/code)", flush=True)
             print(f"  build     deephash in-process add+save+load+MIH {ours_build:7.1f}s; RSS +{ours_mb:,.0f} MB "
@@ -108,6 +109,6 @@ def run(sizes, nq: int, nsample: int, seed: int, timed, brute, check_knn, check_
                 mv.MilvusEngine(64, uri=uri, collection="ivf", index_type="BIN_IVF_FLAT").build(db[:0], np.arange(0))
                 print("  BIN_IVF_FLAT: accepted (not measured here)")
             except Exception as e:  # Milvus Lite: "local mode only support BIN_FLAT"
-                print(f"  knn        milvus-lite BIN_IVF_FLAT   not available: {str(e)[:120]}")
+                print(f"  knn        milvus-lite BIN_IVF_FLAT   not available: {str(e).split(': ', 1)[-1][:100]}")
             del ours, fl
             mv.close_clients()

@@ -52,7 +52,7 @@ _names = iter(range(1_000_000))
 
 def milvus_index(lite, bits, **settings) -> HammingIndex:
     return HammingIndex(bits, engine="milvus",
-                        engine_settings={"uri": lite, "collection": f"t{next(_names)}", **settings})
+                        engine_settings={"uri": lite, "collection": f"t{next(_names)}"} | settings)
 
 
 def make_codes(kind, n, bits, seed=0):
@@ -160,9 +160,9 @@ def test_errors_are_one_deephash_error(lite, tmp_path):
     index.save(tmp_path / "idx")
     coll = index._engine().collection
     with pytest.raises(IncompatibleError, match="already holds 3 codes"):  # never takes over another index's codes
-        HammingIndex(16, engine="milvus", engine_settings={"uri": lite, "collection": coll}).add(np.zeros((1, 2), np.uint8))
+        milvus_index(lite, 16, collection=coll).add(np.zeros((1, 2), np.uint8))
     with pytest.raises(IncompatibleError, match="holds 16-bit codes"):
-        HammingIndex(32, engine="milvus", engine_settings={"uri": lite, "collection": coll}).add(np.zeros((1, 4), np.uint8))
+        milvus_index(lite, 32, collection=coll).add(np.zeros((1, 4), np.uint8))
     assert mv.drop_collection(lite, coll)
     with pytest.raises(NotFoundError, match=f"collection '{coll}' .* does not exist"):
         HammingIndex.load(tmp_path / "idx").search(np.zeros(2, np.uint8), 1)
@@ -178,6 +178,10 @@ def test_errors_are_one_deephash_error(lite, tmp_path):
                             "--codes", str(write_codes(tmp_path)), "--out", str(tmp_path / "x")])
     assert r.exit_code == 2 and r.output.count("error:") == 1 and "Traceback" not in r.output
     assert "its folder does not exist" in r.output
+    codes = str(tmp_path / "codes.npz")
+    for args, words in ((["--engine", "milvus"], "needs --uri"), (["--uri", lite], "go with --engine milvus")):
+        r = runner.invoke(app, ["index", "build", "--codes", codes, "--out", str(tmp_path / "y"), *args])
+        assert r.exit_code == 2 and words in r.output, r.output
 
 
 def write_codes(tmp_path):

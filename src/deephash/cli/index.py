@@ -59,7 +59,8 @@ def build(
         from ..index.engines.milvus import collection_name
 
         if uri is None:
-            raise InvalidInputError("--engine milvus needs --uri (http://host:19530, or a local .db file for Milvus Lite)")
+            raise InvalidInputError("--engine milvus needs --uri (http://host:19530, or a local .db file for "
+                                    "Milvus Lite)")
         settings["engine_settings"] = {"uri": uri, "collection": collection or collection_name(out.resolve().name)}
     elif uri is not None or collection is not None:
         raise InvalidInputError("--uri and --collection go with --engine milvus")

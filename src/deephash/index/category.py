@@ -162,7 +162,8 @@ class CategoryIndex:
             for c, sub in self.subs.items():
                 sub.save(path / f"c{c:04d}")
             manifest = {"format": FORMAT, "bits": self.bits, "class_names": self.class_names,
-                        "engine": self.engine, "engine_settings": self.engine_settings, "categories": sorted(self.subs), "checkpoint": self.checkpoint,
+                        "engine": self.engine, "engine_settings": self.engine_settings,
+                        "categories": sorted(self.subs), "checkpoint": self.checkpoint,
                         "threshold": self.threshold}
             atomic_write(path / MANIFEST, lambda fh: fh.write(json.dumps(manifest, indent=1).encode()))
         return path

@@ -80,7 +80,8 @@ class MilvusEngine(IndexEngine):
             raise InvalidInputError(f"Milvus collection name {coll!r} must start with a letter or '_' and hold only "
                                     "letters, digits and '_' (at most 255)")
         if s["index_type"] not in INDEX_TYPES:
-            raise InvalidInputError(f"milvus index_type must be one of {', '.join(INDEX_TYPES)}, got {s['index_type']!r}")
+            raise InvalidInputError(f"milvus index_type must be one of {', '.join(INDEX_TYPES)}, "
+                                    f"got {s['index_type']!r}")
         if not isinstance(s["db_name"], str):
             raise InvalidInputError(f"milvus db_name must be a string, got {s['db_name']!r}")
         if not isinstance(s["timeout"], (int, float)) or isinstance(s["timeout"], bool) or not s["timeout"] > 0:
