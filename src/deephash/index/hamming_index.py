@@ -55,7 +55,9 @@ class HammingIndex:
     APPROXIMATE engine (settings ``nlist`` k-means lists, ``nprobe`` scanned per query):
     it can miss neighbours (and fill a row's tail with -1 when the probed lists hold fewer than k
     codes), never reports a wrong distance, keeps FAISS's choice among codes tied at the k-th
-    distance, and is never chosen by ``auto``.
+    distance, and is never chosen by ``auto``. ``milvus`` keeps the codes in a Milvus collection
+    (``engine_settings={"uri": ..., "collection": ...}``, docs/scale.md): as the default engine it
+    receives every add and remove, the folder staying the source of truth.
 
     ``engine_settings`` configures the default engine (for ``auto``, its MIH engine), e.g.
     ``HammingIndex(64, "mih", engine_settings={"m": 4})``; the older keywords ``mih_m``,
