@@ -160,7 +160,7 @@ class HammingIndex:
                 self._store.add(ids, metadata)  # before the swap: a search that finds an id finds its metadata
             try:
                 for eng in kept.values():
-                    eng.add(codes, ids, metadata=metadata)
+                    eng.add(codes, ids, **({"metadata": metadata} if eng.stores_metadata else {}))
             except BaseException:
                 if metadata is not None:
                     self._store.remove(ids)
@@ -195,7 +195,7 @@ class HammingIndex:
 
     def _new_engine(self, snap: _Snapshot, name: str):
         eng = create_engine(name, self.bits, **self._settings.get(name, {}))
-        if eng.mutable:  # it may have to re-insert codes, with their metadata
+        if eng.stores_metadata:  # it may have to re-insert codes, with their metadata
             eng.build(snap.codes, snap.ids, metadata=self._store.get)
         else:
             eng.build(snap.codes, snap.ids)

@@ -58,6 +58,7 @@ class MilvusEngine(IndexEngine):
     are sorted by distance, then id."""
 
     mutable = True
+    stores_metadata = True
     defaults = {"uri": None, "collection": None, "db_name": "", "index_type": "BIN_FLAT", "nlist": 1024,
                 "nprobe": 16, "timeout": 10.0}
 
