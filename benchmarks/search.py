@@ -4,6 +4,7 @@ Not a test: run by hand, e.g.
     python benchmarks/search.py                # 1M and 10M codes, 100 queries
     python benchmarks/search.py --quick        # < 1 minute
     python benchmarks/search.py --sizes 1M --queries 200
+    python benchmarks/search.py --milvus 100K,1M   # Milvus Lite rows only (needs deephash[milvus])
 
 Every row is checked against a numpy brute force on a sample of queries (same distance
 multiset per query for k-NN; same id set for radius search). The load average is printed
@@ -177,7 +178,18 @@ def main(argv=None):
     ap.add_argument("--ivf-nprobe", type=int, default=16,
                     help="add approximate faiss-ivf k-NN rows (recall reported) on 64-bit data; 0: none")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--milvus", default=None, metavar="SIZES",
+                    help="run only the Milvus Lite rows (benchmarks/search_milvus.py) at these sizes, e.g. 100K,1M")
     a = ap.parse_args(argv)
+    if a.milvus:
+        from search_milvus import run as run_milvus
+
+        rows = []
+        run_milvus([parse_size(s) for s in a.milvus.split(",")], a.queries, a.check, a.seed, timed, brute,
+                   check_knn, check_range, rows)
+        bad = [r for r in rows if r[4] is False]
+        print(f"\nexactness: {len(rows) - len(bad)}/{len(rows)} rows exact; load {os.getloadavg()}")
+        return 1 if bad else 0
     groups = set(a.only.split(","))
     if a.quick:
         a.sizes, a.queries, a.range_queries, a.centres = "200K", min(a.queries, 50), 500, "100"

@@ -41,5 +41,11 @@ class IncompatibleError(DeephashError, ValueError):
     status = 409
 
 
+class UnavailableError(DeephashError, ConnectionError):
+    """A service deephash depends on (e.g. a Milvus server holding an index's codes) cannot be reached."""
+
+    status = 503
+
+
 __all__ = ["CorruptFileError", "DeephashError", "IncompatibleError", "InvalidInputError", "MissingFileError",
-           "NotFoundError"]
+           "NotFoundError", "UnavailableError"]

@@ -29,12 +29,17 @@ def build(
     split: Optional[str] = typer.Option(None, "--split", help="with --checkpoint: which split (default: database, "
                                         "or a detection dataset's first)"),
     threshold: float = typer.Option(0.5, help="IAH: store a category code when its probability exceeds this"),
-    engine: str = typer.Option("auto", "--engine", help="default search engine: auto, flat, mih, faiss-flat, faiss-ivf "
+    engine: str = typer.Option("auto", "--engine", help="default search engine: auto, flat, mih, faiss-flat, faiss-ivf, milvus "
                                 "(or another registered engine)"),
     mih_m: int = typer.Option(None, "--mih-m", help="MIH substrings (default: about bits/log2(n))"),
     ivf_nlist: int = typer.Option(None, "--ivf-nlist", help="faiss-ivf lists (default: about sqrt(n))"),
     ivf_nprobe: int = typer.Option(16, "--ivf-nprobe", help="faiss-ivf lists scanned per query (approximate "
                                    "engine: more lists, higher recall)"),
+    uri: Optional[str] = typer.Option(None, "--uri", help="--engine milvus: http://host:19530 (a Milvus server) or a "
+                                      "local .db file (Milvus Lite); credentials from $MILVUS_TOKEN or "
+                                      "$MILVUS_USER/$MILVUS_PASSWORD, never stored"),
+    collection: Optional[str] = typer.Option(None, "--collection", help="--engine milvus: the collection to create "
+                                             "(default: the --out folder's name)"),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Build an index from a codes file, or by encoding a dataset with a trained model.
@@ -50,6 +55,15 @@ def build(
     if (codes is None) == (checkpoint is None):
         raise InvalidInputError("give exactly one of --codes (a codes file) or --checkpoint (a model to encode --data)")
     settings = dict(engine=engine, mih_m=mih_m, ivf_nlist=ivf_nlist, ivf_nprobe=ivf_nprobe)
+    if engine == "milvus":
+        from ..index.engines.milvus import collection_name
+
+        if uri is None:
+            raise InvalidInputError("--engine milvus needs --uri (http://host:19530, or a local .db file for "
+                                    "Milvus Lite)")
+        settings["engine_settings"] = {"uri": uri, "collection": collection or collection_name(out.resolve().name)}
+    elif uri is not None or collection is not None:
+        raise InvalidInputError("--uri and --collection go with --engine milvus")
     if codes is not None:
         index = ImageIndex.from_codes(CodesFile.load(codes), **settings)
     else:

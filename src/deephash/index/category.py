@@ -16,6 +16,7 @@ import numpy as np
 
 from ..errors import CorruptFileError, InvalidInputError, MissingFileError
 from ..utils.io import atomic_write
+from .engines import engine_class
 from .engines.base import check_codes, check_k, empty_knn
 from .hamming_index import HammingIndex
 from .storage import index_lock
@@ -25,10 +26,11 @@ FORMAT = "deephash-category-index/1"
 
 
 class CategoryIndex:
-    def __init__(self, bits: int, class_names: list[str], engine: str = "auto"):
+    def __init__(self, bits: int, class_names: list[str], engine: str = "auto", engine_settings: dict | None = None):
         if not class_names:
             raise InvalidInputError("a category index needs the class names")
         self.bits, self.class_names, self.engine = bits, list(class_names), engine
+        self.engine_settings = dict(engine_settings or {})  # each category's index gets its part of them
         self.nbytes = HammingIndex(bits).nbytes
         self.subs: dict[int, HammingIndex] = {}
         self.checkpoint: str | None = None
@@ -66,10 +68,19 @@ class CategoryIndex:
                 if probs is not None:
                     m["prob"] = round(float(probs[i, k]), 5)
                 meta.append(m)
-            sub = self.subs.setdefault(int(k), HammingIndex(self.bits, engine=self.engine))
+            if int(k) not in self.subs:
+                self.subs[int(k)] = self._new_sub(int(k))
+            sub = self.subs[int(k)]
             sub.add(codes[rows, k], ids=image_ids[rows], metadata=meta)
             added += len(rows)
         return added
+
+    def _new_sub(self, c: int) -> HammingIndex:
+        settings = None
+        if self.engine_settings:
+            target = "mih" if self.engine == "auto" else self.engine
+            settings = engine_class(target).part_settings(self.engine_settings, f"c{c:04d}")
+        return HammingIndex(self.bits, engine=self.engine, engine_settings=settings)
 
     def search(self, queries, categories, k: int = 10, tiebreak=None) -> tuple[np.ndarray, np.ndarray, list[list]]:
         """Batch search, FAISS-like: query i (packed, (nq, bits/8); one 1-D code is a batch of one) is
@@ -151,7 +162,8 @@ class CategoryIndex:
             for c, sub in self.subs.items():
                 sub.save(path / f"c{c:04d}")
             manifest = {"format": FORMAT, "bits": self.bits, "class_names": self.class_names,
-                        "engine": self.engine, "categories": sorted(self.subs), "checkpoint": self.checkpoint,
+                        "engine": self.engine, "engine_settings": self.engine_settings,
+                        "categories": sorted(self.subs), "checkpoint": self.checkpoint,
                         "threshold": self.threshold}
             atomic_write(path / MANIFEST, lambda fh: fh.write(json.dumps(manifest, indent=1).encode()))
         return path
@@ -177,7 +189,9 @@ class CategoryIndex:
             threshold = m.get("threshold", 0.5)
             if type(threshold) not in (int, float) or not 0 <= threshold <= 1:
                 raise ValueError(f"threshold must be a probability, got {threshold!r:.100}")
-            idx = cls(m["bits"], names, m.get("engine", "auto"))
+            if not isinstance(m.get("engine_settings", {}), dict):
+                raise ValueError(f"engine_settings must be an object, got {m['engine_settings']!r:.100}")
+            idx = cls(m["bits"], names, m.get("engine", "auto"), m.get("engine_settings"))
         except (ValueError, KeyError, TypeError, RecursionError, InvalidInputError) as e:
             raise CorruptFileError(f"{mf} is corrupt: {e}") from None
         except OSError as e:

@@ -55,7 +55,9 @@ class HammingIndex:
     APPROXIMATE engine (settings ``nlist`` k-means lists, ``nprobe`` scanned per query):
     it can miss neighbours (and fill a row's tail with -1 when the probed lists hold fewer than k
     codes), never reports a wrong distance, keeps FAISS's choice among codes tied at the k-th
-    distance, and is never chosen by ``auto``.
+    distance, and is never chosen by ``auto``. ``milvus`` keeps the codes in a Milvus collection
+    (``engine_settings={"uri": ..., "collection": ...}``, docs/scale.md): as the default engine it
+    receives every add and remove, the folder staying the source of truth.
 
     ``engine_settings`` configures the default engine (for ``auto``, its MIH engine), e.g.
     ``HammingIndex(64, "mih", engine_settings={"m": 4})``; the older keywords ``mih_m``,
@@ -153,11 +155,16 @@ class HammingIndex:
                 clash = ids[np.isin(ids, snap.ids)]
                 if len(clash):
                     raise InvalidInputError(f"ids already in the index: {clash[:5].tolist()}")
+            kept = self._mutable_engines(snap)
             if metadata is not None:
                 self._store.add(ids, metadata)  # before the swap: a search that finds an id finds its metadata
-            kept = self._mutable_engines(snap)
-            for eng in kept.values():
-                eng.add(codes, ids)
+            try:
+                for eng in kept.values():
+                    eng.add(codes, ids, **({"metadata": metadata} if eng.stores_metadata else {}))
+            except BaseException:
+                if metadata is not None:
+                    self._store.remove(ids)
+                raise
             new_codes = np.concatenate([snap.codes, codes]) if len(snap.codes) else codes.copy()
             self._snap = _Snapshot(new_codes, np.concatenate([snap.ids, ids]), kept)
             if n:
@@ -178,10 +185,21 @@ class HammingIndex:
             self._store.remove(ids)
         return len(ids)
 
-    @staticmethod
-    def _mutable_engines(snap: _Snapshot) -> dict:
-        """Engines that take add/remove themselves carry over to the next snapshot; the others are rebuilt."""
+    def _mutable_engines(self, snap: _Snapshot) -> dict:
+        """Engines that take add/remove themselves carry over to the next snapshot; the others are rebuilt.
+        A default engine that stores codes itself (a remote collection) is attached first, so that every
+        change reaches it (caller holds the lock)."""
+        if self.engine != AUTO and engine_class(self.engine).mutable and self.engine not in snap.engines:
+            snap.engines[self.engine] = self._new_engine(snap, self.engine)
         return {name: eng for name, eng in snap.engines.items() if eng.mutable}
+
+    def _new_engine(self, snap: _Snapshot, name: str):
+        eng = create_engine(name, self.bits, **self._settings.get(name, {}))
+        if eng.stores_metadata:  # it may have to re-insert codes, with their metadata
+            eng.build(snap.codes, snap.ids, metadata=self._store.get)
+        else:
+            eng.build(snap.codes, snap.ids)
+        return eng
 
     def get_metadata(self, ids) -> list[dict | None]:
         """Metadata dict (path, labels, free-form fields) per id; None for unknown ids or none stored."""
@@ -259,8 +277,7 @@ class HammingIndex:
             with self._lock:
                 eng = snap.engines.get(name)
                 if eng is None:
-                    eng = create_engine(name, self.bits, **self._settings.get(name, {}))
-                    eng.build(snap.codes, snap.ids)
+                    eng = self._new_engine(snap, name)
                     snap.engines[name] = eng
         return eng
 

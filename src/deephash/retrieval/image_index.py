@@ -87,7 +87,8 @@ class ImageIndex:
         semantic.checkpoint = str(Path(encoder.checkpoint).resolve())
         category = None
         if encoder.method == "iah":
-            category = CategoryIndex(semantic.bits, list(dataset.class_names), engine.get("engine", "auto"))
+            category = CategoryIndex(semantic.bits, list(dataset.class_names), engine.get("engine", "auto"),
+                                     engine.get("engine_settings"))
             category.checkpoint = semantic.checkpoint
         index = cls(semantic, category, threshold=threshold)
         index._encoder = encoder

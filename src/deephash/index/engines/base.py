@@ -38,6 +38,7 @@ class IndexEngine(ABC):
     name: ClassVar[str]
     exact: ClassVar[bool]
     mutable: ClassVar[bool] = False
+    stores_metadata: ClassVar[bool] = False  # mutable engines that also keep each code's metadata dict
     defaults: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, bits: int, **settings):
@@ -57,11 +58,19 @@ class IndexEngine(ABC):
         """The settings as a manifest persists them (JSON-friendly)."""
         return dict(self._settings)
 
+    @classmethod
+    def part_settings(cls, settings: dict, part: str) -> dict:
+        """Settings for one part of an index made of several (CategoryIndex: one per category). Engines that
+        name external storage (a collection) give each part its own."""
+        return dict(settings)
+
     @abstractmethod
     def build(self, codes: np.ndarray, ids: np.ndarray) -> None:
         """Index exactly these codes with these ids (int64, unique); ties later break by this order."""
 
     def add(self, codes: np.ndarray, ids: np.ndarray) -> None:
+        """Mutable engines: store these codes. Those with ``stores_metadata`` take ``metadata=`` (a list of
+        dicts) here, and in ``build`` a function ids -> metadata list, for codes they must re-insert."""
         raise InvalidInputError(f"engine {self.name!r} indexes one snapshot: build a new one to add codes")
 
     def remove(self, ids: np.ndarray) -> None:
