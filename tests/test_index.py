@@ -135,6 +135,25 @@ def test_auto_falls_back_to_scan_per_query_and_stays_exact(monkeypatch):
     assert [kw.get("fallback", False) for kw in seen] == [True, False]
 
 
+def test_mih_keeps_a_radius_query_whose_results_outgrow_any_fixed_buffer():
+    """70,000 copies of one code: one probe step of the query next to them yields them all, more than the
+    65,536 keys MIH once held per step (it then handed the query to the scan). MIH answers it itself."""
+    rng = np.random.default_rng(5)
+    base = make(rng, 1, 64)
+    db = np.concatenate([np.repeat(base, 70_000, axis=0), make(rng, 30_000, 64)])
+    db[rng.permutation(len(db))[:5000], 3] ^= 4  # some copies one bit away, so two distances interleave
+    ids = np.arange(len(db), dtype=np.int64)
+    q = np.concatenate([base, base ^ np.uint8(1), make(rng, 2, 64)])
+    index = HammingIndex(64, engine="mih")
+    index.add(db)
+    eng = index._engine(None)
+    for r in (eng.m - 1, eng.m):  # the exact-bucket kernel, then general probing
+        stats = {}
+        lims, D, I = eng.range_search(q, r, stats=stats)
+        assert stats["fallback"] == 0 and lims[1] >= 70_000
+        check_range(index, q, db, ids, r, None)
+
+
 def test_add_remove_keep_order_and_ids():
     rng = np.random.default_rng(4)
     a, b = make(rng, 300, 32, distinct=20), make(rng, 200, 32, distinct=20)

@@ -261,23 +261,73 @@ def flat_range(db, W, n, q, r):
                         keys[cnt] = (d << POS_BITS) | (t0 + j)
                         qs[cnt] = qi
                         cnt += 1
-    return _group_by_query(qs[:cnt], keys[:cnt], nq)
+    return _group_by_query(qs[:cnt], keys[:cnt], nq, n, r)
+
+
+DENSE_RATIO = 64  # a query's range results are ordered by marking positions once they exceed n / DENSE_RATIO
+NO_MARK = 255  # an unmarked position in the dense ordering's byte map
 
 
 @njit(nogil=True, cache=CACHE)
-def _group_by_query(qs, keys, nq):
+def _order_range_keys(keys, n, mark):
+    """Sort one query's range keys (``distance << POS_BITS | position``, positions unique and < n) in place.
+
+    A comparison sort costs c log c for c results; when a query matches a good share of the database
+    (clustered learned codes at radius 2 match tens of thousands of codes) one pass over a byte per
+    database position is cheaper: mark each result's distance at its position, then read the positions
+    back in order into per-distance slots. ``mark`` is that (n rounded up to 8) byte map, all NO_MARK,
+    and is left so; an empty ``mark`` means a comparison sort."""
+    c = keys.shape[0]
+    if c * DENSE_RATIO < n or mark.shape[0] == 0:
+        keys.sort()
+        return
+    fill = np.zeros(NO_MARK + 1, np.int64)
+    for i in range(c):
+        d = keys[i] >> POS_BITS
+        mark[keys[i] & POS_MASK] = d
+        fill[d + 1] += 1
+    for d in range(NO_MARK):
+        fill[d + 1] += fill[d]
+    words = mark.view(np.uint64)
+    empty = ~np.uint64(0)
+    for w in range(words.shape[0]):
+        if words[w] == empty:
+            continue
+        for p in range(w * 8, w * 8 + 8):
+            d = mark[p]
+            if d != NO_MARK:
+                keys[fill[d]] = (np.int64(d) << POS_BITS) | p
+                fill[d] += 1
+                mark[p] = NO_MARK
+
+
+@njit(nogil=True, cache=CACHE)
+def _group_by_query(qs, keys, nq, n, r):
+    """(lims, keys) with each query's keys contiguous and ascending; n: database size, r: the radius (the
+    dense ordering of large result sets needs r < NO_MARK). Kernels that emit queries in order skip the
+    scatter."""
     lims = np.zeros(nq + 1, np.int64)
+    ordered = True
     for i in range(qs.shape[0]):
         lims[qs[i] + 1] += 1
+        if i and qs[i] < qs[i - 1]:
+            ordered = False
     for i in range(nq):
         lims[i + 1] += lims[i]
-    fill = lims[:-1].copy()
-    out = np.empty(keys.shape[0], np.int64)
-    for i in range(qs.shape[0]):
-        out[fill[qs[i]]] = keys[i]
-        fill[qs[i]] += 1
+    if ordered:
+        out = keys.copy()
+    else:
+        fill = lims[:-1].copy()
+        out = np.empty(keys.shape[0], np.int64)
+        for i in range(qs.shape[0]):
+            out[fill[qs[i]]] = keys[i]
+            fill[qs[i]] += 1
+    mark = np.empty(0, np.uint8)
     for i in range(nq):
-        out[lims[i] : lims[i + 1]].sort()
+        c = lims[i + 1] - lims[i]
+        if c * DENSE_RATIO >= n and r < NO_MARK and mark.shape[0] == 0:
+            mark = np.full(-(-n // 8) * 8, NO_MARK, np.uint8)
+        _order_range_keys(out[lims[i] : lims[i + 1]], n, mark if r < NO_MARK else mark[:0])
     return lims, out
 
 
@@ -316,18 +366,19 @@ def _next_mask(x):
 @njit(nogil=True, cache=CACHE)
 def _probe_step(
     j, rho, qi, W, m, q, qkeys, widths, offs, offs_base, perm, pcodes, reordered, db, masks, buf, state, hist, cost, budget,
-    x, pos,
+    x, pos, grow,
 ):
     """Probe every bucket of table j at substring distance exactly rho; push owned rows.
 
     A row is verified once overall: only in the table where it is first reached in the
     query's probe order (table i at radius rho is step m*rho + pos[i]), which replaces a
-    'seen' array. state = [size, thr]; x is (W,) scratch. Returns the updated cost, or -1
-    when the budget is exhausted.
+    'seen' array. state = [size, thr]; x is (W,) scratch. A full ``buf`` keeps its k = len/2
+    smallest keys (k-NN) or, with ``grow`` (radius search, which keeps every key), is replaced by
+    one twice as long. Returns (the updated cost, or -1 when the budget is exhausted; buf).
     """
     width = widths[j]
     if rho > width:
-        return cost
+        return cost, buf
     n = perm.shape[1]
     cap = buf.shape[0]
     k = cap // 2
@@ -374,15 +425,19 @@ def _probe_step(
                 state[0] += 1
                 hist[d] += 1
                 if state[0] == cap:
-                    state[1] = _compact(buf, k)
-                    state[0] = k
-                    thr_d = state[1] >> POS_BITS
+                    if grow:
+                        buf = _grow(buf, cap + 1)
+                        cap = buf.shape[0]
+                    else:
+                        state[1] = _compact(buf, k)
+                        state[0] = k
+                        thr_d = state[1] >> POS_BITS
         if cost > budget:
-            return -1
+            return -1, buf
         if rho == 0:
             break
         mask = _next_mask(mask)
-    return cost
+    return cost, buf
 
 
 @njit(nogil=True, cache=CACHE, inline="always")
@@ -447,9 +502,9 @@ def mih_knn(q, W, bits, k, qkeys, widths, offs, offs_base, perm, pcodes, reorder
         within = 0
         _table_order(qi, qkeys, offs, offs_base, order, pos, lo, hi)
         for r in range(bits + 1):
-            cost = _probe_step(
+            cost, buf = _probe_step(
                 order[r % m], r // m, qi, W, m, q, qkeys, widths, offs, offs_base, perm, pcodes, reordered, db, masks,
-                buf, state, hist, cost, budget, x, pos,
+                buf, state, hist, cost, budget, x, pos, False,
             )
             if cost < 0:
                 failed[qi] = True
@@ -467,14 +522,15 @@ def mih_knn(q, W, bits, k, qkeys, widths, offs, offs_base, perm, pcodes, reorder
 
 @njit(nogil=True, cache=CACHE)
 def mih_range(q, W, bits, radius, qkeys, widths, offs, offs_base, perm, pcodes, reordered, db, masks, budget, failed):
-    """Exact radius search (distance <= radius) by probing steps 0..radius; keys grouped by query."""
+    """Exact radius search (distance <= radius) by probing steps 0..radius; keys grouped by query.
+
+    A step's buffer grows with its results, however many: only the budget hands a query to the scan."""
     nq = q.shape[0] // W
     m = widths.shape[0]
     qs = np.empty(1024, np.int64)
     keys = np.empty(1024, np.int64)
     cnt = 0
-    big = 1 << 16
-    buf = np.empty(2 * big, np.int64)  # cap//2 = big: never compacts below `big` keys
+    buf = np.empty(1024, np.int64)
     hist = np.zeros(bits + 1, np.int64)
     state = np.zeros(2, np.int64)
     x = np.empty(W, np.uint64)
@@ -491,11 +547,11 @@ def mih_range(q, W, bits, radius, qkeys, widths, offs, offs_base, perm, pcodes, 
         for r in range(radius + 1):
             state[0] = 0
             state[1] = limit + 1
-            cost = _probe_step(
+            cost, buf = _probe_step(
                 order[r % m], r // m, qi, W, m, q, qkeys, widths, offs, offs_base, perm, pcodes, reordered, db, masks,
-                buf, state, hist, cost, budget, x, pos,
+                buf, state, hist, cost, budget, x, pos, True,
             )
-            if cost < 0 or state[0] >= big:
+            if cost < 0:
                 failed[qi] = True
                 break
             s = state[0]
@@ -506,7 +562,7 @@ def mih_range(q, W, bits, radius, qkeys, widths, offs, offs_base, perm, pcodes, 
             cnt += s
         if failed[qi]:
             cnt = start
-    return _group_by_query(qs[:cnt], keys[:cnt], nq)
+    return _group_by_query(qs[:cnt], keys[:cnt], nq, perm.shape[1], radius)
 
 
 PROBE_BLOCK = 64  # queries whose bucket look-ups are issued together
@@ -585,7 +641,7 @@ def mih_range_exact_buckets(q, W, radius, qkeys, offs, offs_base, perm, pcodes, 
                         keys[cnt] = (np.int64(d) << POS_BITS) | perm[j, p]
                         qs[cnt] = qi
                         cnt += 1
-    return _group_by_query(qs[:cnt], keys[:cnt], nq)
+    return _group_by_query(qs[:cnt], keys[:cnt], nq, n, radius)
 
 
 @njit(nogil=True, cache=CACHE)
