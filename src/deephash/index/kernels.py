@@ -264,70 +264,82 @@ def flat_range(db, W, n, q, r):
     return _group_by_query(qs[:cnt], keys[:cnt], nq, n, r)
 
 
-DENSE_RATIO = 64  # a query's range results are ordered by marking positions once they exceed n / DENSE_RATIO
-NO_MARK = 255  # an unmarked position in the dense ordering's byte map
+RADIX_MAX_BITS = 13  # widest digit of the radix sort of a query's range results (a count array in L1/L2)
+SMALL_SORT = 256  # fewer results: a comparison sort
 
 
 @njit(nogil=True, cache=CACHE)
-def _order_range_keys(keys, n, mark):
-    """Sort one query's range keys (``distance << POS_BITS | position``, positions unique and < n) in place.
+def _order_range_keys(keys, n, r, tmp):
+    """Sort one query's range keys (``distance << POS_BITS | position``, positions < n, distances <= r) in place.
 
-    A comparison sort costs c log c for c results; when a query matches a good share of the database
-    (clustered learned codes at radius 2 match tens of thousands of codes) one pass over a byte per
-    database position is cheaper: mark each result's distance at its position, then read the positions
-    back in order into per-distance slots. ``mark`` is that (n rounded up to 8) byte map, all NO_MARK,
-    and is left so; an empty ``mark`` means a comparison sort."""
+    Results arrive as runs of ascending positions (one per bucket), often already in order (one bucket,
+    one distance): checked first. Otherwise a least-significant-digit radix sort on ``distance * n +
+    position`` (two passes up to (r+1)*n = 2^26): clustered learned codes match tens of thousands of
+    codes within radius 2 per query, and a comparison sort of those cost more than finding them.
+    ``tmp``: scratch of at least len(keys) keys."""
     c = keys.shape[0]
-    if c * DENSE_RATIO < n or mark.shape[0] == 0:
+    ordered = True
+    for i in range(1, c):
+        if keys[i] < keys[i - 1]:
+            ordered = False
+            break
+    if ordered:
+        return
+    if c < SMALL_SORT:
         keys.sort()
         return
-    fill = np.zeros(NO_MARK + 1, np.int64)
-    for i in range(c):
-        d = keys[i] >> POS_BITS
-        mark[keys[i] & POS_MASK] = d
-        fill[d + 1] += 1
-    for d in range(NO_MARK):
-        fill[d + 1] += fill[d]
-    words = mark.view(np.uint64)
-    empty = ~np.uint64(0)
-    for w in range(words.shape[0]):
-        if words[w] == empty:
-            continue
-        for p in range(w * 8, w * 8 + 8):
-            d = mark[p]
-            if d != NO_MARK:
-                keys[fill[d]] = (np.int64(d) << POS_BITS) | p
-                fill[d] += 1
-                mark[p] = NO_MARK
+    span = (np.int64(r) + 1) * n
+    nbits = 1
+    while (np.int64(1) << nbits) < span:
+        nbits += 1
+    passes = -(-nbits // RADIX_MAX_BITS)
+    digit = -(-nbits // passes)
+    digit_mask = (np.int64(1) << digit) - 1
+    count = np.empty((1 << digit) + 1, np.int64)
+    src, dst = keys, tmp[:c]
+    for p in range(passes):
+        shift = p * digit
+        count[:] = 0
+        for i in range(c):
+            v = (src[i] >> POS_BITS) * n + (src[i] & POS_MASK)
+            count[((v >> shift) & digit_mask) + 1] += 1
+        for b in range(1 << digit):
+            count[b + 1] += count[b]
+        for i in range(c):
+            v = (src[i] >> POS_BITS) * n + (src[i] & POS_MASK)
+            b = (v >> shift) & digit_mask
+            dst[count[b]] = src[i]
+            count[b] += 1
+        src, dst = dst, src
+    if passes % 2:
+        keys[:] = src
 
 
 @njit(nogil=True, cache=CACHE)
 def _group_by_query(qs, keys, nq, n, r):
-    """(lims, keys) with each query's keys contiguous and ascending; n: database size, r: the radius (the
-    dense ordering of large result sets needs r < NO_MARK). Kernels that emit queries in order skip the
-    scatter."""
+    """(lims, keys) with each query's keys contiguous and ascending (``_order_range_keys``); n: the database
+    size, r: the radius. Kernels that emit queries in order skip the scatter."""
     lims = np.zeros(nq + 1, np.int64)
     ordered = True
     for i in range(qs.shape[0]):
         lims[qs[i] + 1] += 1
         if i and qs[i] < qs[i - 1]:
             ordered = False
+    big = 0
     for i in range(nq):
+        big = max(big, lims[i + 1])
         lims[i + 1] += lims[i]
     if ordered:
-        out = keys.copy()
+        out = keys
     else:
         fill = lims[:-1].copy()
         out = np.empty(keys.shape[0], np.int64)
         for i in range(qs.shape[0]):
             out[fill[qs[i]]] = keys[i]
             fill[qs[i]] += 1
-    mark = np.empty(0, np.uint8)
+    tmp = np.empty(big if big >= SMALL_SORT else 0, np.int64)
     for i in range(nq):
-        c = lims[i + 1] - lims[i]
-        if c * DENSE_RATIO >= n and r < NO_MARK and mark.shape[0] == 0:
-            mark = np.full(-(-n // 8) * 8, NO_MARK, np.uint8)
-        _order_range_keys(out[lims[i] : lims[i + 1]], n, mark if r < NO_MARK else mark[:0])
+        _order_range_keys(out[lims[i] : lims[i + 1]], n, r, tmp)
     return lims, out
 
 
