@@ -118,12 +118,14 @@ def test_auto_falls_back_to_scan_per_query_and_stays_exact(monkeypatch):
     eng = index._engine(None)
     assert eng.name == "mih"
     for budget in (0, 2000, 10**9):
-        eng.budget = budget
+        eng.budget = eng.range_budget = budget
         check_knn(index, q, db, ids, 10, None)
         check_range(index, q, db, ids, 4, None)
-    eng.budget = 0
+    eng.budget = eng.range_budget = 0
     stats = {}
     eng.search(q, 10, fallback=True, stats=stats)  # the per-query hand-over is reported to the caller
+    assert stats["fallback"] == len(q)
+    eng.range_search(q, 4, fallback=True, stats=stats)
     assert stats["fallback"] == len(q)
     eng.range_search(q, 4, stats=stats)  # an explicit "mih" never hands over
     assert stats["fallback"] == 0

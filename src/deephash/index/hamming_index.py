@@ -52,8 +52,8 @@ class HammingIndex:
     ``range_search(q, r)`` returns every code with distance <= r: r is INCLUSIVE (FAISS's
     radius is exclusive). Engines: ``flat`` (exact scan, numba), ``mih`` (multi-index
     hashing, exact), ``faiss-flat``; ``auto`` uses MIH from 20,000 codes and falls back
-    per query to the scan once MIH has verified about n/24 candidates, roughly a scan's
-    cost (an explicit ``engine="mih"`` never falls back). ``faiss-ivf`` is the one
+    per query to the scan once MIH has verified about n/24 candidates for k-NN or n/2 for a
+    radius search, roughly a scan's cost (an explicit ``engine="mih"`` never falls back). ``faiss-ivf`` is the one
     APPROXIMATE engine (settings ``nlist`` k-means lists, ``nprobe`` scanned per query):
     it can miss neighbours (and fill a row's tail with -1 when the probed lists hold fewer than k
     codes), never reports a wrong distance, keeps FAISS's choice among codes tied at the k-th

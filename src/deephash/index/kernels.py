@@ -378,13 +378,13 @@ def _next_mask(x):
 @njit(nogil=True, cache=CACHE)
 def _probe_step(
     j, rho, qi, W, m, q, qkeys, widths, offs, offs_base, perm, pcodes, reordered, db, masks, buf, state, hist, cost, budget,
-    x, pos, grow,
+    x, pos, grow, dt,
 ):
     """Probe every bucket of table j at substring distance exactly rho; push owned rows.
 
     A row is verified once overall: only in the table where it is first reached in the
     query's probe order (table i at radius rho is step m*rho + pos[i]), which replaces a
-    'seen' array. state = [size, thr]; x is (W,) scratch. A full ``buf`` keeps its k = len/2
+    'seen' array. state = [size, thr]; x is (W,) and dt (TILE,) scratch. A full ``buf`` keeps its k = len/2
     smallest keys (k-NN) or, with ``grow`` (radius search, which keeps every key), is replaced by
     one twice as long. Returns (the updated cost, or -1 when the budget is exhausted; buf).
     """
@@ -405,45 +405,50 @@ def _probe_step(
         hi = offs[base + key + 1]
         cost += PROBE_COST + (hi - lo)
         thr_d = state[1] >> POS_BITS
-        for t in range(lo, hi):
-            if reordered:
-                d = 0
-                for w in range(W):
-                    x[w] = pcodes[(j * n + t) * W + w] ^ q[qoff + w]
-                    d += popcount(x[w])
-            else:
-                row = perm[j, t]
-                d = 0
-                for w in range(W):
-                    x[w] = db[row * W + w] ^ q[qoff + w]
-                    d += popcount(x[w])
-            if d > thr_d:
-                continue
-            owner = True
-            for i in range(m):
-                if i == j:
+        for t0 in range(lo, hi, TILE):
+            mt = min(TILE, hi - t0)
+            if reordered:  # contiguous codes: their distances in one vectorised pass, as in the scan
+                _tile_distances(pcodes, j * n + t0, mt, W, q, qoff, dt)
+            for t in range(t0, t0 + mt):
+                if reordered:
+                    d = np.int64(dt[t - t0])
+                    if d > thr_d:
+                        continue
+                    for w in range(W):
+                        x[w] = pcodes[(j * n + t) * W + w] ^ q[qoff + w]
+                else:
+                    row = perm[j, t]
+                    d = 0
+                    for w in range(W):
+                        x[w] = db[row * W + w] ^ q[qoff + w]
+                        d += popcount(x[w])
+                    if d > thr_d:
+                        continue
+                owner = True
+                for i in range(m):
+                    if i == j:
+                        continue
+                    di = 0
+                    for w in range(W):
+                        di += popcount(x[w] & masks[i, w])
+                    if di < rho or (pos[i] < pos[j] and di == rho):
+                        owner = False
+                        break
+                if not owner:
                     continue
-                di = 0
-                for w in range(W):
-                    di += popcount(x[w] & masks[i, w])
-                if di < rho or (pos[i] < pos[j] and di == rho):
-                    owner = False
-                    break
-            if not owner:
-                continue
-            kk = (d << POS_BITS) | perm[j, t]
-            if kk < state[1]:
-                buf[state[0]] = kk
-                state[0] += 1
-                hist[d] += 1
-                if state[0] == cap:
-                    if grow:
-                        buf = _grow(buf, cap + 1)
-                        cap = buf.shape[0]
-                    else:
-                        state[1] = _compact(buf, k)
-                        state[0] = k
-                        thr_d = state[1] >> POS_BITS
+                kk = (d << POS_BITS) | perm[j, t]
+                if kk < state[1]:
+                    buf[state[0]] = kk
+                    state[0] += 1
+                    hist[d] += 1
+                    if state[0] == cap:
+                        if grow:
+                            buf = _grow(buf, cap + 1)
+                            cap = buf.shape[0]
+                        else:
+                            state[1] = _compact(buf, k)
+                            state[0] = k
+                            thr_d = state[1] >> POS_BITS
         if cost > budget:
             return -1, buf
         if rho == 0:
@@ -500,6 +505,7 @@ def mih_knn(q, W, bits, k, qkeys, widths, offs, offs_base, perm, pcodes, reorder
     hist = np.zeros(bits + 1, np.int64)
     state = np.zeros(2, np.int64)
     x = np.empty(W, np.uint64)
+    dt = np.empty(TILE, np.uint16)
     order = np.empty(m, np.int64)
     pos = np.empty(m, np.int64)
     lo = np.empty(m, np.int64)
@@ -516,7 +522,7 @@ def mih_knn(q, W, bits, k, qkeys, widths, offs, offs_base, perm, pcodes, reorder
         for r in range(bits + 1):
             cost, buf = _probe_step(
                 order[r % m], r // m, qi, W, m, q, qkeys, widths, offs, offs_base, perm, pcodes, reordered, db, masks,
-                buf, state, hist, cost, budget, x, pos, False,
+                buf, state, hist, cost, budget, x, pos, False, dt,
             )
             if cost < 0:
                 failed[qi] = True
@@ -546,6 +552,7 @@ def mih_range(q, W, bits, radius, qkeys, widths, offs, offs_base, perm, pcodes, 
     hist = np.zeros(bits + 1, np.int64)
     state = np.zeros(2, np.int64)
     x = np.empty(W, np.uint64)
+    dt = np.empty(TILE, np.uint16)
     limit = (np.int64(radius) << POS_BITS) | POS_MASK
     order = np.empty(m, np.int64)
     pos = np.empty(m, np.int64)
@@ -561,7 +568,7 @@ def mih_range(q, W, bits, radius, qkeys, widths, offs, offs_base, perm, pcodes, 
             state[1] = limit + 1
             cost, buf = _probe_step(
                 order[r % m], r // m, qi, W, m, q, qkeys, widths, offs, offs_base, perm, pcodes, reordered, db, masks,
-                buf, state, hist, cost, budget, x, pos, True,
+                buf, state, hist, cost, budget, x, pos, True, dt,
             )
             if cost < 0:
                 failed[qi] = True
@@ -601,6 +608,7 @@ def mih_range_exact_buckets(q, W, radius, qkeys, offs, offs_base, perm, pcodes, 
     order = np.empty(m, np.int64)
     qs = np.empty(1024, np.int64)
     keys = np.empty(1024, np.int64)
+    dt = np.empty(TILE, np.uint16)
     cnt = 0
     for b0 in range(0, nq, PROBE_BLOCK):
         nb = min(PROBE_BLOCK, nq - b0)
@@ -630,29 +638,31 @@ def mih_range_exact_buckets(q, W, radius, qkeys, offs, offs_base, perm, pcodes, 
             qoff = qi * W
             for s in range(steps):
                 j = order[s]
-                for p in range(lo[t, j], hi[t, j]):
-                    base = (j * n + p) * W
-                    d = 0
-                    for w in range(W):
-                        d += popcount(pcodes[base + w] ^ q[qoff + w])
-                    if d > radius:
-                        continue
-                    owner = True  # first reached in table j: its substrings in the tables probed before differ
-                    for e in range(s):
-                        i = order[e]
-                        di = 0
-                        for w in range(W):
-                            di += popcount((pcodes[base + w] ^ q[qoff + w]) & masks[i, w])
-                        if di == 0:
-                            owner = False
-                            break
-                    if owner:
-                        if cnt == keys.shape[0]:
-                            keys = _grow(keys, cnt + 1)
-                            qs = _grow(qs, cnt + 1)
-                        keys[cnt] = (np.int64(d) << POS_BITS) | perm[j, p]
-                        qs[cnt] = qi
-                        cnt += 1
+                for p0 in range(lo[t, j], hi[t, j], TILE):
+                    # A bucket's codes are contiguous: their distances in one vectorised pass, as in the scan.
+                    mt = min(TILE, hi[t, j] - p0)
+                    _tile_distances(pcodes, j * n + p0, mt, W, q, qoff, dt)
+                    for p in range(p0, p0 + mt):
+                        d = np.int64(dt[p - p0])
+                        if d > radius:
+                            continue
+                        base = (j * n + p) * W
+                        owner = True  # first reached in table j: its substrings in the tables probed before differ
+                        for e in range(s):
+                            i = order[e]
+                            di = 0
+                            for w in range(W):
+                                di += popcount((pcodes[base + w] ^ q[qoff + w]) & masks[i, w])
+                            if di == 0:
+                                owner = False
+                                break
+                        if owner:
+                            if cnt == keys.shape[0]:
+                                keys = _grow(keys, cnt + 1)
+                                qs = _grow(qs, cnt + 1)
+                            keys[cnt] = (np.int64(d) << POS_BITS) | perm[j, p]
+                            qs[cnt] = qi
+                            cnt += 1
     return _group_by_query(qs[:cnt], keys[:cnt], nq, n, radius)
 
 
