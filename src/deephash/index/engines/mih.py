@@ -13,6 +13,9 @@ each table keeps its own copy of the codes in bucket order when memory allows, s
 bucket is verified by a contiguous scan instead of random reads. A radius below m needs only
 exact buckets (substring radius 0), so those searches take a batched kernel that loads the
 bucket offsets of many queries before verifying any (``kernels.mih_range_exact_buckets``).
+
+A saved index stores each table's order and reordered codes (``tables``), so a load restores the tables
+instead of building them (seconds at 10M codes) on its first search.
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ class MIHEngine(SnapshotEngine):
     policy) and ``stats`` (a caller's dict) to learn how many did."""
 
     exact = True
+    persistent = True  # a saved index stores the tables (``tables``), a load restores them
     defaults = {"m": None}
 
     def _validate(self, s: dict) -> dict:
@@ -106,8 +110,6 @@ class MIHEngine(SnapshotEngine):
         # (docs/search.md), queries at radius 1-2 verify 10k-70k codes and cost 5-10x less than the scan,
         # which n/24 handed to it.
         self.range_budget = max(self.n // 2, 4096)
-
-    persistent = True
 
     def tables(self) -> tuple[dict, dict[str, np.ndarray]]:
         """What a saved index keeps so that a load skips the build: the slow part, each table's order of the
