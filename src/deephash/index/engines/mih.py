@@ -106,9 +106,8 @@ class MIHEngine(SnapshotEngine):
         self.budget = max(self.n // 24, 4096)
         # A radius search verifies each bucket's codes, contiguous in the table's reordered copy, in one
         # vectorised pass like the scan's, and writes results as the scan does: it stays cheaper than the
-        # scan until it would verify about as many codes. Measured on learned 48-bit CIFAR-10 codes at 1M
-        # (docs/search.md), queries at radius 1-2 verify 10k-70k codes and cost 5-10x less than the scan,
-        # which n/24 handed to it.
+        # scan until it would verify about as many codes. On learned 48-bit codes at 1M, n/24 (measured for
+        # k-NN) handed radius 1-2 queries to a scan slower than MIH for them (docs/search.md).
         self.range_budget = max(self.n // 2, 4096)
 
     def tables(self) -> tuple[dict, dict[str, np.ndarray]]:
