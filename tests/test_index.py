@@ -118,12 +118,14 @@ def test_auto_falls_back_to_scan_per_query_and_stays_exact(monkeypatch):
     eng = index._engine(None)
     assert eng.name == "mih"
     for budget in (0, 2000, 10**9):
-        eng.budget = budget
+        eng.budget = eng.range_budget = budget
         check_knn(index, q, db, ids, 10, None)
         check_range(index, q, db, ids, 4, None)
-    eng.budget = 0
+    eng.budget = eng.range_budget = 0
     stats = {}
     eng.search(q, 10, fallback=True, stats=stats)  # the per-query hand-over is reported to the caller
+    assert stats["fallback"] == len(q)
+    eng.range_search(q, 4, fallback=True, stats=stats)
     assert stats["fallback"] == len(q)
     eng.range_search(q, 4, stats=stats)  # an explicit "mih" never hands over
     assert stats["fallback"] == 0
@@ -133,6 +135,25 @@ def test_auto_falls_back_to_scan_per_query_and_stays_exact(monkeypatch):
     index.search(q, 10)
     index.search(q, 10, engine="mih")
     assert [kw.get("fallback", False) for kw in seen] == [True, False]
+
+
+def test_mih_keeps_a_radius_query_whose_results_outgrow_any_fixed_buffer():
+    """70,000 copies of one code: one probe step of the query next to them yields them all, more than the
+    65,536 keys MIH once held per step (it then handed the query to the scan). MIH answers it itself."""
+    rng = np.random.default_rng(5)
+    base = make(rng, 1, 64)
+    db = np.concatenate([np.repeat(base, 70_000, axis=0), make(rng, 30_000, 64)])
+    db[rng.permutation(len(db))[:5000], 3] ^= 4  # some copies one bit away, so two distances interleave
+    ids = np.arange(len(db), dtype=np.int64)
+    q = np.concatenate([base, base ^ np.uint8(1), make(rng, 2, 64)])
+    index = HammingIndex(64, engine="mih")
+    index.add(db)
+    eng = index._engine(None)
+    for r in (eng.m - 1, eng.m):  # the exact-bucket kernel, then general probing
+        stats = {}
+        lims, D, I = eng.range_search(q, r, stats=stats)
+        assert stats["fallback"] == 0 and lims[1] >= 70_000
+        check_range(index, q, db, ids, r, None)
 
 
 def test_add_remove_keep_order_and_ids():

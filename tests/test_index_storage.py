@@ -45,7 +45,7 @@ def test_save_load_round_trip(tmp_path, mmap):
         {"path": "img1.jpg", "labels": [1], "score": 0.5}, None, None]
     manifest = json.loads((tmp_path / "idx" / "manifest.json").read_text())
     assert manifest["format"] == "deephash-index/1" and manifest["count"] == 200 and manifest["bits"] == 64
-    assert set(manifest["files"]) == {"codes", "ids", "metadata"}
+    assert set(manifest["files"]) == {"codes", "ids", "metadata", "table.perm", "table.pcodes"}  # MIH tables
     assert all(len(f["sha256"]) == 64 for f in manifest["files"].values())
     assert np.load(tmp_path / "idx" / manifest["files"]["codes"]["name"], mmap_mode="r").shape == (200, 8)
 
@@ -175,3 +175,74 @@ def test_metadata_of_many_ids_in_one_call_keeps_order_repeats_and_pending_change
                   if (i - 1000) % 5 else None) for i in range(1000, 2200)}
     expect.update({1001: None, 2200: {"path": "fresh.jpg"}, 5: None})
     assert got == [expect[i] for i in ask]
+
+
+def _no_build(monkeypatch):
+    from deephash.index.engines.mih import MIHEngine
+
+    def refuse(self, codes, words):
+        raise AssertionError("MIH tables were built instead of restored")
+    monkeypatch.setattr(MIHEngine, "_build", refuse)
+
+
+@pytest.mark.parametrize("mmap", [True, False])
+def test_mih_tables_are_stored_and_restored_instead_of_rebuilt(tmp_path, monkeypatch, mmap):
+    index, codes = small_index(n=3000, bits=48)
+    q = np.concatenate([codes[:5], codes[:5] ^ np.uint8(3)])
+    want = [index.search(q, 9), index.range_search(q, 3), index.range_search(q, 1)]  # r >= m and r < m kernels
+    index.save(tmp_path / "idx")
+    manifest = json.loads((tmp_path / "idx" / "manifest.json").read_text())
+    assert manifest["tables"] == {"engine": "mih", "params": {"m": index._engine(None).m}}
+    _no_build(monkeypatch)
+    loaded = HammingIndex.load(tmp_path / "idx", mmap=mmap)
+    assert "mih" in loaded._snap.engines  # ready before the first search
+    got = [loaded.search(q, 9), loaded.range_search(q, 3), loaded.range_search(q, 1)]
+    for a, b in zip(want, got):
+        for x, y in zip(a, b):
+            np.testing.assert_array_equal(x, y)
+    # Each save writes the tables of its own codes; two versions are kept, older table files collected.
+    for _ in range(2):
+        loaded = HammingIndex.load(tmp_path / "idx")
+        loaded.add(codes[:1])
+        monkeypatch.undo()
+        loaded.save(tmp_path / "idx")
+    assert len(list((tmp_path / "idx").glob("table-mih-perm.*.npy"))) == 2
+    assert len(HammingIndex.load(tmp_path / "idx").search(codes[:1], 3)[1][0]) == 3
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate", "delete", "out of range"])
+def test_a_damaged_table_file_is_rebuilt_with_a_warning(tmp_path, caplog, damage):
+    index, codes = small_index(n=3000, bits=48)
+    path = index.save(tmp_path / "idx")
+    want = index.range_search(codes[:6], 4)
+    f = _data_file(path, "table.perm")
+    if damage == "flip":
+        data = bytearray(f.read_bytes())
+        data[-5] ^= 0x40
+        f.write_bytes(bytes(data))
+    elif damage == "truncate":
+        f.write_bytes(f.read_bytes()[:-8])
+    elif damage == "delete":
+        f.unlink()
+    else:  # passes a load that skips checksums (verify=False) but would send the kernels out of bounds
+        perm = np.load(f)
+        perm[0, 0] = 10**9
+        np.save(f, perm)
+    with caplog.at_level("WARNING", logger="deephash.index"):
+        loaded = HammingIndex.load(path, verify=damage != "out of range")
+    assert "built again" in caplog.text and str(path) in caplog.text
+    assert "mih" not in loaded._snap.engines
+    for a, b in zip(want, loaded.range_search(codes[:6], 4)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_tables_are_stored_only_for_the_engine_a_search_uses(tmp_path):
+    rng = np.random.default_rng(0)
+    codes = rng.integers(0, 256, (500, 8), dtype=np.uint8)
+    for engine, kw, stored in [("auto", {}, False), ("flat", {}, False), ("mih", {}, True),
+                               ("mih", {"tables": False}, False)]:
+        index = HammingIndex(64, engine=engine)
+        index.add(codes)
+        path = index.save(tmp_path / f"{engine}{len(kw)}", **kw)  # auto below SMALL_N codes: the scan
+        files = json.loads((path / "manifest.json").read_text())["files"]
+        assert ("table.perm" in files) is stored and bool(list(path.glob("table-*"))) is stored

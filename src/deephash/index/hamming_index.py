@@ -9,6 +9,7 @@ it in with one assignment. Hence many threads may search while one adds or remov
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import threading
 from pathlib import Path
@@ -19,13 +20,14 @@ from ..codes import check_bits
 from ..errors import CorruptFileError, InvalidInputError, NotFoundError
 from .engines import create_engine, engine_class, list_engines
 from .engines.base import check_codes, check_k, check_radius, empty_knn, empty_range
-from .storage import MANIFEST, MetadataStore, index_lock, load_index, save_index
+from .storage import MANIFEST, MetadataStore, index_lock, load_index, load_tables, save_index
 from .threads import default_threads
 
 AUTO = "auto"
 ENGINES = (AUTO, *list_engines())  # the built-in choices; engines registered later are accepted too
 SMALL_N = 20_000  # auto: below this a linear scan is already cheap
 MAX_PADDED = 1 << 26  # k > len(index): the -1 padded result may hold at most this many cells (~0.75 GB)
+log = logging.getLogger("deephash.index")
 _LEGACY_SETTINGS = {"mih_m": ("mih", "m"), "ivf_nlist": ("faiss-ivf", "nlist"), "ivf_nprobe": ("faiss-ivf", "nprobe")}
 
 
@@ -50,8 +52,8 @@ class HammingIndex:
     ``range_search(q, r)`` returns every code with distance <= r: r is INCLUSIVE (FAISS's
     radius is exclusive). Engines: ``flat`` (exact scan, numba), ``mih`` (multi-index
     hashing, exact), ``faiss-flat``; ``auto`` uses MIH from 20,000 codes and falls back
-    per query to the scan once MIH has verified about n/24 candidates, roughly a scan's
-    cost (an explicit ``engine="mih"`` never falls back). ``faiss-ivf`` is the one
+    per query to the scan once MIH has verified about n/24 candidates for k-NN or n/2 for a
+    radius search, roughly a scan's cost (an explicit ``engine="mih"`` never falls back). ``faiss-ivf`` is the one
     APPROXIMATE engine (settings ``nlist`` k-means lists, ``nprobe`` scanned per query):
     it can miss neighbours (and fill a row's tail with -1 when the probed lists hold fewer than k
     codes), never reports a wrong distance, keeps FAISS's choice among codes tied at the k-th
@@ -63,7 +65,8 @@ class HammingIndex:
     ``HammingIndex(64, "mih", engine_settings={"m": 4})``; the older keywords ``mih_m``,
     ``ivf_nlist`` and ``ivf_nprobe`` set the ``mih`` and ``faiss-ivf`` settings whatever the default,
     so a search may pick either with ``engine=``. In-memory engines are built on first use after
-    load, add or remove (not stored). Safe for many concurrent searches and one writer in one process.
+    add or remove; ``save`` also stores the default engine's tables (MIH's) so that ``load`` restores them
+    instead of building on the first search. Safe for many concurrent searches and one writer in one process.
     """
 
     def __init__(self, bits: int, engine: str = AUTO, mih_m: int | None = None, threads: int | None = None,
@@ -275,10 +278,14 @@ class HammingIndex:
         eng = snap.engines.get(name)
         if eng is None:
             with self._lock:
-                eng = snap.engines.get(name)
-                if eng is None:
-                    eng = self._new_engine(snap, name)
-                    snap.engines[name] = eng
+                eng = self._build_locked(snap, name)
+        return eng
+
+    def _build_locked(self, snap: _Snapshot, name: str):
+        eng = snap.engines.get(name)
+        if eng is None:
+            eng = self._new_engine(snap, name)
+            snap.engines[name] = eng
         return eng
 
     def _engine(self, engine: str | None = None):
@@ -294,14 +301,23 @@ class HammingIndex:
 
     # ---- persistence ----------------------------------------------------------------
 
-    def save(self, path) -> Path:
+    def save(self, path, tables: bool = True) -> Path:
         """Atomically write the index directory (see deephash.index.storage for the layout) under its writer
         lock. The manifest records the default engine and the settings of every configured engine. Saving back
         to the folder the index was loaded from refuses (IncompatibleError) if another writer saved there
-        since; use ``HammingIndex.update(path)`` for a load-modify-save that no other writer can interleave."""
+        since; use ``HammingIndex.update(path)`` for a load-modify-save that no other writer can interleave.
+
+        ``tables``: also store the search tables of the engine a search would use by default (MIH from
+        SMALL_N codes under ``auto``), building them now if no search has yet, so that a loaded index answers
+        its first search without a build (seconds at 10M codes)."""
         path = Path(path)
         with self._lock:  # one consistent state of codes, ids and metadata; searches go on
             snap = self._snap
+            stored = None
+            name = self._policy(None, len(snap.ids))[0]
+            if tables and len(snap.ids) and engine_class(name).persistent:
+                params, arrays = self._build_locked(snap, name).tables()
+                stored = {"engine": name, "params": params, "arrays": arrays}
             header = {
                 "bits": self.bits,
                 "count": len(snap.ids),
@@ -314,7 +330,7 @@ class HammingIndex:
             same = self._manifest is not None and self._origin == os.path.realpath(path)
             expect = self._manifest.get("version", 0) if same else None
             self._manifest = save_index(path, codes=snap.codes, ids=snap.ids, store=self._store, header=header,
-                                        expect_version=expect)
+                                        expect_version=expect, tables=stored)
             self._origin = os.path.realpath(path)
             return path
 
@@ -331,7 +347,11 @@ class HammingIndex:
 
     @classmethod
     def load(cls, path, mmap: bool = True, verify: bool = True, threads: int | None = None) -> "HammingIndex":
-        """Open a saved index; codes are memory-mapped unless mmap=False. Corruption raises DeephashError."""
+        """Open a saved index; codes are memory-mapped unless mmap=False. Corruption raises DeephashError.
+
+        Stored search tables are checked (sizes, ``verify``: checksums) and restored. Being derived from the
+        codes, a table file that is corrupt, missing or does not fit is not fatal: it is logged as a warning
+        and the tables are built again on the first search, as for an index saved without them."""
         manifest, codes, ids, store = load_index(path, mmap=mmap, verify=verify)
         eng = manifest.get("engine") or {}
         try:
@@ -346,7 +366,7 @@ class HammingIndex:
             index._settings = index._check_settings(per)
         except (InvalidInputError, TypeError, ValueError, AttributeError) as e:
             raise CorruptFileError(f"{Path(path) / MANIFEST} is corrupt: engine {eng!r:.200}: {e}") from None
-        index._snap = _Snapshot(codes, ids)
+        index._snap = _Snapshot(codes, ids, index._restore_tables(path, manifest, codes, ids, mmap, verify))
         index._next_id = manifest.get("next_id", int(ids.max()) + 1 if len(ids) else 0)
         index.checkpoint = manifest.get("checkpoint")
         index.class_names = manifest.get("class_names")
@@ -355,6 +375,26 @@ class HammingIndex:
         index._manifest = manifest
         index._origin = os.path.realpath(path)
         return index
+
+    def _restore_tables(self, path, manifest: dict, codes, ids, mmap: bool, verify: bool) -> dict:
+        """{engine name: engine} restored from the tables the manifest names (empty: none, or unusable)."""
+        try:
+            found = load_tables(path, manifest, mmap=mmap, verify=verify)
+            if found is None:
+                return {}
+            name, params, arrays = found
+            if name not in list_engines() or not engine_class(name).persistent:
+                raise CorruptFileError(f"index {path}: tables of unknown engine {name!r}")
+            eng = create_engine(name, self.bits, **self._settings.get(name, {}))
+            eng.restore(codes, ids, params, arrays)
+        except CorruptFileError as e:
+            log.warning("%s; the search tables will be built again on the first search", e)
+            return {}
+        except InvalidInputError as e:
+            log.warning("index %s: stored search tables do not fit (%s); they will be built again on the first "
+                        "search", path, e)
+            return {}
+        return {name: eng}
 
     def info(self) -> dict:
         out = {

@@ -261,23 +261,85 @@ def flat_range(db, W, n, q, r):
                         keys[cnt] = (d << POS_BITS) | (t0 + j)
                         qs[cnt] = qi
                         cnt += 1
-    return _group_by_query(qs[:cnt], keys[:cnt], nq)
+    return _group_by_query(qs[:cnt], keys[:cnt], nq, n, r)
+
+
+RADIX_MAX_BITS = 13  # widest digit of the radix sort of a query's range results (a count array in L1/L2)
+SMALL_SORT = 256  # fewer results: a comparison sort
 
 
 @njit(nogil=True, cache=CACHE)
-def _group_by_query(qs, keys, nq):
+def _order_range_keys(keys, n, r, tmp):
+    """Sort one query's range keys (``distance << POS_BITS | position``, positions < n, distances <= r) in place.
+
+    Results arrive as runs of ascending positions (one per bucket), often already in order (one bucket,
+    one distance): checked first. Otherwise a least-significant-digit radix sort on ``distance * n +
+    position`` (two passes up to (r+1)*n = 2^26): clustered learned codes match tens of thousands of
+    codes within radius 2 per query, and a comparison sort of those cost more than finding them.
+    ``tmp``: scratch of at least len(keys) keys."""
+    c = keys.shape[0]
+    ordered = True
+    for i in range(1, c):
+        if keys[i] < keys[i - 1]:
+            ordered = False
+            break
+    if ordered:
+        return
+    if c < SMALL_SORT:
+        keys.sort()
+        return
+    span = (np.int64(r) + 1) * n
+    nbits = 1
+    while (np.int64(1) << nbits) < span:
+        nbits += 1
+    passes = -(-nbits // RADIX_MAX_BITS)
+    digit = -(-nbits // passes)
+    digit_mask = (np.int64(1) << digit) - 1
+    count = np.empty((1 << digit) + 1, np.int64)
+    src, dst = keys, tmp[:c]
+    for p in range(passes):
+        shift = p * digit
+        count[:] = 0
+        for i in range(c):
+            v = (src[i] >> POS_BITS) * n + (src[i] & POS_MASK)
+            count[((v >> shift) & digit_mask) + 1] += 1
+        for b in range(1 << digit):
+            count[b + 1] += count[b]
+        for i in range(c):
+            v = (src[i] >> POS_BITS) * n + (src[i] & POS_MASK)
+            b = (v >> shift) & digit_mask
+            dst[count[b]] = src[i]
+            count[b] += 1
+        src, dst = dst, src
+    if passes % 2:
+        keys[:] = src
+
+
+@njit(nogil=True, cache=CACHE)
+def _group_by_query(qs, keys, nq, n, r):
+    """(lims, keys) with each query's keys contiguous and ascending (``_order_range_keys``); n: the database
+    size, r: the radius. Kernels that emit queries in order skip the scatter."""
     lims = np.zeros(nq + 1, np.int64)
+    ordered = True
     for i in range(qs.shape[0]):
         lims[qs[i] + 1] += 1
+        if i and qs[i] < qs[i - 1]:
+            ordered = False
+    big = 0
     for i in range(nq):
+        big = max(big, lims[i + 1])
         lims[i + 1] += lims[i]
-    fill = lims[:-1].copy()
-    out = np.empty(keys.shape[0], np.int64)
-    for i in range(qs.shape[0]):
-        out[fill[qs[i]]] = keys[i]
-        fill[qs[i]] += 1
+    if ordered:
+        out = keys
+    else:
+        fill = lims[:-1].copy()
+        out = np.empty(keys.shape[0], np.int64)
+        for i in range(qs.shape[0]):
+            out[fill[qs[i]]] = keys[i]
+            fill[qs[i]] += 1
+    tmp = np.empty(big if big >= SMALL_SORT else 0, np.int64)
     for i in range(nq):
-        out[lims[i] : lims[i + 1]].sort()
+        _order_range_keys(out[lims[i] : lims[i + 1]], n, r, tmp)
     return lims, out
 
 
@@ -316,18 +378,19 @@ def _next_mask(x):
 @njit(nogil=True, cache=CACHE)
 def _probe_step(
     j, rho, qi, W, m, q, qkeys, widths, offs, offs_base, perm, pcodes, reordered, db, masks, buf, state, hist, cost, budget,
-    x, pos,
+    x, pos, grow, dt,
 ):
     """Probe every bucket of table j at substring distance exactly rho; push owned rows.
 
     A row is verified once overall: only in the table where it is first reached in the
     query's probe order (table i at radius rho is step m*rho + pos[i]), which replaces a
-    'seen' array. state = [size, thr]; x is (W,) scratch. Returns the updated cost, or -1
-    when the budget is exhausted.
+    'seen' array. state = [size, thr]; x is (W,) and dt (TILE,) scratch. A full ``buf`` keeps its k = len/2
+    smallest keys (k-NN) or, with ``grow`` (radius search, which keeps every key), is replaced by
+    one twice as long. Returns (the updated cost, or -1 when the budget is exhausted; buf).
     """
     width = widths[j]
     if rho > width:
-        return cost
+        return cost, buf
     n = perm.shape[1]
     cap = buf.shape[0]
     k = cap // 2
@@ -342,47 +405,56 @@ def _probe_step(
         hi = offs[base + key + 1]
         cost += PROBE_COST + (hi - lo)
         thr_d = state[1] >> POS_BITS
-        for t in range(lo, hi):
-            if reordered:
-                d = 0
-                for w in range(W):
-                    x[w] = pcodes[(j * n + t) * W + w] ^ q[qoff + w]
-                    d += popcount(x[w])
-            else:
-                row = perm[j, t]
-                d = 0
-                for w in range(W):
-                    x[w] = db[row * W + w] ^ q[qoff + w]
-                    d += popcount(x[w])
-            if d > thr_d:
-                continue
-            owner = True
-            for i in range(m):
-                if i == j:
+        for t0 in range(lo, hi, TILE):
+            mt = min(TILE, hi - t0)
+            if reordered:  # contiguous codes: their distances in one vectorised pass, as in the scan
+                _tile_distances(pcodes, j * n + t0, mt, W, q, qoff, dt)
+            for t in range(t0, t0 + mt):
+                if reordered:
+                    d = np.int64(dt[t - t0])
+                    if d > thr_d:
+                        continue
+                    for w in range(W):
+                        x[w] = pcodes[(j * n + t) * W + w] ^ q[qoff + w]
+                else:
+                    row = perm[j, t]
+                    d = 0
+                    for w in range(W):
+                        x[w] = db[row * W + w] ^ q[qoff + w]
+                        d += popcount(x[w])
+                    if d > thr_d:
+                        continue
+                owner = True
+                for i in range(m):
+                    if i == j:
+                        continue
+                    di = 0
+                    for w in range(W):
+                        di += popcount(x[w] & masks[i, w])
+                    if di < rho or (pos[i] < pos[j] and di == rho):
+                        owner = False
+                        break
+                if not owner:
                     continue
-                di = 0
-                for w in range(W):
-                    di += popcount(x[w] & masks[i, w])
-                if di < rho or (pos[i] < pos[j] and di == rho):
-                    owner = False
-                    break
-            if not owner:
-                continue
-            kk = (d << POS_BITS) | perm[j, t]
-            if kk < state[1]:
-                buf[state[0]] = kk
-                state[0] += 1
-                hist[d] += 1
-                if state[0] == cap:
-                    state[1] = _compact(buf, k)
-                    state[0] = k
-                    thr_d = state[1] >> POS_BITS
+                kk = (d << POS_BITS) | perm[j, t]
+                if kk < state[1]:
+                    buf[state[0]] = kk
+                    state[0] += 1
+                    hist[d] += 1
+                    if state[0] == cap:
+                        if grow:
+                            buf = _grow(buf, cap + 1)
+                            cap = buf.shape[0]
+                        else:
+                            state[1] = _compact(buf, k)
+                            state[0] = k
+                            thr_d = state[1] >> POS_BITS
         if cost > budget:
-            return -1
+            return -1, buf
         if rho == 0:
             break
         mask = _next_mask(mask)
-    return cost
+    return cost, buf
 
 
 @njit(nogil=True, cache=CACHE, inline="always")
@@ -433,6 +505,7 @@ def mih_knn(q, W, bits, k, qkeys, widths, offs, offs_base, perm, pcodes, reorder
     hist = np.zeros(bits + 1, np.int64)
     state = np.zeros(2, np.int64)
     x = np.empty(W, np.uint64)
+    dt = np.empty(TILE, np.uint16)
     order = np.empty(m, np.int64)
     pos = np.empty(m, np.int64)
     lo = np.empty(m, np.int64)
@@ -447,9 +520,9 @@ def mih_knn(q, W, bits, k, qkeys, widths, offs, offs_base, perm, pcodes, reorder
         within = 0
         _table_order(qi, qkeys, offs, offs_base, order, pos, lo, hi)
         for r in range(bits + 1):
-            cost = _probe_step(
+            cost, buf = _probe_step(
                 order[r % m], r // m, qi, W, m, q, qkeys, widths, offs, offs_base, perm, pcodes, reordered, db, masks,
-                buf, state, hist, cost, budget, x, pos,
+                buf, state, hist, cost, budget, x, pos, False, dt,
             )
             if cost < 0:
                 failed[qi] = True
@@ -467,17 +540,19 @@ def mih_knn(q, W, bits, k, qkeys, widths, offs, offs_base, perm, pcodes, reorder
 
 @njit(nogil=True, cache=CACHE)
 def mih_range(q, W, bits, radius, qkeys, widths, offs, offs_base, perm, pcodes, reordered, db, masks, budget, failed):
-    """Exact radius search (distance <= radius) by probing steps 0..radius; keys grouped by query."""
+    """Exact radius search (distance <= radius) by probing steps 0..radius; keys grouped by query.
+
+    A step's buffer grows with its results, however many: only the budget hands a query to the scan."""
     nq = q.shape[0] // W
     m = widths.shape[0]
     qs = np.empty(1024, np.int64)
     keys = np.empty(1024, np.int64)
     cnt = 0
-    big = 1 << 16
-    buf = np.empty(2 * big, np.int64)  # cap//2 = big: never compacts below `big` keys
+    buf = np.empty(1024, np.int64)
     hist = np.zeros(bits + 1, np.int64)
     state = np.zeros(2, np.int64)
     x = np.empty(W, np.uint64)
+    dt = np.empty(TILE, np.uint16)
     limit = (np.int64(radius) << POS_BITS) | POS_MASK
     order = np.empty(m, np.int64)
     pos = np.empty(m, np.int64)
@@ -491,11 +566,11 @@ def mih_range(q, W, bits, radius, qkeys, widths, offs, offs_base, perm, pcodes, 
         for r in range(radius + 1):
             state[0] = 0
             state[1] = limit + 1
-            cost = _probe_step(
+            cost, buf = _probe_step(
                 order[r % m], r // m, qi, W, m, q, qkeys, widths, offs, offs_base, perm, pcodes, reordered, db, masks,
-                buf, state, hist, cost, budget, x, pos,
+                buf, state, hist, cost, budget, x, pos, True, dt,
             )
-            if cost < 0 or state[0] >= big:
+            if cost < 0:
                 failed[qi] = True
                 break
             s = state[0]
@@ -506,7 +581,7 @@ def mih_range(q, W, bits, radius, qkeys, widths, offs, offs_base, perm, pcodes, 
             cnt += s
         if failed[qi]:
             cnt = start
-    return _group_by_query(qs[:cnt], keys[:cnt], nq)
+    return _group_by_query(qs[:cnt], keys[:cnt], nq, perm.shape[1], radius)
 
 
 PROBE_BLOCK = 64  # queries whose bucket look-ups are issued together
@@ -533,6 +608,7 @@ def mih_range_exact_buckets(q, W, radius, qkeys, offs, offs_base, perm, pcodes, 
     order = np.empty(m, np.int64)
     qs = np.empty(1024, np.int64)
     keys = np.empty(1024, np.int64)
+    dt = np.empty(TILE, np.uint16)
     cnt = 0
     for b0 in range(0, nq, PROBE_BLOCK):
         nb = min(PROBE_BLOCK, nq - b0)
@@ -562,30 +638,32 @@ def mih_range_exact_buckets(q, W, radius, qkeys, offs, offs_base, perm, pcodes, 
             qoff = qi * W
             for s in range(steps):
                 j = order[s]
-                for p in range(lo[t, j], hi[t, j]):
-                    base = (j * n + p) * W
-                    d = 0
-                    for w in range(W):
-                        d += popcount(pcodes[base + w] ^ q[qoff + w])
-                    if d > radius:
-                        continue
-                    owner = True  # first reached in table j: its substrings in the tables probed before differ
-                    for e in range(s):
-                        i = order[e]
-                        di = 0
-                        for w in range(W):
-                            di += popcount((pcodes[base + w] ^ q[qoff + w]) & masks[i, w])
-                        if di == 0:
-                            owner = False
-                            break
-                    if owner:
-                        if cnt == keys.shape[0]:
-                            keys = _grow(keys, cnt + 1)
-                            qs = _grow(qs, cnt + 1)
-                        keys[cnt] = (np.int64(d) << POS_BITS) | perm[j, p]
-                        qs[cnt] = qi
-                        cnt += 1
-    return _group_by_query(qs[:cnt], keys[:cnt], nq)
+                for p0 in range(lo[t, j], hi[t, j], TILE):
+                    # A bucket's codes are contiguous: their distances in one vectorised pass, as in the scan.
+                    mt = min(TILE, hi[t, j] - p0)
+                    _tile_distances(pcodes, j * n + p0, mt, W, q, qoff, dt)
+                    for p in range(p0, p0 + mt):
+                        d = np.int64(dt[p - p0])
+                        if d > radius:
+                            continue
+                        base = (j * n + p) * W
+                        owner = True  # first reached in table j: its substrings in the tables probed before differ
+                        for e in range(s):
+                            i = order[e]
+                            di = 0
+                            for w in range(W):
+                                di += popcount((pcodes[base + w] ^ q[qoff + w]) & masks[i, w])
+                            if di == 0:
+                                owner = False
+                                break
+                        if owner:
+                            if cnt == keys.shape[0]:
+                                keys = _grow(keys, cnt + 1)
+                                qs = _grow(qs, cnt + 1)
+                            keys[cnt] = (np.int64(d) << POS_BITS) | perm[j, p]
+                            qs[cnt] = qi
+                            cnt += 1
+    return _group_by_query(qs[:cnt], keys[:cnt], nq, n, radius)
 
 
 @njit(nogil=True, cache=CACHE)

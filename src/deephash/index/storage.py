@@ -6,6 +6,8 @@ Layout of ``idx/``::
     codes.<tag>.npy         (count, bits/8) uint8, np.packbits order, memory-mappable
     ids.<tag>.npy           (count,) int64
     meta.<tag>.sqlite       per-id path, labels and free-form JSON
+    table-<engine>-<array>.<tag>.npy   the default engine's built search tables (MIH), when it has any
+
 
     .lock                   flock'ed by every writer for its whole load-modify-save (``index_lock``)
 
@@ -49,7 +51,8 @@ from ..utils.io import _fsync_dir, atomic_open, atomic_write, sha256_file
 FORMAT = "deephash-index/1"
 MANIFEST = "manifest.json"
 LOCK_NAME = ".lock"
-_DATA_FILE = re.compile(r"^(codes|ids|meta)\.v\d+-[0-9a-f]+\.(npy|sqlite)$|^\..*\.tmp$")
+_DATA_FILE = re.compile(r"^(codes|ids|meta|table-[a-z0-9-]+)\.v\d+-[0-9a-f]+\.(npy|sqlite)$|^\..*\.tmp$")
+TABLE_KEY = "table."  # files entries of the search tables: "table.<array>"
 _OWN_FILE = re.compile(rf"{_DATA_FILE.pattern}|^{re.escape(LOCK_NAME)}$")
 _META_COLUMNS = [("id", "INTEGER"), ("path", "TEXT"), ("labels", "TEXT"), ("extra", "TEXT")]
 # Test hook: seconds to sleep after the data files are written, before the manifest swap.
@@ -304,10 +307,13 @@ def _previous(path: Path) -> dict | None:
         return None
 
 
-def save_index(path, *, codes, ids, store: MetadataStore, header: dict, expect_version: int | None = None) -> dict:
+def save_index(path, *, codes, ids, store: MetadataStore, header: dict, expect_version: int | None = None,
+               tables: dict | None = None) -> dict:
     """Write a complete new version of the index at `path` (a directory) atomically, under the folder's lock;
     returns the new manifest. ``expect_version``: the version this state was loaded from; a folder now at
-    another version was changed by someone else and is not overwritten (IncompatibleError)."""
+    another version was changed by someone else and is not overwritten (IncompatibleError). ``tables``:
+    ``{"engine": name, "params": {...}, "arrays": {name: array}}``, an engine's built search structure over
+    exactly these codes, stored in files checksummed like the others (``load_tables`` reads them)."""
     path = Path(path)
     check_target(path)
     with index_lock(path):
@@ -321,8 +327,12 @@ def save_index(path, *, codes, ids, store: MetadataStore, header: dict, expect_v
         meta_path = path / f"meta.{tag}.sqlite"
         tmp = path / f".meta.{tag}.sqlite.tmp"
         new = [path / f"codes.{tag}.npy", path / f"ids.{tag}.npy", meta_path, tmp]
+        arrays = (tables or {}).get("arrays", {})
+        new += [path / f"table-{tables['engine']}-{name}.{tag}.npy" for name in arrays]
         try:
             files = {"codes": _save_npy(new[0], codes), "ids": _save_npy(new[1], ids)}
+            for name, target in zip(arrays, new[4:]):
+                files[TABLE_KEY + name] = _save_npy(target, arrays[name])
             store.write(tmp)
             os.replace(tmp, meta_path)
             files["metadata"] = {"name": meta_path.name, "bytes": meta_path.stat().st_size,
@@ -331,6 +341,8 @@ def save_index(path, *, codes, ids, store: MetadataStore, header: dict, expect_v
             if os.environ.get(PAUSE_ENV):
                 time.sleep(float(os.environ[PAUSE_ENV]))
             manifest = {"format": FORMAT, "version": version, **header, "files": files}
+            if tables:
+                manifest["tables"] = {"engine": tables["engine"], "params": tables["params"]}
             atomic_write(path / MANIFEST, lambda fh: fh.write(json.dumps(manifest, indent=2).encode()))
         except (OSError, sqlite3.Error) as e:
             for p in new:
@@ -379,7 +391,11 @@ def _check_manifest(mf: Path, m: dict) -> None:
     files = m.get("files")
     if not isinstance(files, dict):
         raise _fail(mf, "files must be a dict", files)
-    for key in ("codes", "ids", "metadata"):
+    tables = m.get("tables")
+    if tables is not None and (not isinstance(tables, dict) or not isinstance(tables.get("engine"), str)
+                               or not isinstance(tables.get("params"), dict)):
+        raise _fail(mf, "tables must be {'engine': name, 'params': {...}}", tables)
+    for key in ("codes", "ids", "metadata", *(k for k in files if k.startswith(TABLE_KEY))):
         entry = files.get(key)
         if not isinstance(entry, dict):
             raise _fail(mf, f"files.{key} must be a dict", entry)
@@ -452,6 +468,27 @@ def _open_files(path: Path, manifest: dict, mmap: bool, verify: bool):
     if ids.dtype != np.int64 or ids.shape != (count,):
         raise CorruptFileError(f"index {path} is corrupt: ids of {ids.dtype} {ids.shape}, expected ({count},) int64")
     return manifest, codes, ids, MetadataStore.open(paths["metadata"])
+
+
+def load_tables(path, manifest: dict, mmap: bool = True, verify: bool = True):
+    """The search tables a manifest names, as (engine, params, {array name: array}), or None when it names
+    none; sizes and (``verify``) checksums checked as for the other files. A table file that is corrupt or
+    gone raises CorruptFileError: the caller decides (``HammingIndex.load`` rebuilds the tables)."""
+    tables = manifest.get("tables")
+    if tables is None:
+        return None
+    path, arrays = Path(path), {}
+    for key, entry in manifest["files"].items():
+        if not key.startswith(TABLE_KEY):
+            continue
+        try:
+            arrays[key[len(TABLE_KEY):]] = np.load(_verify(path, entry, verify), mmap_mode="r" if mmap else None,
+                                                   allow_pickle=False)
+        except _Vanished:
+            raise CorruptFileError(f"index {path} is incomplete: missing {entry['name']}") from None
+        except (ValueError, OSError, EOFError, SyntaxError) as e:
+            raise CorruptFileError(f"index {path} is corrupt: {entry['name']}: {e}") from None
+    return tables["engine"], tables["params"], arrays
 
 
 def load_index(path, mmap: bool = True, verify: bool = True):

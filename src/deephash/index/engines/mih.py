@@ -13,6 +13,9 @@ each table keeps its own copy of the codes in bucket order when memory allows, s
 bucket is verified by a contiguous scan instead of random reads. A radius below m needs only
 exact buckets (substring radius 0), so those searches take a batched kernel that loads the
 bucket offsets of many queries before verifying any (``kernels.mih_range_exact_buckets``).
+
+A saved index stores each table's order and reordered codes (``tables``), so a load restores the tables
+instead of building them (seconds at 10M codes) on its first search.
 """
 
 from __future__ import annotations
@@ -38,6 +41,10 @@ def choose_m(bits: int, n: int) -> int:
     return int(min(bits, max(m, 1, math.ceil(bits / MAX_SUBSTRING_BITS))))
 
 
+def _describe(a) -> str:
+    return f"{a.dtype} {a.shape}" if isinstance(a, np.ndarray) else type(a).__name__
+
+
 @register_engine("mih")
 class MIHEngine(SnapshotEngine):
     """Exact MIH. Setting ``m``: substrings (None: about bits/log2(n), chosen at build). Searches take
@@ -45,6 +52,7 @@ class MIHEngine(SnapshotEngine):
     policy) and ``stats`` (a caller's dict) to learn how many did."""
 
     exact = True
+    persistent = True  # a saved index stores the tables (``tables``), a load restores them
     defaults = {"m": None}
 
     def _validate(self, s: dict) -> dict:
@@ -57,36 +65,83 @@ class MIHEngine(SnapshotEngine):
         return {"m": None if m is None else int(m)}
 
     def _build(self, codes: np.ndarray, words: np.ndarray) -> None:
-        n, bits = len(codes), self.bits
-        self.m = choose_m(bits, n) if self._settings["m"] is None else self._settings["m"]
-        edges = np.linspace(0, bits, self.m + 1).round().astype(np.int64)
-        self.starts, self.widths = edges[:-1], np.diff(edges)
-        self.db = words.reshape(-1)
-        self.reordered = self.m * words.nbytes <= REORDER_BUDGET_BYTES
-        self.masks = np.zeros((self.m, self.W), np.uint64)
-        offs, perm = [], np.empty((self.m, n), np.int64)
+        n = len(codes)
+        self._layout(words, choose_m(self.bits, n) if self._settings["m"] is None else self._settings["m"])
+        perm = np.empty((self.m, n), np.int64)
         pcodes = np.empty((self.m if self.reordered else 0, n, self.W), np.uint64)
+        offs = []
         for j in range(self.m):
             keys = kernels.substring_keys(codes, int(self.starts[j]), int(self.widths[j]))
             o, perm[j] = kernels.counting_sort(keys, 1 << int(self.widths[j]))
             offs.append(o)
             if self.reordered:
                 np.take(words, perm[j], axis=0, out=pcodes[j])
+        self._finish(offs, perm, pcodes.reshape(-1))
+
+    def _layout(self, words: np.ndarray, m: int) -> None:
+        """The substrings of m tables, and whether the tables keep reordered copies of the codes."""
+        self.m = m
+        edges = np.linspace(0, self.bits, m + 1).round().astype(np.int64)
+        self.starts, self.widths = edges[:-1], np.diff(edges)
+        self.db = words.reshape(-1)
+        self.reordered = m * words.nbytes <= REORDER_BUDGET_BYTES
+        self.masks = np.zeros((m, self.W), np.uint64)
+        for j in range(m):
             sel = np.zeros(self.W * 64, np.uint8)
             sel[self.starts[j] : self.starts[j] + self.widths[j]] = 1
             self.masks[j] = np.packbits(sel).view(np.uint64)
+
+    def _finish(self, offs: list[np.ndarray], perm: np.ndarray, pcodes: np.ndarray) -> None:
         self.offs_base = np.zeros(self.m + 1, np.int64)
         np.cumsum([len(o) for o in offs], out=self.offs_base[1:])
         self.offs = np.concatenate(offs)
         self.perm = perm
-        self.pcodes = pcodes.reshape(-1)
+        self.pcodes = pcodes
         # Give up on a query once its cost (verified candidates + kernels.PROBE_COST per bucket probed)
         # passes n/24, roughly a whole scan's worth. Measured at 10M x 64 bits, 10-NN, 200 queries:
         # with a probe weighing 8, random codes stayed in MIH at 42% of the scan's QPS (440 vs 1047); a
         # lower budget (n/48) fixed that but sent 10-centre clustered queries to the scan (4601 -> 1915
         # QPS). Weighing a probe 64 sends every random query to the scan (1621 vs flat 1640 QPS) and
         # keeps clustered ones in MIH (10 centres 7981 QPS, 100 centres 29227, flat 1200-1480).
-        self.budget = max(n // 24, 4096)
+        self.budget = max(self.n // 24, 4096)
+        # A radius search verifies each bucket's codes, contiguous in the table's reordered copy, in one
+        # vectorised pass like the scan's, and writes results as the scan does: it stays cheaper than the
+        # scan until it would verify about as many codes. On learned 48-bit codes at 1M, n/24 (measured for
+        # k-NN) handed radius 1-2 queries to a scan slower than MIH for them (docs/search.md).
+        self.range_budget = max(self.n // 2, 4096)
+
+    def tables(self) -> tuple[dict, dict[str, np.ndarray]]:
+        """What a saved index keeps so that a load skips the build: the slow part, each table's order of the
+        codes and its reordered copy of them (a scatter and a gather over all codes). The bucket offsets are
+        not stored (2^width entries per table, mostly larger than the rest): a load recounts them from the
+        codes in one sequential pass."""
+        return {"m": self.m}, {"perm": self.perm, "pcodes": self.pcodes}
+
+    def _restore(self, codes: np.ndarray, words: np.ndarray, params: dict, arrays: dict) -> None:
+        m = params.get("m")
+        lo = -(-self.bits // MAX_SUBSTRING_BITS)
+        if not isinstance(m, int) or isinstance(m, bool) or not lo <= m <= self.bits:
+            raise InvalidInputError(f"mih tables with m={m!r} for {self.bits}-bit codes")
+        if self._settings["m"] is not None and self._settings["m"] != m:
+            raise InvalidInputError(f"mih tables with m={m} for an engine set to m={self._settings['m']}")
+        n = len(codes)
+        self._layout(words, m)
+        perm, pcodes = arrays.get("perm"), arrays.get("pcodes")
+        if not isinstance(perm, np.ndarray) or perm.dtype != np.int64 or perm.shape != (m, n):
+            raise InvalidInputError(f"mih table order of {_describe(perm)}, expected ({m}, {n}) int64")
+        if not isinstance(pcodes, np.ndarray) or pcodes.dtype != np.uint64 or pcodes.shape not in (
+                (0,), (m * n * self.W,)):
+            raise InvalidInputError(f"mih reordered codes of {_describe(pcodes)}, expected ({m * n * self.W},) uint64")
+        if n and (perm.min() < 0 or perm.max() >= n):  # the kernels read without bounds checks
+            raise InvalidInputError(f"mih table order holds positions outside 0..{n - 1}")
+        self.reordered = len(pcodes) > 0
+        offs = []
+        for j in range(m):
+            keys = kernels.substring_keys(codes, int(self.starts[j]), int(self.widths[j]))
+            o = np.zeros((1 << int(self.widths[j])) + 1, np.int64)
+            np.cumsum(np.bincount(keys, minlength=1 << int(self.widths[j])), out=o[1:])
+            offs.append(o)
+        self._finish(offs, perm, pcodes)
 
     def _qkeys(self, qcodes: np.ndarray) -> np.ndarray:
         out = np.empty((len(qcodes), self.m), np.int64)
@@ -135,7 +190,7 @@ class MIHEngine(SnapshotEngine):
         nq = len(qwords)
         qkeys = self._qkeys(qcodes)
         failed = np.zeros(nq, np.bool_)
-        budget = self.budget if fallback else NO_BUDGET
+        budget = self.range_budget if fallback else NO_BUDGET
         results = {}
 
         def job(s, e):
