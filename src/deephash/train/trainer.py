@@ -227,6 +227,7 @@ class Trainer:
                 f = self.method.lr_factor(self.step, self.total_steps)
                 for g, lr in zip(self.optimizer.param_groups, base_lrs):
                     g["lr"] = lr * f
+                self.method.before_step(self.model, self.step, self.total_steps)
                 t = torch.from_numpy(idx)
                 x, flipped = self._inputs(t, gen)
                 with self._input_size_check() if first else contextlib.nullcontext():
