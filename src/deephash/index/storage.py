@@ -6,6 +6,8 @@ Layout of ``idx/``::
     codes.<tag>.npy         (count, bits/8) uint8, np.packbits order, memory-mappable
     ids.<tag>.npy           (count,) int64
     meta.<tag>.sqlite       per-id path, labels and free-form JSON
+    features.<tag>.npy      optional: (count, dim) float16, one float vector per code, in the same order
+                            (the model's pooled features, for re-ranking a Hamming search by cosine)
 
     .lock                   flock'ed by every writer for its whole load-modify-save (``index_lock``)
 
@@ -49,7 +51,7 @@ from ..utils.io import _fsync_dir, atomic_open, atomic_write, sha256_file
 FORMAT = "deephash-index/1"
 MANIFEST = "manifest.json"
 LOCK_NAME = ".lock"
-_DATA_FILE = re.compile(r"^(codes|ids|meta)\.v\d+-[0-9a-f]+\.(npy|sqlite)$|^\..*\.tmp$")
+_DATA_FILE = re.compile(r"^(codes|ids|meta|features)\.v\d+-[0-9a-f]+\.(npy|sqlite)$|^\..*\.tmp$")
 _OWN_FILE = re.compile(rf"{_DATA_FILE.pattern}|^{re.escape(LOCK_NAME)}$")
 _META_COLUMNS = [("id", "INTEGER"), ("path", "TEXT"), ("labels", "TEXT"), ("extra", "TEXT")]
 # Test hook: seconds to sleep after the data files are written, before the manifest swap.
@@ -297,10 +299,12 @@ def _previous(path: Path) -> dict | None:
         return None
 
 
-def save_index(path, *, codes, ids, store: MetadataStore, header: dict, expect_version: int | None = None) -> dict:
+def save_index(path, *, codes, ids, store: MetadataStore, header: dict, expect_version: int | None = None,
+               features: np.ndarray | None = None) -> dict:
     """Write a complete new version of the index at `path` (a directory) atomically, under the folder's lock;
-    returns the new manifest. ``expect_version``: the version this state was loaded from; a folder now at
-    another version was changed by someone else and is not overwritten (IncompatibleError)."""
+    returns the new manifest. ``features`` (count, dim) float16, one row per code, is written with them.
+    ``expect_version``: the version this state was loaded from; a folder now at another version was changed by
+    someone else and is not overwritten (IncompatibleError)."""
     path = Path(path)
     check_target(path)
     with index_lock(path):
@@ -313,9 +317,11 @@ def save_index(path, *, codes, ids, store: MetadataStore, header: dict, expect_v
         tag = f"v{version:06d}-{secrets.token_hex(4)}"
         meta_path = path / f"meta.{tag}.sqlite"
         tmp = path / f".meta.{tag}.sqlite.tmp"
-        new = [path / f"codes.{tag}.npy", path / f"ids.{tag}.npy", meta_path, tmp]
+        new = [path / f"codes.{tag}.npy", path / f"ids.{tag}.npy", meta_path, tmp, path / f"features.{tag}.npy"]
         try:
             files = {"codes": _save_npy(new[0], codes), "ids": _save_npy(new[1], ids)}
+            if features is not None:
+                files["features"] = _save_npy(new[4], np.asarray(features, np.float16))
             store.write(tmp)
             os.replace(tmp, meta_path)
             files["metadata"] = {"name": meta_path.name, "bytes": meta_path.stat().st_size,
@@ -372,8 +378,10 @@ def _check_manifest(mf: Path, m: dict) -> None:
     files = m.get("files")
     if not isinstance(files, dict):
         raise _fail(mf, "files must be a dict", files)
-    for key in ("codes", "ids", "metadata"):
+    for key in ("codes", "ids", "metadata", "features"):
         entry = files.get(key)
+        if key == "features" and entry is None:
+            continue
         if not isinstance(entry, dict):
             raise _fail(mf, f"files.{key} must be a dict", entry)
         name = entry.get("name")
@@ -432,10 +440,13 @@ def _verify(path: Path, entry: dict, checksum: bool) -> Path:
 
 def _open_files(path: Path, manifest: dict, mmap: bool, verify: bool):
     files, bits, count = manifest["files"], manifest["bits"], manifest["count"]
-    paths = {key: _verify(path, files[key], verify) for key in ("codes", "ids", "metadata")}
+    paths = {key: _verify(path, files[key], verify) for key in ("codes", "ids", "metadata", "features")
+             if key in files}
     try:
         codes = np.load(paths["codes"], mmap_mode="r" if mmap else None, allow_pickle=False)
         ids = np.load(paths["ids"], allow_pickle=False)
+        features = (np.load(paths["features"], mmap_mode="r" if mmap else None, allow_pickle=False)
+                    if "features" in paths else None)
     except FileNotFoundError as e:
         raise _Vanished(Path(e.filename or "").name) from None
     except (ValueError, OSError, EOFError, SyntaxError) as e:
@@ -444,12 +455,16 @@ def _open_files(path: Path, manifest: dict, mmap: bool, verify: bool):
         raise CorruptFileError(f"index {path} is corrupt: codes of {codes.dtype} {codes.shape}, expected ({count}, {bits // 8}) uint8")
     if ids.dtype != np.int64 or ids.shape != (count,):
         raise CorruptFileError(f"index {path} is corrupt: ids of {ids.dtype} {ids.shape}, expected ({count},) int64")
-    return manifest, codes, ids, MetadataStore.open(paths["metadata"])
+    if features is not None and (features.dtype != np.float16 or features.ndim != 2 or len(features) != count
+                                 or features.shape[1] < 1):
+        raise CorruptFileError(f"index {path} is corrupt: features of {features.dtype} {features.shape}, expected "
+                               f"({count}, dim) float16")
+    return manifest, codes, ids, MetadataStore.open(paths["metadata"]), features
 
 
 def load_index(path, mmap: bool = True, verify: bool = True):
-    """Return (manifest, codes, ids, MetadataStore) after checking the manifest, sizes, checksums and shapes.
-    A file that vanished because writers saved twice meanwhile: the manifest is read again, once."""
+    """Return (manifest, codes, ids, MetadataStore, features or None) after checking the manifest, sizes,
+    checksums and shapes. A file that vanished because writers saved twice meanwhile: the manifest is read again, once."""
     path = Path(path)
     manifest = read_manifest(path)
     for attempt in range(2):

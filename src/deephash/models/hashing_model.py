@@ -65,12 +65,15 @@ class HashingModel(FreezableBackbone):
         return self.head(self.features(x))
 
     @torch.inference_mode()
-    def encode(self, x: torch.Tensor) -> np.ndarray:
-        """Packed binary codes (N, bits/8) uint8, in np.packbits order."""
+    def encode(self, x: torch.Tensor, features: bool = False):
+        """Packed binary codes (N, bits/8) uint8, in np.packbits order; with ``features`` also the backbone's
+        pooled features (N, D) float16 of the same forward pass, as (codes, features)."""
         was_training = self.training
         self.eval()
         try:
-            return encode_outputs(self(x))
+            feats = self.features(x)
+            codes = encode_outputs(self.head(feats))
+            return (codes, feats.float().cpu().numpy().astype(np.float16)) if features else codes
         finally:
             self.train(was_training)
 
