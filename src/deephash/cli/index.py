@@ -35,6 +35,8 @@ def build(
     ivf_nlist: int = typer.Option(None, "--ivf-nlist", help="faiss-ivf lists (default: about sqrt(n))"),
     ivf_nprobe: int = typer.Option(16, "--ivf-nprobe", help="faiss-ivf lists scanned per query (approximate "
                                    "engine: more lists, higher recall)"),
+    features: bool = typer.Option(False, "--features", help="with --checkpoint: also keep each image's pooled "
+                                  "features (float16) for re-ranked searches (deephash search --rerank)"),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Build an index from a codes file, or by encoding a dataset with a trained model.
@@ -49,6 +51,8 @@ def build(
 
     if (codes is None) == (checkpoint is None):
         raise InvalidInputError("give exactly one of --codes (a codes file) or --checkpoint (a model to encode --data)")
+    if features and checkpoint is None:
+        raise InvalidInputError("--features keeps the model's features of the images: it goes with --checkpoint")
     settings = dict(engine=engine, mih_m=mih_m, ivf_nlist=ivf_nlist, ivf_nprobe=ivf_nprobe)
     if codes is not None:
         index = ImageIndex.from_codes(CodesFile.load(codes), **settings)
@@ -56,10 +60,12 @@ def build(
         from ..retrieval import Encoder
 
         dataset = Encoder(checkpoint).dataset(data, split, progress=not quiet)
-        index = ImageIndex.build(checkpoint, dataset, threshold=threshold, progress=not quiet, **settings)
+        index = ImageIndex.build(checkpoint, dataset, threshold=threshold, progress=not quiet, features=features,
+                                 **settings)
     index.save(out)
     padded = f" (padded to {index.semantic.bits})" if index.semantic.bits != index.bits else ""
     extra = f", {len(index.category)} category codes" if index.category is not None else ""
+    extra += f", {index.semantic.feature_dim}-value features" if index.keeps_features else ""
     typer.echo(f"indexed {len(index)} codes of {index.bits} bits{extra} into {out}{padded}")
 
 
@@ -74,6 +80,7 @@ def add(
     lock_timeout: Optional[float] = typer.Option(None, "--lock-timeout", help=LOCK_HELP),
 ) -> None:
     """Add the codes of a codes file (with fresh ids, or theirs with --keep-ids), or images, and save.
+    An index built with --features keeps the new images' features too.
 
     Example:
 
