@@ -86,3 +86,16 @@ def test_threaded_decoding_keeps_order_codes_and_failures(tmp_path):
     assert len(got[3][2]) == 1 and "bad.jpg" in got[3][2][0][0]
     with pytest.raises(Exception, match="bad.jpg"):
         list(Fake(3)._decoded(paths, skip_unreadable=False))
+
+
+def test_a_damaged_cached_graph_is_exported_again(tmp_path, monkeypatch):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    monkeypatch.setenv("DEEPHASH_CACHE", str(tmp_path))
+    model = _tiny()
+    assert rt.onnx_runner(model) is not None
+    (cached,) = (tmp_path / "onnx").glob("*.onnx")
+    cached.write_bytes(b"garbage")
+    x = torch.rand(4, 3, 32, 32)
+    codes = model.use_runtime(rt.onnx_runner(model)).encode(x)
+    assert np.array_equal(codes, model.use_runtime(None).encode(x)) and cached.stat().st_size > 1000

@@ -110,11 +110,14 @@ def onnx_runner(model, threads: int | None = None) -> OnnxRunner | None:
 
     try:
         path = cache_dir() / "onnx" / f"{graph_key(model)}.onnx"
-        data = path.read_bytes() if path.is_file() else None
-        if data is None:
-            data = export(model)
-            with atomic_open(path) as fh:
-                fh.write(data)
+        if path.is_file():
+            try:
+                return OnnxRunner(path.read_bytes(), threads)
+            except Exception:  # noqa: BLE001 - a damaged cache entry is exported again
+                pass
+        data = export(model)
+        with atomic_open(path) as fh:
+            fh.write(data)
         return OnnxRunner(data, threads)
     except Exception as e:  # noqa: BLE001 - any failure here only means the slower PyTorch path
         log.warning("ONNX Runtime not used (running in PyTorch): %s", str(e).splitlines()[0][:200] if str(e) else e)
