@@ -91,6 +91,8 @@ def cifar10(args) -> dict:
     model = enc.model
     sp = enc._dsh_split(None, None, progress=False)
     db, q = sp.database, sp.query
+    if args.queries:
+        q = q.subset(np.arange(min(args.queries, len(q))))
     f_db = stored_features(model, db.images)  # the training run stored them (database = training images)
     if f_db is None:
         f_db = torch.from_numpy(enc.encode_dataset(db, features=True).features.astype(np.float32))
@@ -107,7 +109,7 @@ def cifar10(args) -> dict:
     views = {"backbone (pooled, float16)": (normalise(f_q.numpy().astype(np.float16)),
                                             normalise(f_db.numpy().astype(np.float16))),
              "code outputs (hash layer, before sign)": (normalise(y_q.numpy()), normalise(y_db.numpy()))}
-    return {"data": "CIFAR-10, protocol dsh (10,000 queries, 50,000 database)", "bits": enc.bits,
+    return {"data": f"CIFAR-10, protocol dsh ({len(q):,} queries, {len(db):,} database)", "bits": enc.bits,
             "rows": scores(encode_outputs(y_q), encode_outputs(y_db), q.labels.astype(bool), db.labels.astype(bool),
                            views)}
 
@@ -143,7 +145,7 @@ def cost(args) -> dict:
     sem.add(codes, features=f.numpy())
     index = ImageIndex(sem)
     rng = np.random.default_rng(0)
-    queries = rng.choice(len(codes), args.queries, replace=False)
+    queries = rng.choice(len(codes), args.queries or 1000, replace=False)
     out = []
     for factor in (None, *FACTORS):
         index.search(ids=queries[:10], k=10, rerank=factor)  # warm (engines, kernels)
@@ -163,7 +165,8 @@ def main() -> None:
     ap.add_argument("what", choices=("cifar10", "coco128", "cost"))
     ap.add_argument("--checkpoint", required=True)
     ap.add_argument("--data", default=None, help="coco128: the dataset folder")
-    ap.add_argument("--queries", type=int, default=1000, help="cost: queries timed")
+    ap.add_argument("--queries", type=int, default=None, help="cifar10: the first N queries only (default all); "
+                    "cost: queries timed (default 1000)")
     ap.add_argument("--out", default=None, help="also write the result as JSON here")
     args = ap.parse_args()
     load = os.getloadavg()[0]
