@@ -92,7 +92,7 @@ def cifar10(args) -> dict:
     sp = enc._dsh_split(None, None, progress=False)
     db, q = sp.database, sp.query
     if args.queries:
-        q = q.subset(np.arange(min(args.queries, len(q))))
+        q = q.subset(np.sort(np.random.default_rng(0).choice(len(q), min(args.queries, len(q)), replace=False)))
     f_db = stored_features(model, db.images)  # the training run stored them (database = training images)
     if f_db is None:
         f_db = torch.from_numpy(enc.encode_dataset(db, features=True).features.astype(np.float32))
@@ -165,7 +165,7 @@ def main() -> None:
     ap.add_argument("what", choices=("cifar10", "coco128", "cost"))
     ap.add_argument("--checkpoint", required=True)
     ap.add_argument("--data", default=None, help="coco128: the dataset folder")
-    ap.add_argument("--queries", type=int, default=None, help="cifar10: the first N queries only (default all); "
+    ap.add_argument("--queries", type=int, default=None, help="cifar10: N queries drawn at random (seed 0; default all); "
                     "cost: queries timed (default 1000)")
     ap.add_argument("--out", default=None, help="also write the result as JSON here")
     args = ap.parse_args()
