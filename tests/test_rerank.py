@@ -33,6 +33,8 @@ def test_hamming_index_keeps_features_aligned_with_ids_through_add_remove_save(t
     want = np.concatenate([feats[[0, 2, 3, 5]], feats[:2] * 2]).astype(np.float16)
     assert np.array_equal(back.get_features([0, 2, 3, 5, 40, 41]), want)
     assert np.array_equal(back.get_features([41, 0]), want[[5, 0]])
+    found = back.find_features([41, 1, 0])                  # id 1 was removed: a NaN row, ranked last
+    assert np.array_equal(found[[0, 2]], want[[5, 0]].astype(np.float32)) and np.isnan(found[1]).all()
     with pytest.raises(InvalidInputError, match="keeps 4-value features"):
         back.add(codes[:1])                                  # an index with features needs them
     with pytest.raises(InvalidInputError, match=r"features must be float \(1, 4\)"):

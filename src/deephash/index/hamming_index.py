@@ -164,9 +164,9 @@ class HammingIndex:
         snap, ids = self._snap, _as_ids(ids)
         if snap.features is None:
             raise InvalidInputError("this index keeps no features (build it with features to re-rank)")
-        held = np.isin(ids, snap.ids)
+        at, held = _lookup(snap, ids)  # binary search: O(k log n) for k candidates, not a pass over every id
         out = np.full((len(ids), snap.features.shape[1]), np.nan, np.float32)
-        out[held] = snap.features[_positions(snap, ids[held])]
+        out[held] = snap.features[at[held]]
         return out
 
     def add(self, codes, ids=None, metadata=None, features=None) -> np.ndarray:
@@ -435,20 +435,24 @@ def _check_features(features, kept: np.ndarray | None, n: int) -> np.ndarray | N
     return f
 
 
-def _positions(snap: _Snapshot, ids: np.ndarray) -> np.ndarray:
-    """Insertion positions of ids in a snapshot (all must exist)."""
+def _lookup(snap: _Snapshot, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(insertion positions, found mask) of ids in a snapshot; positions of missing ids are meaningless."""
     if snap.lookup is None:  # a pure function of the snapshot: racing threads compute the same value
         order = np.argsort(snap.ids, kind="stable")
         snap.lookup = (order, snap.ids[order])
     order, sorted_ids = snap.lookup
     if len(sorted_ids) == 0:
-        found, at = np.zeros(len(ids), bool), np.zeros(len(ids), np.int64)
-    else:
-        at = np.minimum(np.searchsorted(sorted_ids, ids), len(sorted_ids) - 1)
-        found = sorted_ids[at] == ids
+        return np.zeros(len(ids), np.int64), np.zeros(len(ids), bool)
+    at = np.minimum(np.searchsorted(sorted_ids, ids), len(sorted_ids) - 1)
+    return order[at], sorted_ids[at] == ids
+
+
+def _positions(snap: _Snapshot, ids: np.ndarray) -> np.ndarray:
+    """Insertion positions of ids in a snapshot (all must exist)."""
+    at, found = _lookup(snap, ids)
     if not found.all():
         raise NotFoundError(f"ids not in the index: {ids[~found][:5].tolist()}")
-    return order[at]
+    return at
 
 
 def _as_ids(ids) -> np.ndarray:
