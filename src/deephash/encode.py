@@ -12,7 +12,7 @@ from .utils.progress import tqdm
 
 from .codes import encode_outputs
 from .data import ArrayDataset, FileDataset, HashDataset
-from .data.base import resize_batch
+from .data.base import DecodedImages, resize_batch
 from .errors import DeephashError, InvalidInputError
 from .models import HashingModel
 
@@ -22,6 +22,7 @@ class EncodeResult:
     codes: np.ndarray          # (n_ok, bits/8) uint8
     indices: np.ndarray        # dataset positions that were encoded
     failures: list[tuple[str, str]]  # (path, reason) of skipped items
+    features: np.ndarray | None = None  # (n_ok, D) float16 pooled backbone features, when asked for
 
 
 class _Tolerant(Dataset):
@@ -50,12 +51,25 @@ def _collate(items):
 
 @torch.inference_mode()
 def encode_dataset(model: HashingModel, dataset: HashDataset, batch_size: int = 256, workers: int = 0,
-                   progress: bool = True) -> EncodeResult:
+                   progress: bool = True, features: bool = False) -> EncodeResult:
+    """``features``: also return each image's pooled backbone features (float16), from the same forward pass."""
     model.eval()
     device = model.mean.device
     size = tuple(model.image_size)
-    chunks, indices, failures = [], [], []
-    if isinstance(dataset, ArrayDataset) and model.backbone_frozen:
+    chunks, feats_out, indices, failures = [], [], [], []
+
+    def run(x):
+        out = model.encode(x.to(device), features=features)
+        if features:
+            chunks.append(out[0])
+            feats_out.append(out[1])
+        else:
+            chunks.append(out)
+
+    def result(idx, fail):
+        return EncodeResult(np.concatenate(chunks), idx, fail, np.concatenate(feats_out) if features else None)
+
+    if isinstance(dataset, ArrayDataset) and model.backbone_frozen and not isinstance(dataset, DecodedImages):
         # A frozen backbone's features of these pixels may be stored already (the training images, which
         # are the database under protocol "dsh"): then only the head runs. Nothing new is stored here.
         from .features import stored_features
@@ -64,13 +78,13 @@ def encode_dataset(model: HashingModel, dataset: HashDataset, batch_size: int = 
         if feats is not None:
             codes = [encode_outputs(model.head(feats[s:s + batch_size].to(device)))
                      for s in range(0, len(feats), batch_size)]
-            return EncodeResult(np.concatenate(codes), np.arange(len(dataset)), [])
+            return EncodeResult(np.concatenate(codes), np.arange(len(dataset)), [],
+                                feats.numpy().astype(np.float16) if features else None)
     if isinstance(dataset, ArrayDataset):
         images = torch.from_numpy(dataset.images)
         for s in tqdm(range(0, len(dataset), batch_size), desc="encode", disable=not progress, leave=False):
-            x = resize_batch(images[s:s + batch_size].permute(0, 3, 1, 2).float().div_(255.0), size)
-            chunks.append(model.encode(x.to(device)))
-        return EncodeResult(np.concatenate(chunks), np.arange(len(dataset)), [])
+            run(resize_batch(images[s:s + batch_size].permute(0, 3, 1, 2).float().div_(255.0), size))
+        return result(np.arange(len(dataset)), [])
     if not isinstance(dataset, FileDataset):
         raise InvalidInputError(f"cannot encode a {type(dataset).__name__}")
     ds = FileDataset(dataset.paths, dataset.labels, dataset.class_names, size, dataset.name)
@@ -78,8 +92,8 @@ def encode_dataset(model: HashingModel, dataset: HashDataset, batch_size: int = 
     for idx, x, bad in tqdm(loader, desc="encode", disable=not progress, leave=False):
         failures += [(ds.paths[i], err) for i, err in bad]
         if x is not None:
-            chunks.append(model.encode(x.to(device)))
+            run(x)
             indices.append(idx.numpy())
     if not chunks:
         raise InvalidInputError(f"none of the {len(ds)} images could be read (first error: {failures[0][1]})")
-    return EncodeResult(np.concatenate(chunks), np.concatenate(indices), failures)
+    return result(np.concatenate(indices), failures)

@@ -40,6 +40,8 @@ def build(
                                       "$MILVUS_USER/$MILVUS_PASSWORD, never stored"),
     collection: Optional[str] = typer.Option(None, "--collection", help="--engine milvus: the collection to create "
                                              "(default: the --out folder's name)"),
+    features: bool = typer.Option(False, "--features", help="with --checkpoint: also keep each image's pooled "
+                                  "features (float16) for re-ranked searches (deephash search --rerank)"),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Build an index from a codes file, or by encoding a dataset with a trained model.
@@ -54,6 +56,8 @@ def build(
 
     if (codes is None) == (checkpoint is None):
         raise InvalidInputError("give exactly one of --codes (a codes file) or --checkpoint (a model to encode --data)")
+    if features and checkpoint is None:
+        raise InvalidInputError("--features keeps the model's features of the images: it goes with --checkpoint")
     settings = dict(engine=engine, mih_m=mih_m, ivf_nlist=ivf_nlist, ivf_nprobe=ivf_nprobe)
     if engine == "milvus":
         from ..index.engines.milvus import collection_name
@@ -70,10 +74,12 @@ def build(
         from ..retrieval import Encoder
 
         dataset = Encoder(checkpoint).dataset(data, split, progress=not quiet)
-        index = ImageIndex.build(checkpoint, dataset, threshold=threshold, progress=not quiet, **settings)
+        index = ImageIndex.build(checkpoint, dataset, threshold=threshold, progress=not quiet, features=features,
+                                 **settings)
     index.save(out)
     padded = f" (padded to {index.semantic.bits})" if index.semantic.bits != index.bits else ""
     extra = f", {len(index.category)} category codes" if index.category is not None else ""
+    extra += f", {index.semantic.feature_dim}-value features" if index.keeps_features else ""
     typer.echo(f"indexed {len(index)} codes of {index.bits} bits{extra} into {out}{padded}")
 
 
@@ -88,6 +94,7 @@ def add(
     lock_timeout: Optional[float] = typer.Option(None, "--lock-timeout", help=LOCK_HELP),
 ) -> None:
     """Add the codes of a codes file (with fresh ids, or theirs with --keep-ids), or images, and save.
+    An index built with --features keeps the new images' features too.
 
     Example:
 

@@ -28,6 +28,9 @@ def search(
     mode: str = typer.Option("semantic", help="semantic: one code per image; category: an IAH index's "
                                               "category-aware codes, grouped by the query's predicted categories."),
     threshold: float = typer.Option(0.5, help="--mode category: search the categories above this probability."),
+    rerank: Optional[int] = typer.Option(None, "--rerank", help="two-stage search: take the k*F nearest by "
+                                         "Hamming distance and keep the k most similar by cosine of their features "
+                                         "(an index built with --features; query images)"),
 ) -> None:
     """Hamming search: the nearest codes to query images or query codes.
 
@@ -50,11 +53,11 @@ def search(
     if image:
         from ..data import load_image
 
-        results = idx.search(images=image, k=k, radius=radius, mode=mode, threshold=threshold)
+        results = idx.search(images=image, k=k, radius=radius, mode=mode, threshold=threshold, rerank=rerank)
         pixels = [load_image(p) for p in image] if grid is not None else None
     else:
         qcf = CodesFile.load(query)
-        results = idx.search(codes=qcf, k=k, radius=radius, mode=mode)
+        results = idx.search(codes=qcf, k=k, radius=radius, mode=mode, rerank=rerank)
         pixels = None
         if grid is not None:
             from ..retrieval.grid import codes_file_pixels
@@ -72,6 +75,7 @@ def search(
             for rank, r in enumerate(found, 1):
                 box = f" box {r.box}" if r.box else ""
                 extra = "".join(f" {k}={v}" for k, v in r.metadata.items())
+                extra += f" cos={r.score:.4f}" if r.score is not None else ""
                 typer.echo(display_path(f"  {rank:>3}  id {r.id:>8}  d={r.distance:>3}  {r.path or ''} "
                                         f"{','.join(r.labels)}{box}{extra}"))
     if grid is not None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import InvalidInputError, MissingFileError
-from .base import ArrayDataset, FileDataset, HashDataset, one_hot, to_tensor
+from .base import ArrayDataset, DecodedImages, FileDataset, HashDataset, one_hot, to_tensor
 from .cifar import is_cifar_python, load_cifar10_python
 from .detection import (BoxArrayDataset, BoxFileDataset, is_box_source, load_box_source, load_box_split, load_coco,
                         load_voc, load_yolo)
@@ -66,7 +66,7 @@ def load_split(spec: str | Path, protocol: str | None, seed: int, image_size: in
 
 
 __all__ = [
-    "ArrayDataset", "BoxArrayDataset", "BoxFileDataset", "FileDataset", "HashDataset", "PROTOCOLS", "Split",
+    "ArrayDataset", "BoxArrayDataset", "DecodedImages", "BoxFileDataset", "FileDataset", "HashDataset", "PROTOCOLS", "Split",
     "cached_multiobject", "decode_image", "display_path", "generate_multiobject", "is_box_source", "list_images",
     "load_box_source", "load_box_split", "load_cifar10_python", "load_coco", "load_digits_dataset", "load_image",
     "load_image_folder", "load_image_folder_archive", "load_source", "load_split", "load_voc", "load_yolo", "make_split",

@@ -118,6 +118,11 @@ class ArrayDataset(HashDataset):
         return self
 
 
+class DecodedImages(ArrayDataset):
+    """Pixels just decoded from new files or uploads: an encoder skips the frozen-feature store look-up for them
+    (it hashes the backbone's weights and every pixel, a cost paid for nothing on images never stored)."""
+
+
 class FileDataset(HashDataset):
     """Images on disk, decoded on demand to RGB and resized to ``image_size`` (H, W).
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..codes import check_bits
-from ..errors import CorruptFileError, InvalidInputError, NotFoundError
+from ..errors import CorruptFileError, IncompatibleError, InvalidInputError, NotFoundError
 from .engines import create_engine, engine_class, list_engines
 from .engines.base import check_codes, check_k, check_radius, empty_knn, empty_range
 from .storage import MANIFEST, MetadataStore, index_lock, load_index, load_tables, save_index
@@ -32,13 +32,15 @@ _LEGACY_SETTINGS = {"mih_m": ("mih", "m"), "ivf_nlist": ("faiss-ivf", "nlist"), 
 
 
 class _Snapshot:
-    """One state of the index: codes and ids in insertion order, and the engines built over them
-    (filled on first use under the index's lock, never replaced)."""
+    """One state of the index: codes and ids in insertion order (and, when the index keeps them, one float16
+    feature row per code), and the engines built over them (filled on first use under the index's lock,
+    never replaced)."""
 
-    __slots__ = ("codes", "ids", "engines", "lookup")
+    __slots__ = ("codes", "ids", "engines", "lookup", "features")
 
-    def __init__(self, codes: np.ndarray, ids: np.ndarray, engines: dict | None = None):
-        self.codes, self.ids = codes, ids
+    def __init__(self, codes: np.ndarray, ids: np.ndarray, engines: dict | None = None,
+                 features: np.ndarray | None = None):
+        self.codes, self.ids, self.features = codes, ids, features
         self.engines: dict = engines or {}
         self.lookup: tuple[np.ndarray, np.ndarray] | None = None  # (argsort of ids, sorted ids)
 
@@ -66,7 +68,11 @@ class HammingIndex:
     ``ivf_nlist`` and ``ivf_nprobe`` set the ``mih`` and ``faiss-ivf`` settings whatever the default,
     so a search may pick either with ``engine=``. In-memory engines are built on first use after
     add or remove; ``save`` also stores the default engine's tables (MIH's) so that ``load`` restores them
-    instead of building on the first search. Safe for many concurrent searches and one writer in one process.
+    instead of building on the first search. Safe for many concurrent
+    searches and one writer in one process.
+
+    ``keep_features(dim)`` makes the index keep a float16 vector of ``dim`` values per code (stored, added and
+    removed with it; ``get_features``), which a two-stage search re-ranks candidates by.
     """
 
     def __init__(self, bits: int, engine: str = AUTO, mih_m: int | None = None, threads: int | None = None,
@@ -132,8 +138,46 @@ class HammingIndex:
     def codes(self) -> np.ndarray:
         return self._snap.codes
 
-    def add(self, codes, ids=None, metadata=None) -> np.ndarray:
-        """Append codes; returns their ids (consecutive new ids when none are given)."""
+    @property
+    def feature_dim(self) -> int | None:
+        """Length of the float vector kept per code, or None when the index keeps none."""
+        f = self._snap.features
+        return None if f is None else int(f.shape[1])
+
+    def keep_features(self, dim: int) -> None:
+        """From now on keep a ``dim``-value float16 vector per code (every ``add`` must give them). Only an
+        empty index can start keeping features: earlier codes would have none."""
+        if not isinstance(dim, (int, np.integer)) or dim < 1:
+            raise InvalidInputError(f"feature dimension must be a positive integer, got {dim!r}")
+        with self._lock:
+            snap = self._snap
+            if snap.features is not None and snap.features.shape[1] == dim:
+                return
+            if len(snap.ids):
+                raise IncompatibleError(f"cannot start keeping {dim}-value features in an index that holds "
+                                        f"{len(snap.ids)} codes without them (build a new index)")
+            self._snap = _Snapshot(snap.codes, snap.ids, snap.engines, np.empty((0, int(dim)), np.float16))
+
+    def get_features(self, ids) -> np.ndarray:
+        """(len(ids), dim) float16 features of the given ids (all must exist), in the order asked."""
+        snap = self._snap
+        if snap.features is None:
+            raise InvalidInputError("this index keeps no features (build it with features to re-rank)")
+        return np.asarray(snap.features[_positions(snap, _as_ids(ids))])
+
+    def find_features(self, ids) -> np.ndarray:
+        """Features of ids found by a search, read from ONE state; rows of ids removed since are NaN."""
+        snap, ids = self._snap, _as_ids(ids)
+        if snap.features is None:
+            raise InvalidInputError("this index keeps no features (build it with features to re-rank)")
+        at, held = _lookup(snap, ids)  # binary search: O(k log n) for k candidates, not a pass over every id
+        out = np.full((len(ids), snap.features.shape[1]), np.nan, np.float32)
+        out[held] = snap.features[at[held]]
+        return out
+
+    def add(self, codes, ids=None, metadata=None, features=None) -> np.ndarray:
+        """Append codes; returns their ids (consecutive new ids when none are given). An index that keeps
+        features needs ``features`` (n, dim), one row per code; one that keeps none refuses them."""
         codes = self._check_codes(codes, "codes")
         n = len(codes)
         if metadata is not None:
@@ -144,6 +188,7 @@ class HammingIndex:
                 raise InvalidInputError("metadata entries must be dicts or None")
         with self._lock:
             snap = self._snap
+            features = _check_features(features, snap.features, n)
             if ids is None:
                 ids = np.arange(self._next_id, self._next_id + n, dtype=np.int64)
             else:
@@ -169,7 +214,8 @@ class HammingIndex:
                     self._store.remove(ids)
                 raise
             new_codes = np.concatenate([snap.codes, codes]) if len(snap.codes) else codes.copy()
-            self._snap = _Snapshot(new_codes, np.concatenate([snap.ids, ids]), kept)
+            new_features = None if features is None else np.concatenate([snap.features, features])
+            self._snap = _Snapshot(new_codes, np.concatenate([snap.ids, ids]), kept, new_features)
             if n:
                 self._next_id = max(self._next_id, int(ids.max()) + 1)
         return ids
@@ -184,7 +230,8 @@ class HammingIndex:
             kept = self._mutable_engines(snap)
             for eng in kept.values():
                 eng.remove(ids)
-            self._snap = _Snapshot(snap.codes[keep], snap.ids[keep], kept)
+            self._snap = _Snapshot(snap.codes[keep], snap.ids[keep], kept,
+                                   None if snap.features is None else snap.features[keep])
             self._store.remove(ids)
         return len(ids)
 
@@ -330,7 +377,7 @@ class HammingIndex:
             same = self._manifest is not None and self._origin == os.path.realpath(path)
             expect = self._manifest.get("version", 0) if same else None
             self._manifest = save_index(path, codes=snap.codes, ids=snap.ids, store=self._store, header=header,
-                                        expect_version=expect, tables=stored)
+                                        expect_version=expect, tables=stored, features=snap.features)
             self._origin = os.path.realpath(path)
             return path
 
@@ -352,7 +399,7 @@ class HammingIndex:
         Stored search tables are checked (sizes, ``verify``: checksums) and restored. Being derived from the
         codes, a table file that is corrupt, missing or does not fit is not fatal: it is logged as a warning
         and the tables are built again on the first search, as for an index saved without them."""
-        manifest, codes, ids, store = load_index(path, mmap=mmap, verify=verify)
+        manifest, codes, ids, store, features = load_index(path, mmap=mmap, verify=verify)
         eng = manifest.get("engine") or {}
         try:
             index = cls(manifest["bits"], engine=eng.get("default", AUTO), threads=threads)
@@ -366,7 +413,8 @@ class HammingIndex:
             index._settings = index._check_settings(per)
         except (InvalidInputError, TypeError, ValueError, AttributeError) as e:
             raise CorruptFileError(f"{Path(path) / MANIFEST} is corrupt: engine {eng!r:.200}: {e}") from None
-        index._snap = _Snapshot(codes, ids, index._restore_tables(path, manifest, codes, ids, mmap, verify))
+        index._snap = _Snapshot(codes, ids, index._restore_tables(path, manifest, codes, ids, mmap, verify),
+                                features=features)
         index._next_id = manifest.get("next_id", int(ids.max()) + 1 if len(ids) else 0)
         index.checkpoint = manifest.get("checkpoint")
         index.class_names = manifest.get("class_names")
@@ -409,6 +457,7 @@ class HammingIndex:
             "next_id": self._next_id,
             "checkpoint": self.checkpoint,
             "class_names": self.class_names,
+            "feature_dim": self.feature_dim,
         }
         if self._manifest is not None:
             out["format"] = self._manifest.get("format")
@@ -428,20 +477,41 @@ def _settings_target(engine: str) -> str:
     return "mih" if engine == AUTO else engine
 
 
-def _positions(snap: _Snapshot, ids: np.ndarray) -> np.ndarray:
-    """Insertion positions of ids in a snapshot (all must exist)."""
+def _check_features(features, kept: np.ndarray | None, n: int) -> np.ndarray | None:
+    """``features`` for ``n`` new codes as float16 rows matching the kept ones (None when none are kept)."""
+    if kept is None:
+        if features is not None:
+            raise InvalidInputError("this index keeps no features: add codes without them")
+        return None
+    if features is None:
+        raise InvalidInputError(f"this index keeps {kept.shape[1]}-value features: add them with the codes")
+    f = np.asarray(features)
+    if f.ndim != 2 or f.shape != (n, kept.shape[1]) or not np.issubdtype(f.dtype, np.floating):
+        raise InvalidInputError(f"features must be float ({n}, {kept.shape[1]}), got {f.dtype} {f.shape}")
+    f = f.astype(np.float16)
+    if not np.isfinite(f).all():
+        raise InvalidInputError("features must be finite (and within float16's range)")
+    return f
+
+
+def _lookup(snap: _Snapshot, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(insertion positions, found mask) of ids in a snapshot; positions of missing ids are meaningless."""
     if snap.lookup is None:  # a pure function of the snapshot: racing threads compute the same value
         order = np.argsort(snap.ids, kind="stable")
         snap.lookup = (order, snap.ids[order])
     order, sorted_ids = snap.lookup
     if len(sorted_ids) == 0:
-        found, at = np.zeros(len(ids), bool), np.zeros(len(ids), np.int64)
-    else:
-        at = np.minimum(np.searchsorted(sorted_ids, ids), len(sorted_ids) - 1)
-        found = sorted_ids[at] == ids
+        return np.zeros(len(ids), np.int64), np.zeros(len(ids), bool)
+    at = np.minimum(np.searchsorted(sorted_ids, ids), len(sorted_ids) - 1)
+    return order[at], sorted_ids[at] == ids
+
+
+def _positions(snap: _Snapshot, ids: np.ndarray) -> np.ndarray:
+    """Insertion positions of ids in a snapshot (all must exist)."""
+    at, found = _lookup(snap, ids)
     if not found.all():
         raise NotFoundError(f"ids not in the index: {ids[~found][:5].tolist()}")
-    return order[at]
+    return at
 
 
 def _as_ids(ids) -> np.ndarray:

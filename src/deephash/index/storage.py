@@ -7,8 +7,8 @@ Layout of ``idx/``::
     ids.<tag>.npy           (count,) int64
     meta.<tag>.sqlite       per-id path, labels and free-form JSON
     table-<engine>-<array>.<tag>.npy   the default engine's built search tables (MIH), when it has any
-
-
+    features.<tag>.npy      optional: (count, dim) float16, one float vector per code, in the same order
+                            (the model's pooled features, for re-ranking a Hamming search by cosine)
     .lock                   flock'ed by every writer for its whole load-modify-save (``index_lock``)
 
 A save writes a fresh file set under a new tag (temp file, fsync, rename), then replaces
@@ -51,7 +51,7 @@ from ..utils.io import _fsync_dir, atomic_open, atomic_write, sha256_file
 FORMAT = "deephash-index/1"
 MANIFEST = "manifest.json"
 LOCK_NAME = ".lock"
-_DATA_FILE = re.compile(r"^(codes|ids|meta|table-[a-z0-9-]+)\.v\d+-[0-9a-f]+\.(npy|sqlite)$|^\..*\.tmp$")
+_DATA_FILE = re.compile(r"^(codes|ids|meta|features|table-[a-z0-9-]+)\.v\d+-[0-9a-f]+\.(npy|sqlite)$|^\..*\.tmp$")
 TABLE_KEY = "table."  # files entries of the search tables: "table.<array>"
 _OWN_FILE = re.compile(rf"{_DATA_FILE.pattern}|^{re.escape(LOCK_NAME)}$")
 _META_COLUMNS = [("id", "INTEGER"), ("path", "TEXT"), ("labels", "TEXT"), ("extra", "TEXT")]
@@ -308,12 +308,13 @@ def _previous(path: Path) -> dict | None:
 
 
 def save_index(path, *, codes, ids, store: MetadataStore, header: dict, expect_version: int | None = None,
-               tables: dict | None = None) -> dict:
+               tables: dict | None = None, features: np.ndarray | None = None) -> dict:
     """Write a complete new version of the index at `path` (a directory) atomically, under the folder's lock;
     returns the new manifest. ``expect_version``: the version this state was loaded from; a folder now at
     another version was changed by someone else and is not overwritten (IncompatibleError). ``tables``:
     ``{"engine": name, "params": {...}, "arrays": {name: array}}``, an engine's built search structure over
-    exactly these codes, stored in files checksummed like the others (``load_tables`` reads them)."""
+    exactly these codes, stored in files checksummed like the others (``load_tables`` reads them).
+    ``features`` (count, dim) float16, one row per code, is written with them."""
     path = Path(path)
     check_target(path)
     with index_lock(path):
@@ -326,12 +327,14 @@ def save_index(path, *, codes, ids, store: MetadataStore, header: dict, expect_v
         tag = f"v{version:06d}-{secrets.token_hex(4)}"
         meta_path = path / f"meta.{tag}.sqlite"
         tmp = path / f".meta.{tag}.sqlite.tmp"
-        new = [path / f"codes.{tag}.npy", path / f"ids.{tag}.npy", meta_path, tmp]
+        new = [path / f"codes.{tag}.npy", path / f"ids.{tag}.npy", meta_path, tmp, path / f"features.{tag}.npy"]
         arrays = (tables or {}).get("arrays", {})
         new += [path / f"table-{tables['engine']}-{name}.{tag}.npy" for name in arrays]
         try:
             files = {"codes": _save_npy(new[0], codes), "ids": _save_npy(new[1], ids)}
-            for name, target in zip(arrays, new[4:]):
+            if features is not None:
+                files["features"] = _save_npy(new[4], np.asarray(features, np.float16))
+            for name, target in zip(arrays, new[5:]):
                 files[TABLE_KEY + name] = _save_npy(target, arrays[name])
             store.write(tmp)
             os.replace(tmp, meta_path)
@@ -395,8 +398,10 @@ def _check_manifest(mf: Path, m: dict) -> None:
     if tables is not None and (not isinstance(tables, dict) or not isinstance(tables.get("engine"), str)
                                or not isinstance(tables.get("params"), dict)):
         raise _fail(mf, "tables must be {'engine': name, 'params': {...}}", tables)
-    for key in ("codes", "ids", "metadata", *(k for k in files if k.startswith(TABLE_KEY))):
+    for key in ("codes", "ids", "metadata", "features", *(k for k in files if k.startswith(TABLE_KEY))):
         entry = files.get(key)
+        if key == "features" and entry is None:
+            continue
         if not isinstance(entry, dict):
             raise _fail(mf, f"files.{key} must be a dict", entry)
         name = entry.get("name")
@@ -455,10 +460,13 @@ def _verify(path: Path, entry: dict, checksum: bool) -> Path:
 
 def _open_files(path: Path, manifest: dict, mmap: bool, verify: bool):
     files, bits, count = manifest["files"], manifest["bits"], manifest["count"]
-    paths = {key: _verify(path, files[key], verify) for key in ("codes", "ids", "metadata")}
+    paths = {key: _verify(path, files[key], verify) for key in ("codes", "ids", "metadata", "features")
+             if key in files}
     try:
         codes = np.load(paths["codes"], mmap_mode="r" if mmap else None, allow_pickle=False)
         ids = np.load(paths["ids"], allow_pickle=False)
+        features = (np.load(paths["features"], mmap_mode="r" if mmap else None, allow_pickle=False)
+                    if "features" in paths else None)
     except FileNotFoundError as e:
         raise _Vanished(Path(e.filename or "").name) from None
     except (ValueError, OSError, EOFError, SyntaxError) as e:
@@ -467,7 +475,11 @@ def _open_files(path: Path, manifest: dict, mmap: bool, verify: bool):
         raise CorruptFileError(f"index {path} is corrupt: codes of {codes.dtype} {codes.shape}, expected ({count}, {bits // 8}) uint8")
     if ids.dtype != np.int64 or ids.shape != (count,):
         raise CorruptFileError(f"index {path} is corrupt: ids of {ids.dtype} {ids.shape}, expected ({count},) int64")
-    return manifest, codes, ids, MetadataStore.open(paths["metadata"])
+    if features is not None and (features.dtype != np.float16 or features.ndim != 2 or len(features) != count
+                                 or features.shape[1] < 1):
+        raise CorruptFileError(f"index {path} is corrupt: features of {features.dtype} {features.shape}, expected "
+                               f"({count}, dim) float16")
+    return manifest, codes, ids, MetadataStore.open(paths["metadata"]), features
 
 
 def load_tables(path, manifest: dict, mmap: bool = True, verify: bool = True):
@@ -492,8 +504,8 @@ def load_tables(path, manifest: dict, mmap: bool = True, verify: bool = True):
 
 
 def load_index(path, mmap: bool = True, verify: bool = True):
-    """Return (manifest, codes, ids, MetadataStore) after checking the manifest, sizes, checksums and shapes.
-    A file that vanished because writers saved twice meanwhile: the manifest is read again, once."""
+    """Return (manifest, codes, ids, MetadataStore, features or None) after checking the manifest, sizes,
+    checksums and shapes. A file that vanished because writers saved twice meanwhile: the manifest is read again, once."""
     path = Path(path)
     manifest = read_manifest(path)
     for attempt in range(2):

@@ -89,17 +89,33 @@ def load_trained(path: str | os.PathLike) -> Trained:
     return Trained(cfg.method, model, cfg, list(ckpt["class_names"]), path)
 
 
-def encode(trained, dataset, batch_size: int | None = None, progress: bool = True, workers: int = 0) -> Encoded:
+def encode(trained, dataset, batch_size: int | None = None, progress: bool = True, workers: int = 0,
+           features: bool = False) -> Encoded:
     """Codes of ``dataset`` with a ``Trained`` or a ``(model, config)`` pair (config: TrainConfig or its dict);
-    ``batch_size`` defaults to the method's."""
+    ``batch_size`` defaults to the method's. ``features``: also each image's float feature vector (the
+    method must support it: ``supports_features``)."""
     from ..train.config import TrainConfig
 
     model, cfg = (trained.model, trained.config) if isinstance(trained, Trained) else trained
     if isinstance(cfg, dict):
         cfg = TrainConfig.from_dict(cfg)
     method = get_method(cfg.method)(cfg)
-    return method.encode(model, dataset, batch_size or method.encode_batch_size, progress, workers)
+    batch = batch_size or method.encode_batch_size
+    if not features:
+        return method.encode(model, dataset, batch, progress, workers)
+    if not supports_features(cfg.method):
+        from ..errors import IncompatibleError
+
+        raise IncompatibleError(f"the {cfg.method} method gives no feature vectors to keep for re-ranking")
+    return method.encode(model, dataset, batch, progress, workers, features=True)
+
+
+def supports_features(method: str) -> bool:
+    """Whether a method's ``encode`` can also return feature vectors (it takes the ``features`` keyword)."""
+    import inspect
+
+    return "features" in inspect.signature(get_method(method).encode).parameters
 
 
 __all__ = ["CKPT_FORMAT", "Encoded", "Method", "NoOptions", "Trained", "config_of", "encode", "get_method",
-           "list_methods", "load_trained", "model_of", "register_method"]
+           "list_methods", "load_trained", "model_of", "register_method", "supports_features"]

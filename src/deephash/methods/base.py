@@ -32,6 +32,7 @@ class Encoded:
     probs: np.ndarray | None = None      # (n, C) image-level class probabilities
     boxes: np.ndarray | None = None      # (n, C, 4) best proposal per category, normalised x1, y1, x2, y2
     bits: int = 0
+    features: np.ndarray | None = None   # (n, D) float16 pooled backbone features (when asked for)
 
 
 @dataclass
@@ -130,7 +131,9 @@ class Method:
 
     # --- encoding ---------------------------------------------------------------------------------
     def encode(self, model: nn.Module, dataset: "HashDataset", batch_size: int, progress: bool,
-               workers: int = 0) -> Encoded:
+               workers: int = 0, features: bool = False) -> Encoded:
+        """Codes of ``dataset``; with ``features`` also ``Encoded.features``, a float vector per image from
+        the same forward pass (for re-ranking). A method that cannot give them omits the keyword."""
         raise NotImplementedError
 
 

@@ -144,8 +144,10 @@ class IAH(Method):
         self.category_loss.miner.set_rng_state(state["category_miner"])
 
     @torch.inference_mode()
-    def encode(self, model, dataset, batch_size: int, progress: bool, workers: int = 0) -> Encoded:
-        """Semantic and category-aware codes, probabilities and per-category boxes of every image."""
+    def encode(self, model, dataset, batch_size: int, progress: bool, workers: int = 0,
+               features: bool = False) -> Encoded:
+        """Semantic and category-aware codes, probabilities and per-category boxes of every image; with
+        ``features`` also the whole image's spatially averaged feature map (the conv pass all codes share)."""
         from ..proposals import pad_proposals
         from ..train.augment import to_float
 
@@ -160,7 +162,8 @@ class IAH(Method):
         scale = np.array([w, h, w, h], np.float32)
         return Encoded(np.concatenate([p["semantic"] for p in parts]), np.arange(len(data)), [],
                        np.concatenate([p["category"] for p in parts]), np.concatenate([p["probs"] for p in parts]),
-                       np.concatenate([p["boxes"] for p in parts]) / scale, model.bits)
+                       np.concatenate([p["boxes"] for p in parts]) / scale, model.bits,
+                       np.concatenate([p["features"] for p in parts]) if features else None)
 
 
 LEGACY_KEYS = {"backbone": "model"}  # IAHConfig (checkpoint format deephash-iah/1) → TrainConfig

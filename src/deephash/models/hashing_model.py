@@ -40,11 +40,18 @@ class HashingModel(FreezableBackbone):
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
         self.activation = create_activation(activation, **(activation_kwargs or {}))
         self.channels_last = False
+        self.runtime = None  # an inference runtime giving the same outputs faster (``use_runtime``)
 
     def use_channels_last(self) -> "HashingModel":
         """NHWC weights and inputs: oneDNN's fast path for depthwise and grouped convolutions on CPU."""
         self.channels_last = True
         return self.to(memory_format=torch.channels_last)
+
+    def use_runtime(self, runner) -> "HashingModel":
+        """Encode with ``runner`` (x → (relaxed codes, pooled features), e.g. ``models.runtime.onnx_runner``)
+        instead of PyTorch; None goes back to PyTorch. Only ``encode`` uses it: training never does."""
+        self.runtime = runner
+        return self
 
     def set_normalization(self, mean, std) -> None:
         self.mean.copy_(torch.as_tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
@@ -65,12 +72,19 @@ class HashingModel(FreezableBackbone):
         return self.head(self.features(x))
 
     @torch.inference_mode()
-    def encode(self, x: torch.Tensor) -> np.ndarray:
-        """Packed binary codes (N, bits/8) uint8, in np.packbits order."""
+    def encode(self, x: torch.Tensor, features: bool = False):
+        """Packed binary codes (N, bits/8) uint8, in np.packbits order; with ``features`` also the backbone's
+        pooled features (N, D) float16 of the same forward pass, as (codes, features)."""
         was_training = self.training
         self.eval()
         try:
-            return encode_outputs(self(x))
+            if self.runtime is not None:
+                outputs, feats = self.runtime(x)
+            else:
+                feats = self.features(x)
+                outputs = self.head(feats)
+            codes = encode_outputs(outputs)
+            return (codes, feats.float().cpu().numpy().astype(np.float16)) if features else codes
         finally:
             self.train(was_training)
 

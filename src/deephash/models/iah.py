@@ -14,6 +14,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 from torchvision.ops import roi_align, roi_pool
@@ -134,14 +135,16 @@ class IAHNet(FreezableBackbone):
     def encode(self, x: torch.Tensor, boxes: torch.Tensor, mask: torch.Tensor | None = None) -> dict:
         """Packed semantic codes (B, bits/8), packed category codes (B, C, bits/8), image probabilities (B, C)
         and, per category, the box of the proposal with the highest class-c probability (B, C, 4), as numpy
-        arrays whatever device the model is on (inputs are moved to it)."""
+        arrays whatever device the model is on (inputs are moved to it); also "features", the whole image's
+        feature map averaged over space (B, channels) float16, from the same conv pass."""
         device = self.mean.device
         x, boxes = x.to(device), boxes.to(device)
         mask = None if mask is None else mask.to(device)
         was = self.training
         self.eval()
         try:
-            out = self(x, boxes, mask)
+            fmap = self.feature_map(x)
+            out = self.heads(fmap, boxes, mask)
         finally:
             self.train(was)
         b, c = out.image_logits.shape
@@ -149,7 +152,8 @@ class IAHNet(FreezableBackbone):
         best_boxes = torch.gather(boxes, 1, best[..., None].expand(b, c, 4))
         return {"semantic": encode_outputs(out.semantic),
                 "category": encode_outputs(out.category_codes.reshape(b * c, -1)).reshape(b, c, -1),
-                "probs": out.image_probs.cpu().numpy(), "boxes": best_boxes.cpu().numpy()}
+                "probs": out.image_probs.cpu().numpy(), "boxes": best_boxes.cpu().numpy(),
+                "features": fmap.float().mean((2, 3)).cpu().numpy().astype(np.float16)}
 
 
 def check_iah_options(num_classes: int, levels, pooling: str) -> None:

@@ -72,19 +72,23 @@ class ImageIndex:
 
     @classmethod
     def build(cls, checkpoint: str | Path, dataset, threshold: float = 0.5, progress: bool = False,
-              **engine) -> "ImageIndex":
+              features: bool = False, **engine) -> "ImageIndex":
         """Encode a dataset with a trained model into a new index (call ``save(path)`` to write it).
         IAH models also fill the category index with each image's code for every category whose
-        probability exceeds ``threshold`` (its most probable category always)."""
+        probability exceeds ``threshold`` (its most probable category always). ``features``: also keep each
+        image's pooled features (float16, from the same forward pass) for ``search(..., rerank=)``; images
+        added later get theirs too."""
         from .encoder import Encoder
 
         encoder = Encoder(checkpoint)
-        enc = encoder.encode_dataset(dataset, progress=progress)
+        enc = encoder.encode_dataset(dataset, progress=progress, features=features)
         rows = [_dataset_row(dataset, int(i)) for i in enc.indices]
         semantic = HammingIndex(-(-encoder.bits // 8) * 8, **engine)
         semantic.code_bits = encoder.bits
         semantic.class_names = list(dataset.class_names)
         semantic.checkpoint = str(Path(encoder.checkpoint).resolve())
+        if features:
+            semantic.keep_features(enc.features.shape[1])
         category = None
         if encoder.method == "iah":
             category = CategoryIndex(semantic.bits, list(dataset.class_names), engine.get("engine", "auto"),
@@ -155,17 +159,24 @@ class ImageIndex:
 
     # ---- encode / add / remove -----------------------------------------------------------------------
 
-    def encode(self, images, skip_unreadable: bool = False) -> Encoded:
-        """Codes of images (paths or uint8 (H, W, 3) arrays of any size) with the index's model."""
-        return self.encoder.encode_images(images, skip_unreadable=skip_unreadable)
+    @property
+    def keeps_features(self) -> bool:
+        """Whether the index keeps a feature vector per image (for ``search(..., rerank=)``)."""
+        return self.semantic.feature_dim is not None
+
+    def encode(self, images, skip_unreadable: bool = False, features: bool = False) -> Encoded:
+        """Codes of images (paths or uint8 (H, W, 3) arrays of any size) with the index's model; ``features``:
+        also their feature vectors, from the same forward pass."""
+        return self.encoder.encode_images(images, skip_unreadable=skip_unreadable, features=features)
 
     def add(self, images, metadata: list[dict | None] | None = None) -> AddResult:
         """Encode and add images (paths or arrays); unreadable ones are skipped and listed. ``metadata`` gives one
-        dict per image (stored with it; a path input is stored as ``path`` unless the dict sets one)."""
+        dict per image (stored with it; a path input is stored as ``path`` unless the dict sets one). An index
+        that keeps features stores each image's too."""
         images = list(images)
         if metadata is not None and len(metadata) != len(images):
             raise InvalidInputError(f"{len(metadata)} metadata entries for {len(images)} images")
-        enc = self.encode(images, skip_unreadable=True)
+        enc = self.encode(images, skip_unreadable=True, features=self.keeps_features)
         rows = []
         for i in enc.indices:
             row = {"path": str(images[i])} if isinstance(images[i], (str, Path)) else {}
@@ -178,7 +189,10 @@ class ImageIndex:
     def _insert(self, enc: Encoded, rows: list[dict], ids: np.ndarray | None = None) -> np.ndarray:
         if self.category is not None and enc.category is None:
             raise IncompatibleError("this index holds category-aware codes but the model makes none (not an IAH model)")
-        ids = self.semantic.add(enc.codes, ids=ids, metadata=rows)
+        if self.keeps_features and enc.features is not None and enc.features.shape[1] != self.semantic.feature_dim:
+            raise IncompatibleError(f"the model gives {enc.features.shape[1]}-value features but the index keeps "
+                                    f"{self.semantic.feature_dim}-value ones")
+        ids = self.semantic.add(enc.codes, ids=ids, metadata=rows, features=enc.features if self.keeps_features else None)
         if self.category is not None and len(ids):
             present = enc.probs > self.threshold
             present[np.arange(len(ids)), enc.probs.argmax(1)] = True
@@ -194,6 +208,9 @@ class ImageIndex:
             raise IncompatibleError(f"the codes file holds {codes.bits}-bit codes but the index holds {self.bits}-bit codes")
         if self.category is not None:
             raise InvalidInputError("an IAH index takes images (their category codes come from the model), not a codes file")
+        if self.keeps_features:
+            raise InvalidInputError("this index keeps a feature vector per image, which a codes file lacks: add the "
+                                    "images instead")
         with self._lock:
             return self.semantic.add(codes.codes, ids=codes.ids if keep_ids else None, metadata=codes.metadata_rows())
 
@@ -210,13 +227,18 @@ class ImageIndex:
 
     def search(self, images=None, codes=None, ids=None, k: int = 10, radius: int | None = None,
                mode: str = "semantic", threshold: float = 0.5, max_categories: int = 3,
-               names: list[str] | None = None) -> list[QueryResult]:
+               names: list[str] | None = None, rerank: int | None = None) -> list[QueryResult]:
         """One ``QueryResult`` per query. Queries are images (paths or arrays), packed codes or a codes file (semantic mode), or
         ids of indexed images. ``k`` nearest (at most ``len(self)`` results, whatever k), or with ``radius``
         every image within that Hamming distance (inclusive; a radius above the code length finds them all).
         ``mode="category"`` (IAH) searches, per query, the categories it most likely shows (probability >
         ``threshold``, at most ``max_categories``, the best one at least) among images holding that category,
-        equal category distances ordered by whole-image (semantic) distance."""
+        equal category distances ordered by whole-image (semantic) distance.
+
+        ``rerank=f`` (semantic mode, an index that keeps features, queries by image or id): a two-stage search
+        that takes the ``k * f`` nearest by Hamming distance and returns the k of them most similar to the
+        query by cosine similarity of their feature vectors (``SearchResult.score``); with ``radius`` it
+        orders everything within the radius by that similarity."""
         if mode not in MODES:
             raise InvalidInputError(f"mode must be semantic or category, got {mode!r}")
         if sum(x is not None for x in (images, codes, ids)) != 1:
@@ -225,13 +247,17 @@ class ImageIndex:
             raise InvalidInputError(f"radius must be a non-negative integer, got {radius!r}")
         if radius is None and (not isinstance(k, (int, np.integer)) or k < 1):
             raise InvalidInputError(f"k must be a positive integer, got {k!r}")
+        if rerank is not None:
+            self._check_rerank(rerank, mode, codes)
         k = min(int(k), max(len(self.semantic), 1))  # never more results than images: bounded memory for any k
         if mode == "category":
             return self._search_category(images, ids, k, radius, threshold, max_categories, names)
         semantic = self.semantic  # one state throughout, even if refresh() swaps in a newer one meanwhile
+        qfeats = None
         if images is not None:
             images = list(images)
-            qcodes = self.encode(images).codes
+            enc = self.encode(images, features=rerank is not None)
+            qcodes, qfeats = enc.codes, enc.features
             qnames = [str(im) if isinstance(im, (str, Path)) else f"image {n}" for n, im in enumerate(images)]
         elif isinstance(codes, CodesFile):
             if codes.bits != self.bits:
@@ -246,6 +272,7 @@ class ImageIndex:
         else:
             ids = _id_list(ids)
             qcodes = semantic.get_codes(ids)
+            qfeats = semantic.get_features(ids) if rerank is not None else None
             qnames = [f"id {i}" for i in ids]
         if names is not None:
             qnames = list(names)
@@ -253,11 +280,43 @@ class ImageIndex:
             lims, D, I = semantic.range_search(qcodes, radius)
             rows = [(D[lims[n]:lims[n + 1]], I[lims[n]:lims[n + 1]]) for n in range(len(qcodes))]
         else:
-            D, I = semantic.search(qcodes, k)
+            depth = k if rerank is None else min(k * int(rerank), len(semantic))
+            D, I = semantic.search(qcodes, max(depth, 1))
             rows = [(d[i >= 0], i[i >= 0]) for d, i in zip(D, I)]
-        metadata = iter(semantic.get_metadata(np.concatenate([i for _, i in rows]) if rows else []))
-        return [QueryResult(qn, _to_results(d, i, [next(metadata) for _ in range(len(i))]))
-                for qn, (d, i) in zip(qnames, rows)]
+        if rerank is None:
+            metadata = iter(semantic.get_metadata(np.concatenate([i for _, i in rows]) if rows else []))
+            return [QueryResult(qn, _to_results(d, i, [next(metadata) for _ in range(len(i))]))
+                    for qn, (d, i) in zip(qnames, rows)]
+        out = []
+        for qn, qf, (d, i) in zip(qnames, qfeats, rows):
+            order, score = self._rerank(semantic, qf, i)
+            if radius is None:
+                order = order[:k]
+            results = _to_results(d[order], i[order], semantic.get_metadata(i[order]))
+            for r, s in zip(results, score[order]):
+                r.score = round(float(s), 6)
+            out.append(QueryResult(qn, results))
+        return out
+
+    def _check_rerank(self, rerank, mode: str, codes) -> None:
+        if isinstance(rerank, bool) or not isinstance(rerank, (int, np.integer)) or rerank < 1:
+            raise InvalidInputError(f"rerank must be a positive integer (candidates per result), got {rerank!r}")
+        if mode != "semantic":
+            raise InvalidInputError("rerank re-orders a semantic search; category mode does not take it")
+        if not self.keeps_features:
+            raise InvalidInputError("this index keeps no feature vectors to re-rank by: build it with features "
+                                    "(deephash index build --features)")
+        if codes is not None:
+            raise InvalidInputError("rerank needs query images or ids of indexed images: a code has no features")
+
+    def _rerank(self, semantic, query: np.ndarray, found: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(order of ``found`` by decreasing cosine similarity to ``query``, equal ones in Hamming order; the
+        similarities). An image removed since the Hamming search ranks last."""
+        feats = semantic.find_features(found)
+        q = np.asarray(query, np.float32)
+        sim = feats @ q / (np.linalg.norm(feats, axis=1) * np.linalg.norm(q) + 1e-12)
+        sim = np.where(np.isnan(sim), -np.inf, sim)
+        return np.argsort(-sim, kind="stable"), sim
 
     def _search_category(self, images, ids, k, radius, threshold, max_categories, names) -> list[QueryResult]:
         if self.category is None:

@@ -19,6 +19,7 @@ class SearchResult:
     prob: float | None = None
     box: list[float] | None = None
     metadata: dict = field(default_factory=dict)  # anything else stored with the image
+    score: float | None = None  # re-ranked searches: cosine similarity of the feature vectors to the query's
 
     def to_dict(self) -> dict:
         # Written out rather than dataclasses.asdict, whose deep copy is most of the cost of a served search.

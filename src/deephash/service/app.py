@@ -51,6 +51,7 @@ class SearchBody(BaseModel):
     radius: int | None = None
     mode: str = "semantic"
     threshold: float = 0.5
+    rerank: int | None = None
 
 
 class AddBody(BaseModel):
@@ -74,9 +75,9 @@ def create_app(settings: Settings, index=None) -> FastAPI:
                            buckets=(1, 2, 4, 8, 16, 32, 64, 128))
 
     def run_batch(key, images):
-        mode, k, radius, threshold = key
+        mode, k, radius, threshold, rerank = key
         batch_size.observe(len(images))
-        return state.index.search(images=images, k=k, radius=radius, mode=mode, threshold=threshold)
+        return state.index.search(images=images, k=k, radius=radius, mode=mode, threshold=threshold, rerank=rerank)
 
     def run_code_batch(key, codes):  # one scan of the index answers every waiting query (~7x less work each)
         k, radius = key
@@ -157,7 +158,8 @@ def create_app(settings: Settings, index=None) -> FastAPI:
     @app.post("/v1/search", tags=["search"], openapi_extra=_SEARCH_BODY)
     async def search(request: Request):
         """Rank the index for one query: an uploaded image (multipart field ``image``, form fields ``k``,
-        ``radius``, ``mode``, ``threshold``) or a JSON body with ``code`` (hex) or ``id``."""
+        ``radius``, ``mode``, ``threshold``, ``rerank``) or a JSON body with ``code`` (hex) or ``id``.
+        ``rerank`` F: take the k*F nearest by Hamming distance, return the k most similar by feature cosine."""
         ctype = request.headers.get("content-type", "")
         if ctype.startswith("multipart/form-data"):
             form = await request.form(max_files=1, max_fields=10)
@@ -166,21 +168,27 @@ def create_app(settings: Settings, index=None) -> FastAPI:
                 raise InvalidInputError("a multipart search needs the query image in the file field 'image'")
             k, radius = _form_field(form, "k", 10), _form_field(form, "radius", None)
             mode, threshold = str(form.get("mode") or "semantic"), _form_field(form, "threshold", 0.5, float)
+            rerank = _form_field(form, "rerank", None)
             _check_search(k, radius, mode, settings.max_k)
+            _check_rerank(rerank, state)
             name = upload.filename or "upload"
             pixels = await asyncio.to_thread(decode_upload, await upload.read(), name, settings.max_pixels)
-            result = await batcher.submit((mode, k, radius, threshold), pixels)
+            result = await batcher.submit((mode, k, radius, threshold, rerank), pixels)
             result.query = name
         elif ctype.startswith("application/json"):
             body = _parse(SearchBody, await _json(request))
             _check_search(body.k, body.radius, body.mode, settings.max_k)
+            _check_rerank(body.rerank, state)
             if (body.code is None) == (body.id is None):
                 raise InvalidInputError("give exactly one of 'code' (hex) or 'id' in the JSON body")
             if body.id is not None:
                 result = (await asyncio.to_thread(state.index.search, ids=[body.id], k=body.k, radius=body.radius,
-                                                  mode=body.mode, threshold=body.threshold))[0]
+                                                  mode=body.mode, threshold=body.threshold, rerank=body.rerank))[0]
             elif body.mode != "semantic":
                 raise InvalidInputError("category mode takes a query image or the id of an indexed image, not a code")
+            elif body.rerank is not None:
+                raise InvalidInputError("rerank needs a query image or the id of an indexed image: a code has no "
+                                        "features")
             else:
                 result = await code_batcher.submit((body.k, body.radius), _hex_code(body.code, state))
             result.query = f"id {body.id}" if body.id is not None else body.code
@@ -371,6 +379,18 @@ def _check_search(k: int, radius, mode: str, max_k: int) -> None:
         raise InvalidInputError(f"k must be 1 to {max_k}, got {k}")
 
 
+MAX_RERANK = 100  # candidates per result: k * rerank feature rows are read per query
+
+
+def _check_rerank(rerank, state: ServiceState) -> None:
+    if rerank is None:
+        return
+    if not 1 <= rerank <= MAX_RERANK:
+        raise InvalidInputError(f"rerank must be 1 to {MAX_RERANK}, got {rerank}")
+    if not state.index.keeps_features:
+        raise InvalidInputError("this index keeps no feature vectors to re-rank by (build it with --features)")
+
+
 def _hex_code(code: str, state: ServiceState):
     try:
         raw = bytes.fromhex(code)
@@ -441,7 +461,7 @@ _SEARCH_BODY = {"requestBody": {"required": True, "content": {
     "multipart/form-data": {"schema": {"type": "object", "required": ["image"], "properties": {
         "image": {"type": "string", "format": "binary"}, "k": {"type": "integer", "default": 10},
         "radius": {"type": "integer"}, "mode": {"type": "string", "enum": ["semantic", "category"]},
-        "threshold": {"type": "number", "default": 0.5}}}},
+        "threshold": {"type": "number", "default": 0.5}, "rerank": {"type": "integer"}}}},
     "application/json": {"schema": SearchBody.model_json_schema()}}}}
 _ADD_BODY = {"requestBody": {"required": True, "content": {
     "multipart/form-data": {"schema": {"type": "object", "properties": {

@@ -1,0 +1,101 @@
+"""The fast ingest path gives the codes of the plain one: ONNX Runtime against PyTorch on a tiny model, and the
+threaded decoder against decoding one image after another."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from deephash.codes import encode_outputs
+from deephash.models import create_model
+from deephash.models import runtime as rt
+
+
+def _tiny():
+    torch.manual_seed(0)
+    return create_model("dsh", bits=32, image_size=32).eval()
+
+
+def test_onnx_runtime_gives_the_codes_and_features_of_pytorch(tmp_path, monkeypatch):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    model = _tiny()
+    x = torch.rand(64, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    want_codes, want_feats = model.encode(x, features=True)
+    runner = rt.onnx_runner(model)
+    assert runner is not None
+    codes, feats = model.use_runtime(runner).encode(x, features=True)
+    bits = lambda c: np.unpackbits(c, axis=1)  # noqa: E731
+    assert (bits(codes) == bits(want_codes)).mean() >= 0.99
+    assert np.allclose(feats.astype(np.float32), want_feats.astype(np.float32), rtol=1e-2, atol=1e-2)
+    # a second runner reads the cached graph; other weights make another graph
+    assert rt.graph_key(model) == rt.graph_key(_tiny())
+    other = _tiny()
+    with torch.no_grad():
+        other.hash.weight.mul_(-1)
+    assert rt.graph_key(other) != rt.graph_key(model)
+    flipped, _ = other.use_runtime(rt.onnx_runner(other)).encode(x, features=True)
+    assert (bits(flipped) != bits(codes)).mean() > 0.9     # the cache did not hand back the first model's graph
+    monkeypatch.setenv(rt.RUNTIME_ENV, "torch")
+    assert rt.onnx_runner(model) is None
+
+
+def test_onnx_runtime_missing_falls_back_to_pytorch(monkeypatch):
+    import builtins
+
+    real = builtins.__import__
+
+    def no_ort(name, *a, **kw):
+        if name == "onnxruntime":
+            raise ImportError("no onnxruntime")
+        return real(name, *a, **kw)
+
+    monkeypatch.setattr(builtins, "__import__", no_ort)
+    assert rt.onnx_runner(_tiny()) is None
+
+
+def test_threaded_decoding_keeps_order_codes_and_failures(tmp_path):
+    from deephash.retrieval.encoder import CHUNK, _pixels
+
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(CHUNK * 2 + 5):
+        p = tmp_path / f"{i:03d}.jpg"
+        Image.fromarray(rng.integers(0, 255, (40 + i, 50, 3), dtype=np.uint8)).save(p)
+        paths.append(p)
+    (tmp_path / "bad.jpg").write_text("not an image")
+    paths.insert(7, tmp_path / "bad.jpg")
+
+    class Fake:  # Encoder's decoding without a model
+        from deephash.retrieval.encoder import Encoder
+        _decoded = Encoder._decoded
+        image_size = (32, 32)
+
+        def __init__(self, threads):
+            import threading
+            self.decode_threads, self._pool, self._pool_lock = threads, None, threading.Lock()
+
+    got = {}
+    for threads in (1, 3):
+        chunks = list(Fake(threads)._decoded(paths, skip_unreadable=True))
+        got[threads] = ([i for pos, _, _ in chunks for i in pos], np.stack([p for _, px, _ in chunks for p in px]),
+                        [f for _, _, bad in chunks for f in bad])
+    assert got[1][0] == got[3][0] == [i for i in range(len(paths)) if i != 7]
+    assert np.array_equal(got[1][1], got[3][1])
+    assert np.array_equal(got[3][1][0], _pixels(paths[0], (32, 32)))
+    assert len(got[3][2]) == 1 and "bad.jpg" in got[3][2][0][0]
+    with pytest.raises(Exception, match="bad.jpg"):
+        list(Fake(3)._decoded(paths, skip_unreadable=False))
+
+
+def test_a_damaged_cached_graph_is_exported_again(tmp_path, monkeypatch):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    monkeypatch.setenv("DEEPHASH_CACHE", str(tmp_path))
+    model = _tiny()
+    assert rt.onnx_runner(model) is not None
+    (cached,) = (tmp_path / "onnx").glob("*.onnx")
+    cached.write_bytes(b"garbage")
+    x = torch.rand(4, 3, 32, 32)
+    codes = model.use_runtime(rt.onnx_runner(model)).encode(x)
+    assert np.array_equal(codes, model.use_runtime(None).encode(x)) and cached.stat().st_size > 1000
