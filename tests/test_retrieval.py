@@ -232,3 +232,19 @@ def test_category_ties_tolerate_an_image_being_removed(iah_run):
     after = index.search(images=[query], k=24, mode="category", threshold=0.0, max_categories=1)[0]
     tied = [r.id for r in after.results if r.distance == top.distance]
     assert tied[-1] == top.id
+
+
+def test_search_result_dict_holds_every_set_field_and_the_metadata():
+    """The service answers with ``to_dict``: a field added to SearchResult must not be silently dropped."""
+    from dataclasses import fields
+
+    from deephash.retrieval import SearchResult
+
+    r = SearchResult(3, 1, metadata={"name": "a.jpg"})
+    for f in fields(SearchResult):
+        if f.name not in ("id", "distance", "metadata"):
+            setattr(r, f.name, [0.5, 0.5, 1.0, 1.0] if f.name in ("box", "labels") else 0.25)
+    d = r.to_dict()
+    assert d["name"] == "a.jpg" and d["id"] == 3 and d["distance"] == 1
+    assert set(d) == {f.name for f in fields(SearchResult)} - {"metadata"} | {"name"}
+    assert SearchResult(4, 0).to_dict() == {"id": 4, "distance": 0, "labels": []}

@@ -25,7 +25,7 @@ class SearchResult:
         # Written out rather than dataclasses.asdict, whose deep copy is most of the cost of a served search.
         out = {**self.metadata, "id": self.id, "distance": self.distance}
         for k, v in (("path", self.path), ("labels", self.labels), ("category", self.category),
-                     ("prob", self.prob), ("box", self.box)):
+                     ("prob", self.prob), ("box", self.box), ("score", self.score)):
             if v is not None:
                 out[k] = list(v) if isinstance(v, (list, tuple)) else v
         return out
