@@ -18,7 +18,7 @@ A method (a ``Method`` subclass, registered with ``register_method``) supplies:
 - ``state()``/``load_state()``: its RNG state (e.g. sampling miners) for exact resume;
 - ``encode(model, dataset)`` → ``Encoded`` (semantic codes; IAH also category codes, probs, boxes).
 
-``dsh`` and ``iah`` are registered; a method such as HashNet, GreedyHash, CSQ or DPSH is one more file.
+``dsh``, ``iah`` and ``itq`` (unsupervised, fitted in closed form: ``closed_form``) are registered; a method such as HashNet, GreedyHash, CSQ or DPSH is one more file.
 ``load_trained(path)`` opens any method's checkpoint (also the older ``deephash-dsh/1`` and
 ``deephash-iah/1`` files) and ``encode(trained, dataset)`` turns a dataset into codes.
 """
@@ -28,7 +28,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from . import dsh, iah  # noqa: F401  (registers the methods)
+from . import dsh, iah, itq  # noqa: F401  (registers the methods)
 from .base import Encoded, Method, NoOptions, Trained, get_method, list_methods, register_method
 
 CKPT_FORMAT = "deephash-train/2"

@@ -51,6 +51,8 @@ class Method:
     defaults: ClassVar[dict] = {}        # TrainConfig values this method starts from (fields left at None)
     encode_batch_size: ClassVar[int] = 256
     frozen_store_resizes: ClassVar[bool] = False  # the store resizes each batch, so data stays at stored size
+    closed_form: ClassVar[bool] = False  # fitted once on the frozen store (``fit_features``), no gradient steps
+    needs_labels: ClassVar[bool] = True  # False: trains on images alone (unlabelled folders)
 
     def __init__(self, cfg: "TrainConfig"):
         self.cfg = cfg
@@ -109,6 +111,10 @@ class Method:
 
     def objective(self, outputs: Any, labels: torch.Tensor) -> dict[str, torch.Tensor]:
         """{"loss": total, other terms...}: the total is minimised, every term is logged per epoch."""
+        raise NotImplementedError
+
+    def fit_features(self, model: nn.Module, features: torch.Tensor) -> dict[str, float]:
+        """Closed-form methods: fit the model on the frozen store (views, N, ...) and return the logged terms."""
         raise NotImplementedError
 
     def lr_factor(self, step: int, total: int) -> float:
