@@ -23,6 +23,9 @@ def up(
     sample: int = typer.Option(2000, help="Photos ITQ is fitted on (a random sample)."),
     rehash: bool = typer.Option(False, "--rehash", help="Hash every file, even those whose size and modification "
                                 "time are unchanged."),
+    commit_seconds: float = typer.Option(10.0, help="Save the index at most this often while encoding: the work a "
+                                         "crash can cost (a killed run resumes from the last save)."),
+    batch_size: int = typer.Option(64, help="Photos encoded per batch."),
     serve_after: bool = typer.Option(True, "--serve/--no-serve", help="Serve the search page when done."),
     host: str = typer.Option("127.0.0.1", help="Address to listen on (127.0.0.1: this machine only)."),
     port: int = typer.Option(8000, help="Port to listen on."),
@@ -47,7 +50,7 @@ def up(
             typer.echo(line, err=True)
 
     report = sync_folder(photos, index_dir, model, supervised, bits, image_size, sample, rehash=rehash,
-                         progress=not quiet, log=say)
+                         commit_seconds=commit_seconds, batch_size=batch_size, progress=not quiet, log=say)
     if report.fitted:
         typer.echo(f"model: {display_path(report.model)}")
     for path, reason in report.unreadable:

@@ -102,15 +102,19 @@ def sync_folder(photos: str | Path, index_dir: str | Path | None = None, model: 
                 supervised: bool = False, bits: int = 48, image_size: int = 160, sample: int = 2000,
                 backbone: str = "efficientnet_lite0", weights: str | None = "imagenet",
                 config: str | Path | None = None, rehash: bool = False, commit_seconds: float = 10.0,
-                seed: int = 0, progress: bool = True, log=None) -> SyncReport:
+                batch_size: int = BATCH, seed: int = 0, progress: bool = True, log=None) -> SyncReport:
     """Bring the index at ``index_dir`` (default ``<photos>/.deephash``) in step with the photos under ``photos``:
     add new and changed files, remove deleted ones, skip unchanged ones (see the module docstring).
 
     A new index needs a model: ``model`` (a checkpoint or run folder) is used as given; otherwise ITQ with
     ``bits`` bits is fitted on ``sample`` random photos' features from ``backbone`` (``weights``) at
     ``image_size`` px, or with ``supervised`` the DSH head of ``config`` (default: the best CIFAR recipe) is
-    trained on the class sub-folders' photos. An existing index keeps its model. ``log`` (a callable taking a
-    line) hears what happens."""
+    trained on the class sub-folders' photos. An existing index keeps its model. Photos are encoded
+    ``batch_size`` at a time and committed at most every ``commit_seconds`` (the work a crash may cost).
+    ``log`` (a callable taking a line) hears what happens."""
+    if batch_size < 1 or commit_seconds < 0:
+        raise InvalidInputError(f"batch_size must be >= 1 and commit_seconds >= 0, got {batch_size} and "
+                                f"{commit_seconds}")
     start = time.perf_counter()
     say = log or (lambda line: None)
     root = Path(photos).resolve()
@@ -144,7 +148,7 @@ def sync_folder(photos: str | Path, index_dir: str | Path | None = None, model: 
             index.remove([i for _, i in gone])
             report.removed = [path for path, _ in gone]
             _commit(index, report)
-        _ingest(index, root, todo, report, commit_seconds, progress)
+        _ingest(index, root, todo, report, commit_seconds, batch_size, progress)
         report.total = len(index)
     report.seconds = time.perf_counter() - start
     return report
@@ -163,7 +167,7 @@ def _entries(index: ImageIndex, root: Path) -> dict[str, tuple]:
     return out
 
 
-def _ingest(index: ImageIndex, root: Path, todo: list, report: SyncReport, commit_seconds: float,
+def _ingest(index: ImageIndex, root: Path, todo: list, report: SyncReport, commit_seconds: float, batch_size: int,
             progress: bool) -> None:
     from ..utils.progress import tqdm
 
@@ -172,8 +176,8 @@ def _ingest(index: ImageIndex, root: Path, todo: list, report: SyncReport, commi
     last = time.monotonic()
     dirty = False
     with tqdm(total=len(todo), desc="up", unit=" img", disable=not progress, smoothing=0.1) as bar:
-        for s in range(0, len(todo), BATCH):
-            batch, paths, meta, replace = todo[s:s + BATCH], [], [], []
+        for s in range(0, len(todo), batch_size):
+            batch, paths, meta, replace = todo[s:s + batch_size], [], [], []
             for p, entry, st in batch:
                 try:
                     digest = file_digest(p)
@@ -273,8 +277,7 @@ def _empty(bits: int, class_names: list) -> HammingIndex:
 
 
 def _check_kind(index: ImageIndex, supervised: bool, index_dir: Path) -> None:
-    method = index.encoder.method
-    if supervised and method == "itq":
+    if supervised and index.encoder.method == "itq":
         raise IncompatibleError(f"the index {index_dir} holds unsupervised (ITQ) codes; for --supervised codes give "
                                 "another --index, or delete this one to rebuild it")
 
