@@ -196,3 +196,30 @@ def test_dupes_finds_planted_duplicates(tmp_path, itq_checkpoint):
     assert out.returncode == 0, out.stderr
     got = json.loads(out.stdout)
     assert got["groups"][0]["size"] == len(groups[0].ids) and got["images"] == len(index)
+
+
+def test_up_command_syncs_then_serves_the_index(tmp_path, itq_checkpoint, monkeypatch):
+    import contextlib
+    import io
+
+    import deephash.service as service
+    from deephash.cli import main
+
+    served = []
+    monkeypatch.setattr(service, "serve", lambda settings, host, port, workers: served.append((settings, host, port)))
+
+    def run(*args):
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), pytest.raises(SystemExit) as e:
+            main([str(a) for a in args])
+        return e.value.code, out.getvalue(), err.getvalue()
+
+    root = tmp_path / "photos"
+    make_folder(root, 3)
+    code, out, _ = run("up", root, "--model", itq_checkpoint, "--port", "8123", "-q")
+    assert code == 0 and "added 3," in out
+    (settings, host, port), = served
+    assert Path(settings.index_dir) == root / ".deephash" and port == 8123 and host == "127.0.0.1"
+    assert settings.allow_root == str(root) and settings.token is None
+    code, _, err = run("up", tmp_path / "nowhere", "--no-serve")
+    assert code == 2 and err.startswith("error: not a folder") and len(served) == 1
