@@ -106,6 +106,15 @@ def test_sync_is_incremental(tmp_path, itq_checkpoint):
     code = index.semantic.get_codes([rows[str(files[0])][0]])
     assert (index.encode([str(files[0])]).codes == code).all()  # the new bytes' code, not the old one
 
+    # a path another writer added a second time is cleaned up
+    from deephash.retrieval import update_index
+
+    with update_index(first.index_dir) as ix:
+        ix.semantic.add(code, metadata=[dict(rows[str(files[0])][1])])
+    assert len(open_index(first.index_dir)) == 21
+    fifth = sync_folder(root, **FAST)
+    assert fifth.total == 20 and sorted(paths_in(first.index_dir)) == sorted(rows)
+
 
 def test_scan_skips_the_index_folder(tmp_path):
     root = tmp_path / "photos"

@@ -129,7 +129,7 @@ def sync_folder(photos: str | Path, index_dir: str | Path | None = None, model: 
         index = _open_or_create(index_dir, root, model, supervised, bits, image_size, sample, backbone, weights,
                                 config, seed, files, progress, say, report)
         report.model = str(index._checkpoint_path())
-        known = _entries(index, root)
+        known, extra = _entries(index, root)
         here = {str(p) for p in files}
         gone = [(path, i) for path, (i, *_rest) in known.items() if path not in here]
         todo = []
@@ -144,8 +144,8 @@ def sync_folder(photos: str | Path, index_dir: str | Path | None = None, model: 
                 report.skipped += 1
             else:
                 todo.append((p, entry, st))
-        if gone:
-            index.remove([i for _, i in gone])
+        if gone or extra:
+            index.remove([i for _, i in gone] + extra)
             report.removed = [path for path, _ in gone]
             _commit(index, report)
         _ingest(index, root, todo, report, commit_seconds, batch_size, progress)
@@ -154,23 +154,28 @@ def sync_folder(photos: str | Path, index_dir: str | Path | None = None, model: 
     return report
 
 
-def _entries(index: ImageIndex, root: Path) -> dict[str, tuple]:
-    """path -> (id, digest, size, mtime_ns) of the index's entries that a sync of ``root`` manages (those it
-    added: they carry a digest and lie under ``root``); duplicates of a path, which no sync writes, are
-    not expected, and the last one wins."""
+def _entries(index: ImageIndex, root: Path) -> tuple[dict[str, tuple], list]:
+    """(path -> (id, digest, size, mtime_ns), extra ids) of the index's entries that a sync of ``root`` manages
+    (those it added: they carry a digest and lie under ``root``). A sync never writes a path twice; should
+    another writer have, the later entries are the extra ids, which the sync removes."""
     ids = index.semantic.ids
-    out = {}
+    out, extra = {}, []
     prefix = str(root) + os.sep
     for i, md in zip(ids.tolist(), index.semantic.get_metadata(ids)):
         if md and "blake2b" in md and str(md.get("path", "")).startswith(prefix):
-            out[md["path"]] = (i, md["blake2b"], md.get("size"), md.get("mtime_ns"))
-    return out
+            if md["path"] in out:
+                extra.append(i)
+            else:
+                out[md["path"]] = (i, md["blake2b"], md.get("size"), md.get("mtime_ns"))
+    return out, extra
 
 
 def _ingest(index: ImageIndex, root: Path, todo: list, report: SyncReport, commit_seconds: float, batch_size: int,
             progress: bool) -> None:
     from ..utils.progress import tqdm
 
+    if not todo:
+        return
     classes = set(index.class_names)
 
     last = time.monotonic()
