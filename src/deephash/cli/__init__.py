@@ -5,7 +5,7 @@ from __future__ import annotations
 from ._app import app, fail
 
 # Command modules register themselves on ``app`` when imported.
-from . import demo, encode, evaluate, iah, index, search, serve, train, version  # noqa: F401,E402
+from . import demo, dupes, encode, evaluate, iah, index, search, serve, train, up, version  # noqa: F401,E402
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -31,7 +31,7 @@ def parse_options(items: List[str]) -> dict:
 def train(
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML file of TrainConfig keys; flags override it."),
     method: Optional[str] = typer.Option(None, help="Hashing method: dsh (default), iah, dpsh, hashnet, "
-                                                  "greedyhash or csq (docs/methods.md)."),
+                                                  "greedyhash, csq (docs/methods.md) or itq (unsupervised)."),
     option: List[str] = typer.Option([], "--option", "-o", help="A method option KEY=VALUE (repeatable), e.g. "
                                      "-o proposals=gt -o top_n=16 for iah."),
     device: Optional[str] = typer.Option(None, help="cpu (default) or cuda."),

@@ -18,8 +18,8 @@ A method (a ``Method`` subclass, registered with ``register_method``) supplies:
 - ``state()``/``load_state()``: its RNG state (e.g. sampling miners) for exact resume;
 - ``encode(model, dataset)`` → ``Encoded`` (semantic codes; IAH also category codes, probs, boxes).
 
-``dsh``, ``iah``, ``dpsh``, ``hashnet``, ``greedyhash`` and ``csq`` are registered (docs/methods.md); another
-method is one more file.
+``dsh``, ``iah``, ``dpsh``, ``hashnet``, ``greedyhash``, ``csq`` (docs/methods.md) and ``itq`` (unsupervised,
+fitted in closed form: ``closed_form``) are registered; another method is one more file.
 ``load_trained(path)`` opens any method's checkpoint (also the older ``deephash-dsh/1`` and
 ``deephash-iah/1`` files) and ``encode(trained, dataset)`` turns a dataset into codes.
 """
@@ -29,7 +29,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from . import csq, dpsh, dsh, greedyhash, hashnet, iah  # noqa: F401  (registers the methods)
+from . import csq, dpsh, dsh, greedyhash, hashnet, iah, itq  # noqa: F401  (registers the methods)
 from .base import Encoded, Method, NoOptions, Trained, get_method, list_methods, register_method
 
 CKPT_FORMAT = "deephash-train/2"

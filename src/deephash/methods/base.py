@@ -52,6 +52,8 @@ class Method:
     defaults: ClassVar[dict] = {}        # TrainConfig values this method starts from (fields left at None)
     encode_batch_size: ClassVar[int] = 256
     frozen_store_resizes: ClassVar[bool] = False  # the store resizes each batch, so data stays at stored size
+    closed_form: ClassVar[bool] = False  # fitted once on the frozen store (``fit_features``), no gradient steps
+    needs_labels: ClassVar[bool] = True  # False: trains on images alone (unlabelled folders)
 
     def __init__(self, cfg: "TrainConfig"):
         self.cfg = cfg
@@ -116,6 +118,10 @@ class Method:
         """Called by the engine before each training step (``step`` of ``total``): schedules of the method's own,
         e.g. HashNet's rising tanh scale. Whatever it sets must be a function of ``step`` or live in the model's
         state, so a resumed run continues exactly."""
+
+    def fit_features(self, model: nn.Module, features: torch.Tensor) -> dict[str, float]:
+        """Closed-form methods: fit the model on the frozen store (views, N, ...) and return the logged terms."""
+        raise NotImplementedError
 
     def lr_factor(self, step: int, total: int) -> float:
         from ..train.trainer import lr_factor

@@ -153,8 +153,8 @@ class ImageIndex:
         if not self.checkpoint:
             raise InvalidInputError("this index records no model: give a checkpoint to search by image")
         p = Path(self.checkpoint)
-        if not p.exists() and not p.is_absolute() and self.path is not None and (self.path / p).exists():
-            p = self.path / p
+        if not p.is_absolute() and self.path is not None and (self.path / p).exists():
+            p = self.path / p  # a relative path is the index folder's own (deephash up's model/last.ckpt) first
         return p
 
     # ---- encode / add / remove -----------------------------------------------------------------------

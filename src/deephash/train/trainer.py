@@ -90,7 +90,7 @@ class Trainer:
         self.method = get_method(cfg.method)(cfg)
         self.data = data = self.method.arrays(train_set, progress)
         present = int((data.labels.reshape(len(data), -1) > 0).any(0).sum()) if len(data) else 0
-        if present < 2:
+        if present < 2 and self.method.needs_labels:
             raise InvalidInputError(f"training set {getattr(train_set, 'name', '')!r} has {present} class(es) with "
                                     "images: with one class every pair is similar, so codes cannot learn to tell "
                                     "images apart; give at least two classes")
@@ -207,10 +207,12 @@ class Trainer:
         start = time.perf_counter()
         seen = 0
         first = True  # a first forward pass that fails is most likely an input size the model cannot take
-        if self.cfg.frozen_backbone and self.features is None:
+        if (self.cfg.frozen_backbone or self.method.closed_form) and self.features is None:
             with self._input_size_check():
                 self.features = self.method.frozen_store(self.model, self.data.images, self.progress).to(self.device)
         feature_seconds = time.perf_counter() - start
+        if self.method.closed_form and self.epoch < self.epochs:
+            return self._fit_closed_form(start, feature_seconds, writer)
         stored = self.features is not None
         quiet = not (self.progress and writer)
         self.model.train()
@@ -263,6 +265,21 @@ class Trainer:
         self.model.eval()
         return TrainResult(self.model, self.out / "last.ckpt", self.history, seconds, seen / max(seconds, 1e-9),
                            feature_seconds)
+
+
+    def _fit_closed_form(self, start: float, feature_seconds: float, writer: bool) -> TrainResult:
+        """A method fitted in one step on the frozen store (ITQ): one history entry, one checkpoint."""
+        terms = self.method.fit_features(self.model, self.features)
+        if not all(math.isfinite(v) for v in terms.values()):
+            raise InvalidInputError(f"{self.cfg.method} fit failed: {terms}; check the data")
+        self.epoch, self.step = self.epochs, self.total_steps
+        seconds = time.perf_counter() - start
+        self.history.append({"epoch": self.epoch, "step": self.step, **terms, "seconds": seconds})
+        if writer:
+            save_checkpoint(self.out / "last.ckpt", self._payload())
+        self.model.eval()
+        return TrainResult(self.model, self.out / "last.ckpt", self.history, seconds,
+                           len(self.data) / max(seconds, 1e-9), feature_seconds)
 
 
 def train(cfg: TrainConfig, train_set: HashDataset, resume: str | Path | None = None,

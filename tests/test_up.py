@@ -1,0 +1,234 @@
+"""``deephash up`` (retrieval/ingest.py) and ``deephash dupes`` (retrieval/dupes.py) on small real photo folders:
+incremental syncs, changed and unreadable files, a real SIGKILL mid-way, near-duplicate groups."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+from deephash import DeephashError
+from deephash.retrieval import open_index
+from deephash.retrieval.dupes import contact_sheet, find_duplicates
+from deephash.retrieval.ingest import file_digest, scan_photos, sync_folder
+
+COCO = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "coco128" / "images" / "train2017"
+if not COCO.is_dir():
+    COCO = Path("/work/shared/datasets/coco128/images/train2017")
+SRC = Path(__file__).resolve().parents[1] / "src"
+FAST = dict(bits=16, image_size=64, progress=False)
+pytestmark = pytest.mark.skipif(not COCO.is_dir(), reason="coco128 photos not available")
+
+
+def photos(n, start=0):
+    return sorted(COCO.glob("*.jpg"))[start:start + n]
+
+
+def small_copy(src: Path, dst: Path, fmt=None):
+    """A 160 px copy of a photo (keeps the tests' decoding cheap); ``fmt`` another file format."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    with Image.open(src) as im:
+        im.convert("RGB").resize((160, 120)).save(dst, format=fmt)
+
+
+def make_folder(root: Path, n: int, start: int = 0) -> list[Path]:
+    out = []
+    for k, p in enumerate(photos(n, start)):
+        dst = root / ("nested/deeper" if k % 3 == 0 else "") / p.name
+        small_copy(p, dst)
+        out.append(dst)
+    return out
+
+
+def paths_in(index_dir: Path) -> list[str]:
+    index = open_index(index_dir)
+    return [md["path"] for md in index.semantic.get_metadata(index.semantic.ids)]
+
+
+@pytest.fixture(scope="module")
+def itq_checkpoint(tmp_path_factory):
+    """One folder synced with the default model (ITQ fitted on it); later tests reuse its model."""
+    root = tmp_path_factory.mktemp("fit") / "photos"
+    make_folder(root, 20)
+    report = sync_folder(root, **FAST)
+    assert report.fitted and len(report.added) == 20 and report.total == 20
+    assert Path(report.model) == root / ".deephash" / "model" / "last.ckpt"
+    return report.model
+
+
+def test_sync_is_incremental(tmp_path, itq_checkpoint):
+    root = tmp_path / "photos"
+    files = make_folder(root, 14)
+    small_copy(photos(1, 40)[0], root / "more.png", "PNG")
+    small_copy(photos(1, 41)[0], root / "more.webp", "WEBP")
+    Image.open(files[1]).save(root / "anim.gif")
+    (root / "broken.jpg").write_bytes(b"not a jpeg")
+    small_copy(photos(1, 42)[0], root / ".hidden" / "skip.jpg")  # hidden folders are not scanned
+    (root / "notes.txt").write_text("not an image")
+    first = sync_folder(root, model=itq_checkpoint, **FAST)
+    assert len(first.added) == 17 and first.total == 17 and not first.removed
+    assert [p for p, _ in first.unreadable] == [str(root / "broken.jpg")]
+    assert sorted(paths_in(first.index_dir)) == sorted(first.added)
+
+    second = sync_folder(root, **FAST)
+    assert (len(second.added), len(second.removed), second.skipped, second.total) == (0, 0, 17, 17)
+    assert [p for p, _ in second.unreadable] == [str(root / "broken.jpg")]  # listed again, never indexed
+
+    new = make_folder(root / "new", 5, start=60)
+    for gone in files[2:4]:
+        gone.unlink()
+    third = sync_folder(root, **FAST)
+    assert sorted(third.added) == sorted(map(str, new))
+    assert sorted(third.removed) == sorted(map(str, files[2:4]))
+    assert third.total == 20 and third.skipped == 15
+
+    # a changed file replaces its entry; a touched file with the same bytes is hashed and kept
+    index = open_index(first.index_dir)
+    old_id = [i for i, md in zip(index.semantic.ids, index.semantic.get_metadata(index.semantic.ids))
+              if md["path"] == str(files[0])][0]
+    small_copy(photos(1, 70)[0], files[0])
+    os.utime(files[5], ns=(time.time_ns(), time.time_ns() + 10**9))
+    fourth = sync_folder(root, **FAST)
+    assert fourth.replaced == [str(files[0])] and not fourth.added and not fourth.removed
+    assert fourth.total == 20 and fourth.skipped == 19
+    index = open_index(first.index_dir)
+    rows = {md["path"]: (i, md) for i, md in zip(index.semantic.ids, index.semantic.get_metadata(index.semantic.ids))}
+    assert len(rows) == 20 == len(index)
+    assert rows[str(files[0])][0] != old_id and rows[str(files[0])][1]["blake2b"] == file_digest(files[0])
+    code = index.semantic.get_codes([rows[str(files[0])][0]])
+    assert (index.encode([str(files[0])]).codes == code).all()  # the new bytes' code, not the old one
+
+    # a path another writer added a second time is cleaned up
+    from deephash.retrieval import update_index
+
+    with update_index(first.index_dir) as ix:
+        ix.semantic.add(code, metadata=[dict(rows[str(files[0])][1])])
+    assert len(open_index(first.index_dir)) == 21
+    fifth = sync_folder(root, **FAST)
+    assert fifth.total == 20 and sorted(paths_in(first.index_dir)) == sorted(rows)
+
+
+def test_scan_skips_the_index_folder(tmp_path):
+    root = tmp_path / "photos"
+    make_folder(root, 2)
+    (root / "idx").mkdir()
+    small_copy(photos(1, 5)[0], root / "idx" / "inside.jpg")
+    assert len(scan_photos(root)) == 3
+    assert len(scan_photos(root, exclude=[root / "idx"])) == 2
+    with pytest.raises(DeephashError, match="cannot be the photo folder"):
+        sync_folder(root, index_dir=root, **FAST)
+    with pytest.raises(DeephashError, match="more readable photos than bits"):
+        sync_folder(root, index_dir=tmp_path / "x", **FAST)
+
+
+def test_supervised_trains_the_dsh_head_on_class_folders(tmp_path):
+    root = tmp_path / "photos"
+    for c, start in (("cats", 0), ("dogs", 10)):
+        for p in photos(6, start):
+            small_copy(p, root / c / p.name)
+    with pytest.raises(DeephashError, match="class sub-folders"):
+        sync_folder(root / "cats", index_dir=tmp_path / "x", supervised=True, **FAST)
+    recipe = yaml.safe_load((Path(__file__).resolve().parents[1] / "configs" / "cifar10_best.yaml").read_text())
+    (tmp_path / "short.yaml").write_text(yaml.safe_dump({**recipe, "epochs": 2}))  # the best recipe, 2 epochs
+    report = sync_folder(root, supervised=True, config=tmp_path / "short.yaml", **FAST)
+    index = open_index(report.index_dir)
+    assert report.fitted and report.total == 12 and index.class_names == ["cats", "dogs"]
+    assert index.encoder.method == "dsh" and index.encoder.config.model_kwargs["hidden"] == 1024  # the best recipe
+    labels = {Path(md["path"]).parent.name: md["labels"] for md in index.semantic.get_metadata(index.semantic.ids)}
+    assert labels == {"cats": ["cats"], "dogs": ["dogs"]}
+
+
+def run_up(root, *args, env=None, **kw):
+    return subprocess.Popen([sys.executable, "-m", "deephash", "up", str(root), "--no-serve", "--bits", "16",
+                             "--image-size", "64", "-q", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env={**os.environ, "PYTHONPATH": str(SRC), **(env or {})}, **kw)
+
+
+def test_sigkill_midway_then_the_next_run_completes(tmp_path, itq_checkpoint):
+    root = tmp_path / "photos"
+    files = make_folder(root, 24)
+    manifest = root / ".deephash" / "manifest.json"
+    proc = run_up(root, "--model", itq_checkpoint, "--batch-size", "3", "--commit-seconds", "0",
+                  env={"DEEPHASH_TEST_INGEST_PAUSE": "0.4"})
+    count, deadline = 0, time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            count = json.loads(manifest.read_text())["count"]
+        except (OSError, ValueError, KeyError):
+            count = 0
+        if 6 <= count:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.read()
+    partial = len(open_index(root / ".deephash"))
+    assert 6 <= partial < 24  # killed with part of the work committed
+    done = run_up(root)
+    out, err = done.communicate(timeout=300)
+    assert done.returncode == 0, err
+    assert f"added {24 - partial}," in out and "removed 0" in out
+    indexed = paths_in(root / ".deephash")
+    assert sorted(indexed) == sorted(map(str, files))  # exactly the photos: none twice, none lost
+
+
+def test_dupes_finds_planted_duplicates(tmp_path, itq_checkpoint):
+    root = tmp_path / "photos"
+    files = make_folder(root, 12)
+    shutil.copy(files[1], root / "copy_of_1.jpg")
+    shutil.copy(files[1], root / "nested" / "again_1.jpg")
+    shutil.copy(files[4], root / "copy_of_4.jpg")
+    report = sync_folder(root, model=itq_checkpoint, **FAST)
+    index = open_index(report.index_dir)
+    groups = find_duplicates(index, radius=0)
+    as_sets = [set(g.paths) for g in groups]
+    assert {str(files[1]), str(root / "copy_of_1.jpg"), str(root / "nested" / "again_1.jpg")} in as_sets
+    assert {str(files[4]), str(root / "copy_of_4.jpg")} <= next(s for s in as_sets if str(files[4]) in s)
+    assert [len(g.ids) for g in groups] == sorted((len(g.ids) for g in groups), reverse=True)
+    assert all(g.distances[0] == 0 and g.ids[0] == min(g.ids) for g in groups)
+    wide = find_duplicates(index, radius=16)  # every code within 16 bits of every other: one group
+    assert len(wide) == 1 and len(wide[0].ids) == len(index)
+    sheet = contact_sheet(groups, tmp_path / "sheet.png")
+    assert Image.open(sheet).size[1] > 100
+    with pytest.raises(DeephashError, match="radius"):
+        find_duplicates(index, radius=-1)
+    out = subprocess.run([sys.executable, "-m", "deephash", "dupes", str(report.index_dir), "--radius", "0", "--json"],
+                         capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(SRC)})
+    assert out.returncode == 0, out.stderr
+    got = json.loads(out.stdout)
+    assert got["groups"][0]["size"] == len(groups[0].ids) and got["images"] == len(index)
+
+
+def test_up_command_syncs_then_serves_the_index(tmp_path, itq_checkpoint, monkeypatch):
+    import contextlib
+    import io
+
+    import deephash.service as service
+    from deephash.cli import main
+
+    served = []
+    monkeypatch.setattr(service, "serve", lambda settings, host, port, workers: served.append((settings, host, port)))
+
+    def run(*args):
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), pytest.raises(SystemExit) as e:
+            main([str(a) for a in args])
+        return e.value.code, out.getvalue(), err.getvalue()
+
+    root = tmp_path / "photos"
+    make_folder(root, 3)
+    code, out, _ = run("up", root, "--model", itq_checkpoint, "--port", "8123", "-q")
+    assert code == 0 and "added 3," in out
+    (settings, host, port), = served
+    assert Path(settings.index_dir) == root / ".deephash" and port == 8123 and host == "127.0.0.1"
+    assert settings.allow_root == str(root) and settings.token is None
+    code, _, err = run("up", tmp_path / "nowhere", "--no-serve")
+    assert code == 2 and err.startswith("error: not a folder") and len(served) == 1
