@@ -215,7 +215,7 @@ def test_up_command_syncs_then_serves_the_index(tmp_path, itq_checkpoint, monkey
     from deephash.cli import main
 
     served = []
-    monkeypatch.setattr(service, "serve", lambda settings, host, port, workers: served.append((settings, host, port)))
+    monkeypatch.setattr(service, "serve", lambda settings, host, port, workers, **kw: served.append((settings, host, port)))
 
     def run(*args):
         out, err = io.StringIO(), io.StringIO()

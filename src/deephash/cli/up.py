@@ -60,4 +60,4 @@ def up(
         from . import serve as serve_cmd
 
         serve_cmd.serve(report.index_dir, host=host, port=port, token=token, max_upload_mb=20.0, workers=1,
-                        allow_root=photos)
+                        allow_root=photos, access_log=True)
