@@ -8,6 +8,7 @@ their status, anything unexpected is a 500 whose traceback goes to the server lo
 from __future__ import annotations
 
 import asyncio
+import gc
 import hashlib
 import io
 import json
@@ -98,6 +99,8 @@ def create_app(settings: Settings, index=None) -> FastAPI:
     async def lifespan(app):
         if settings.warm_up:
             await asyncio.to_thread(warm_up, state.index)
+        gc.collect()
+        gc.freeze()  # the index, the model and the app live as long as the server: no collection walks them again
         refresher = asyncio.get_running_loop().create_task(keep_fresh()) if settings.refresh_s > 0 else None
         yield
         if refresher is not None:
