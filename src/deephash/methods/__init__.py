@@ -16,7 +16,8 @@ A method (a ``Method`` subclass, registered with ``register_method``) supplies:
 - ``forward(model, x, idx, flipped, stored)``: a batch of images (or stored features) to outputs;
 - ``objective(outputs, labels)``: {"loss": total, terms...}, every term logged in the history;
 - ``state()``/``load_state()``: its RNG state (e.g. sampling miners) for exact resume;
-- ``encode(model, dataset)`` → ``Encoded`` (semantic codes; IAH also category codes, probs, boxes).
+- ``encode(model, dataset, ..., rows=None)`` → ``Encoded`` (semantic codes; IAH also category codes, probs,
+  boxes); ``rows`` [lo, hi) encodes one shard (``deephash encode --shard``, torchrun).
 
 ``dsh`` and ``iah`` are registered; a method such as HashNet, GreedyHash, CSQ or DPSH is one more file.
 ``load_trained(path)`` opens any method's checkpoint (also the older ``deephash-dsh/1`` and
@@ -88,16 +89,19 @@ def load_trained(path: str | os.PathLike) -> Trained:
     return Trained(cfg.method, model, cfg, list(ckpt["class_names"]), path)
 
 
-def encode(trained, dataset, batch_size: int | None = None, progress: bool = True, workers: int = 0) -> Encoded:
-    """Codes of ``dataset`` with a ``Trained`` or a ``(model, config)`` pair (config: TrainConfig or its dict);
-    ``batch_size`` defaults to the method's."""
+def encode(trained, dataset, batch_size: int | None = None, progress: bool = True, workers: int = 0,
+           rows: tuple[int, int] | None = None) -> Encoded:
+    """Codes of ``dataset`` (or of its ``rows`` [lo, hi)) with a ``Trained`` or a ``(model, config)`` pair (config:
+    TrainConfig or its dict); ``batch_size`` defaults to the method's."""
     from ..train.config import TrainConfig
 
     model, cfg = (trained.model, trained.config) if isinstance(trained, Trained) else trained
     if isinstance(cfg, dict):
         cfg = TrainConfig.from_dict(cfg)
     method = get_method(cfg.method)(cfg)
-    return method.encode(model, dataset, batch_size or method.encode_batch_size, progress, workers)
+    if rows is None:
+        return method.encode(model, dataset, batch_size or method.encode_batch_size, progress, workers)
+    return method.encode(model, dataset, batch_size or method.encode_batch_size, progress, workers, rows=rows)
 
 
 __all__ = ["CKPT_FORMAT", "Encoded", "Method", "NoOptions", "Trained", "config_of", "encode", "get_method",

@@ -125,7 +125,9 @@ class Method:
 
     # --- encoding ---------------------------------------------------------------------------------
     def encode(self, model: nn.Module, dataset: "HashDataset", batch_size: int, progress: bool,
-               workers: int = 0) -> Encoded:
+               workers: int = 0, rows: tuple[int, int] | None = None) -> Encoded:
+        """Codes of ``dataset``, or of its ``rows`` [lo, hi) only (one shard of a sharded encode; ``indices`` stay
+        dataset positions). Batches start at ``lo``, so a shard's codes are those of a whole-set encode."""
         raise NotImplementedError
 
 

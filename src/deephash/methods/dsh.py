@@ -51,10 +51,10 @@ class DSH(Method):
     def objective(self, outputs, labels):
         return {"loss": self.loss(outputs, labels)}
 
-    def encode(self, model, dataset, batch_size: int, progress: bool, workers: int = 0) -> Encoded:
+    def encode(self, model, dataset, batch_size: int, progress: bool, workers: int = 0, rows=None) -> Encoded:
         """Semantic codes only; file datasets skip unreadable images; a frozen backbone's stored features
         of these pixels are reused (``deephash.encode.encode_dataset``)."""
         from ..encode import encode_dataset
 
-        r = encode_dataset(model, dataset, batch_size=batch_size, workers=workers, progress=progress)
+        r = encode_dataset(model, dataset, batch_size=batch_size, workers=workers, progress=progress, rows=rows)
         return Encoded(r.codes, r.indices, r.failures, bits=model.bits)
