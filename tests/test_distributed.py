@@ -175,3 +175,4 @@ def test_resume_with_another_world_size_is_refused(runs):
     assert "trained by 1 process(es) (torchrun world size 1) but this run has 2" in ranks[0]["refused"]
     with pytest.raises(DeephashError, match="trained by 2 process.*but this run has 1"):
         Trainer(run_cfg(out / "y"), digits_split().train, progress=False).resume(ranks[0]["checkpoint"])
+

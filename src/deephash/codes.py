@@ -98,17 +98,7 @@ def _check_padding(codes: np.ndarray, bits: int, what: str) -> None:
 
 
 CATEGORY_ARRAYS = ("category_codes", "probs", "boxes")
-_ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # np.savez stamps each member with the time of writing; fixed, equal codes are equal bytes
 
-
-def _write_npz(fh, arrays: dict[str, np.ndarray]) -> None:
-    """``np.savez`` (uncompressed, readable by ``np.load``) with fixed member timestamps, so a file's bytes depend on
-    its contents only (a merged sharded encode equals a single-process one byte for byte)."""
-    with zipfile.ZipFile(fh, "w", zipfile.ZIP_STORED, allowZip64=True) as z:
-        for name, a in arrays.items():
-            info = zipfile.ZipInfo(name + ".npy", date_time=_ZIP_TIME)
-            with z.open(info, "w", force_zip64=True) as member:
-                np.lib.format.write_array(member, np.asanyarray(a), allow_pickle=False)
 # what a damaged .npz raises from zipfile, zlib and numpy's header parser (UnicodeDecodeError, JSONDecodeError
 # and zlib.error's siblings are ValueErrors or OSErrors; NotImplementedError: an unknown zip version or method)
 _READ_ERRORS = (zipfile.BadZipFile, ValueError, OSError, EOFError, RuntimeError, NotImplementedError, zlib.error,
@@ -295,7 +285,7 @@ class CodesFile:
         }
         arrays = {"header": np.array(json.dumps(header)), **arrays}
         try:
-            atomic_write(path, lambda fh: _write_npz(fh, arrays))
+            atomic_write(path, lambda fh: np.savez(fh, **arrays))
         except OSError as e:
             raise InvalidInputError(f"cannot write codes file {path}: {e.strerror or e}") from None
         return path
