@@ -20,6 +20,7 @@ from deephash import DeephashError
 from deephash.cli import app
 from deephash.codes import CodesFile, merge_shards
 from deephash.data import generate_multiobject, load_source, make_split
+from deephash.distributed import batch_counts, shard_range
 from deephash.evaluation import mean_average_precision
 from deephash.retrieval import Encoder
 from deephash.train import TrainConfig, Trainer, train
@@ -176,3 +177,36 @@ def test_resume_with_another_world_size_is_refused(runs):
     with pytest.raises(DeephashError, match="trained by 2 process.*but this run has 1"):
         Trainer(run_cfg(out / "y"), digits_split().train, progress=False).resume(ranks[0]["checkpoint"])
 
+
+
+@pytest.mark.parametrize("n,count,align", [(1617, 3, 500), (41, 2, 1), (10, 4, 4), (3, 5, 1), (0, 2, 8)])
+def test_shards_are_contiguous_whole_batches_covering_every_row(n, count, align):
+    bounds = [shard_range(n, i, count, align) for i in range(count)]
+    assert bounds[0][0] == 0 and bounds[-1][1] == n
+    assert all(a[1] == b[0] for a, b in zip(bounds, bounds[1:]))
+    assert all(lo % align == 0 and lo <= hi for lo, hi in bounds)
+    sizes = [-(-(hi - lo) // align) for lo, hi in bounds]  # batches per shard differ by at most one
+    assert max(sizes) - min(sizes) <= 1
+    assert sum(batch_counts(n, count)) == n
+    with pytest.raises(DeephashError, match=f"shard {count} of {count} does not exist"):
+        shard_range(n, count, count)
+
+@pytest.mark.slow
+def test_the_readme_torchrun_commands(tmp_path):
+    """README: a 2-process train and encode from the command line; the merged codes equal a 1-process encode."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                "-m", "deephash"]
+    run = str(tmp_path / "run")
+    for cmd in ([*torchrun, "train", "--data", "digits", "--bits", "16", "--epochs", "2", "--threads", "1",
+                 "--out", run, "-q"],
+                [*torchrun, "encode", run, "--out", str(tmp_path / "two.npz"), "-q"],
+                [sys.executable, "-m", "deephash", "encode", run, "--out", str(tmp_path / "one.npz"), "-q"]):
+        res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+        assert res.returncode == 0, res.stderr[-2000:]
+    assert load_checkpoint(run)["world_size"] == 2
+    assert (tmp_path / "two.npz").read_bytes() == (tmp_path / "one.npz").read_bytes()
