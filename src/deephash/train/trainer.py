@@ -105,7 +105,7 @@ class Trainer:
     def __init__(self, cfg: TrainConfig, train_set: HashDataset, progress: bool = True):
         self.cfg = cfg.validate()
         self.progress = progress
-        self.rank, self.world = distributed.rank(), distributed.world_size()
+        self.rank, self.world = rank(), distributed.world_size()
         self.device = torch.device(distributed.local_device(cfg.device))
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise InvalidInputError("device cuda requested but torch sees no CUDA device")
@@ -143,7 +143,7 @@ class Trainer:
                 self.forward_module = DistributedDataParallel(
                     self.forward_module, device_ids=[self.device.index] if self.device.type == "cuda" else None)
             # the initial weights are shared (same seed); dropout masks must differ between ranks' shares
-            torch.manual_seed(cfg.seed * 1009 + self.rank + 1)
+            torch.manual_seed(cfg.seed * 1009 + distributed.rank() + 1)
         self.features: torch.Tensor | None = None  # the frozen-backbone store, (views, N, ...)
         self.optimizer = make_optimizer(self.method.parameter_groups(self.model), cfg)
         self.base_lrs = [g["lr"] for g in self.optimizer.param_groups]  # before any schedule or resume
@@ -206,7 +206,7 @@ class Trainer:
             self.model.load_state_dict(ckpt["model"])
             self.optimizer.load_state_dict(ckpt["optimizer"])
             self.epoch, self.step, self.history = ckpt["epoch"], ckpt["step"], ckpt["history"]
-            torch.set_rng_state(ckpt["rank_rngs"][self.rank] if "rank_rngs" in ckpt else ckpt["torch_rng"])
+            torch.set_rng_state(ckpt["rank_rngs"][distributed.rank()] if "rank_rngs" in ckpt else ckpt["torch_rng"])
             if "cuda_rng" in ckpt and self.device.type == "cuda":
                 torch.cuda.set_rng_state(ckpt["cuda_rng"], self.device)
             self.method.load_state(ckpt.get("method_state", {}))
@@ -246,12 +246,12 @@ class Trainer:
         batch, and gradients left in the parameters (equal on every rank, and to a single process's); returns the
         objective's terms. DDP averages gradients over ranks and each rank back-propagates only into its own rows
         of the same global loss, so the loss is scaled by the world size to make the average their sum."""
+        lo, hi = distributed.shard_range(len(idx), distributed.rank(), self.world)
         counts = distributed.batch_counts(len(idx), self.world)
-        lo = sum(counts[:self.rank])
         batch = torch.from_numpy(idx)
-        x, flipped = self._inputs(batch, gen, lo, lo + counts[self.rank])
+        x, flipped = self._inputs(batch, gen, lo, hi)
         with self._input_size_check() if check_size else contextlib.nullcontext():
-            out = self.forward_module(x, batch[lo:lo + counts[self.rank]], flipped, self.features is not None)
+            out = self.forward_module(x, batch[lo:hi], flipped, self.features is not None)
         out = distributed.gather_outputs(out, counts)
         terms = self.method.objective(out, self.labels[batch].to(self.device))
         values = {k: v.item() for k, v in terms.items()}
