@@ -47,7 +47,7 @@ def encode(
 
     \b
         deephash encode runs/dsh --split query --out q.npz
-        torchrun --nproc-per-node 2 -m deephash encode runs/dsh --out db.npz
+        torchrun --nproc-per-node 2 -m deephash encode runs/dsh -o db.npz
     """
     from .. import distributed
     from ..codes import CodesFile, merge_shards
@@ -94,7 +94,7 @@ def merge_codes(
     Example:
 
     \b
-        deephash encode runs/dsh --shard 0/2 --out db.0.npz   # and --shard 1/2 elsewhere
+        deephash encode runs/dsh --shard 0/2 --out db.0.npz  # 1/2: elsewhere
         deephash merge-codes db.npz db.0.npz db.1.npz
     """
     from ..codes import CodesFile, merge_shards

@@ -78,7 +78,7 @@ def train(
 
     \b
         deephash train --data digits --bits 32 --epochs 20 --out runs/dsh
-        torchrun --nproc-per-node 2 -m deephash train --data digits --threads 1 --out runs/dsh2
+        torchrun --standalone --nproc-per-node 2 -m deephash train --threads 1
     """
     from .. import distributed
     from ..train.trainer import train as run_train
