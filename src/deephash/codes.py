@@ -98,6 +98,7 @@ def _check_padding(codes: np.ndarray, bits: int, what: str) -> None:
 
 
 CATEGORY_ARRAYS = ("category_codes", "probs", "boxes")
+
 # what a damaged .npz raises from zipfile, zlib and numpy's header parser (UnicodeDecodeError, JSONDecodeError
 # and zlib.error's siblings are ValueErrors or OSErrors; NotImplementedError: an unknown zip version or method)
 _READ_ERRORS = (zipfile.BadZipFile, ValueError, OSError, EOFError, RuntimeError, NotImplementedError, zlib.error,
@@ -289,6 +290,12 @@ class CodesFile:
             raise InvalidInputError(f"cannot write codes file {path}: {e.strerror or e}") from None
         return path
 
+    @property
+    def shard(self) -> dict | None:
+        """``{"index", "count", "rows", "total"}`` when this file is one shard of a sharded encode, else None."""
+        info = self.meta.get("shard")
+        return info if isinstance(info, dict) else None
+
     @classmethod
     def load(cls, path: str | os.PathLike) -> "CodesFile":
         path = Path(path)
@@ -340,3 +347,52 @@ class CodesFile:
             raise CorruptFileError(f"{path}: checksum mismatch: the arrays differ from what was written (the file was "
                                    "altered or damaged)")
         return out
+
+
+def merge_shards(shards: list[CodesFile], names: list[str] | None = None) -> CodesFile:
+    """The codes file of a sharded encode (``deephash encode --shard i/n``, or torchrun) from all its shards, in
+    any order: rows in dataset order, the shard record dropped, so it equals a single-process encode byte for byte
+    once saved. Shards of different encodes, a missing or repeated shard, or a plain codes file are refused,
+    naming the file (``names``, else the shard's position)."""
+    if not shards:
+        raise InvalidInputError("no shards to merge")
+    names = names or [f"shard file {i + 1}" for i in range(len(shards))]
+    for cf, name in zip(shards, names):
+        if cf.shard is None:
+            raise InvalidInputError(f"{name} is not a shard of a sharded encode (it has no shard record)")
+    order = sorted(range(len(shards)), key=lambda k: shards[k].shard["index"])
+    shards, names = [shards[k] for k in order], [names[k] for k in order]
+    first, count = shards[0], shards[0].shard["count"]
+    base = {k: v for k, v in first.meta.items() if k != "shard"}
+    indices = [cf.shard["index"] for cf in shards]
+    if indices != list(range(count)):
+        missing = sorted(set(range(count)) - set(indices))
+        repeated = sorted({i for i in indices if indices.count(i) > 1})
+        raise InvalidInputError(f"the shards do not make up one encode of {count} shards: "
+                                + "; ".join(filter(None, [missing and f"missing {missing}",
+                                                          repeated and f"repeated {repeated}"])))
+    end = 0
+    for cf, name in zip(shards, names):
+        info = cf.shard
+        same = ({k: v for k, v in cf.meta.items() if k != "shard"} == base and cf.bits == first.bits
+                and cf.class_names == first.class_names and info["count"] == count
+                and info["total"] == first.shard["total"] and (cf.paths is None) == (first.paths is None)
+                and (cf.labels is None) == (first.labels is None))
+        if not same:
+            raise InvalidInputError(f"{name} is a shard of another encode than {names[0]} (model, data or split "
+                                    "differ)")
+        if info["rows"][0] != end:
+            raise InvalidInputError(f"{name} covers rows {info['rows']} but the shards before it end at row {end}")
+        end = info["rows"][1]
+    if end != first.shard["total"]:
+        raise InvalidInputError(f"the shards cover {end} of {first.shard['total']} rows")
+    full = [cf for cf in shards if len(cf)] or shards[:1]
+
+    def cat(name):
+        parts = [getattr(cf, name) for cf in full]
+        return None if parts[0] is None else np.concatenate(parts)
+
+    return CodesFile(cat("codes"), first.bits, ids=cat("ids"),
+                     paths=None if first.paths is None else [p for cf in full for p in cf.paths],
+                     labels=cat("labels"), class_names=first.class_names, meta=base,
+                     **{name: cat(name) for name in CATEGORY_ARRAYS})

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 from .utils.progress import tqdm
 
 from .codes import encode_outputs
@@ -51,12 +51,19 @@ def _collate(items):
 
 @torch.inference_mode()
 def encode_dataset(model: HashingModel, dataset: HashDataset, batch_size: int = 256, workers: int = 0,
-                   progress: bool = True, features: bool = False) -> EncodeResult:
-    """``features``: also return each image's pooled backbone features (float16), from the same forward pass."""
+                   progress: bool = True, features: bool = False,
+                   rows: tuple[int, int] | None = None) -> EncodeResult:
+    """Codes of ``dataset``, or of its ``rows`` [lo, hi) (one shard of a sharded encode: batches run from ``lo``, so
+    with ``lo`` a multiple of ``batch_size`` they are the batches, and the codes, of a whole-set encode).
+    ``features``: also return each image's pooled backbone features (float16), from the same forward pass."""
     model.eval()
     device = model.mean.device
     size = tuple(model.image_size)
+    lo, hi = rows or (0, len(dataset))
     chunks, feats_out, indices, failures = [], [], [], []
+    if hi <= lo:
+        return EncodeResult(np.empty((0, -(-model.bits // 8)), np.uint8), np.empty(0, np.int64), [],
+                            np.empty((0, 0), np.float16) if features else None)
 
     def run(x):
         out = model.encode(x.to(device), features=features)
@@ -76,24 +83,25 @@ def encode_dataset(model: HashingModel, dataset: HashDataset, batch_size: int = 
 
         feats = stored_features(model, dataset.images)
         if feats is not None:
-            codes = [encode_outputs(model.head(feats[s:s + batch_size].to(device)))
-                     for s in range(0, len(feats), batch_size)]
-            return EncodeResult(np.concatenate(codes), np.arange(len(dataset)), [],
-                                feats.numpy().astype(np.float16) if features else None)
+            codes = [encode_outputs(model.head(feats[s:min(s + batch_size, hi)].to(device)))
+                     for s in range(lo, hi, batch_size)]
+            return EncodeResult(np.concatenate(codes), np.arange(lo, hi), [],
+                                feats[lo:hi].numpy().astype(np.float16) if features else None)
     if isinstance(dataset, ArrayDataset):
         images = torch.from_numpy(dataset.images)
-        for s in tqdm(range(0, len(dataset), batch_size), desc="encode", disable=not progress, leave=False):
-            run(resize_batch(images[s:s + batch_size].permute(0, 3, 1, 2).float().div_(255.0), size))
-        return result(np.arange(len(dataset)), [])
+        for s in tqdm(range(lo, hi, batch_size), desc="encode", disable=not progress, leave=False):
+            run(resize_batch(images[s:min(s + batch_size, hi)].permute(0, 3, 1, 2).float().div_(255.0), size))
+        return result(np.arange(lo, hi), [])
     if not isinstance(dataset, FileDataset):
         raise InvalidInputError(f"cannot encode a {type(dataset).__name__}")
     ds = FileDataset(dataset.paths, dataset.labels, dataset.class_names, size, dataset.name)
-    loader = DataLoader(_Tolerant(ds), batch_size=batch_size, num_workers=workers, collate_fn=_collate)
+    loader = DataLoader(Subset(_Tolerant(ds), range(lo, hi)), batch_size=batch_size, num_workers=workers,
+                        collate_fn=_collate)
     for idx, x, bad in tqdm(loader, desc="encode", disable=not progress, leave=False):
         failures += [(ds.paths[i], err) for i, err in bad]
         if x is not None:
             run(x)
             indices.append(idx.numpy())
     if not chunks:
-        raise InvalidInputError(f"none of the {len(ds)} images could be read (first error: {failures[0][1]})")
+        raise InvalidInputError(f"none of the {hi - lo} images could be read (first error: {failures[0][1]})")
     return result(np.concatenate(indices), failures)

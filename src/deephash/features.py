@@ -11,7 +11,8 @@ unreadable entry is recomputed. Entries are never evicted: delete ``$DEEPHASH_CA
 reclaim the space (about 5 KB per image for Lite0).
 
 These are the training engine's frozen-feature stores: ``stored_views`` (pooled features, cached as above)
-for DSH-style models and ``feature_maps`` (whole conv maps, in memory only) for IAH.
+for DSH-style models and ``feature_maps`` (whole conv maps, in memory only) for IAH. Under torchrun each rank
+computes a contiguous share of the images and the shares are gathered on every rank (rank 0 writes the cache).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import numpy as np
 import torch
 from .utils.progress import tqdm
 
+from . import distributed
 from .data.base import resize_batch
 from .data.cache import cache_dir
 from .models import HashingModel
@@ -71,21 +73,27 @@ def backbone_features(model: HashingModel, images_u8: np.ndarray, mirror: bool =
     """(N, D) float32 backbone features of uint8 (N, H, W, 3) images resized to the model's input size;
     ``mirror`` gives those of the horizontally flipped images (the mirror augmentation's second view)."""
     path = _cache_path(model, images_u8, mirror) if cache else None
-    if path is not None and (stored := _read(path, len(images_u8))) is not None:
+    stored = _read(path, len(images_u8)) if path is not None else None
+    # under torchrun every rank must agree to read (a rank whose cache misses would wait in the gather alone)
+    if distributed.all_true(stored is not None):
         return stored
     was_training = model.training
     model.eval()
     images = torch.from_numpy(images_u8)
-    chunks = []
-    try:
-        for s in tqdm(range(0, len(images), BATCH), desc="backbone features" + (" (mirrored)" if mirror else ""),
+
+    def rows(lo: int, hi: int) -> torch.Tensor:
+        chunks = []
+        for s in tqdm(range(lo, hi, BATCH), desc="backbone features" + (" (mirrored)" if mirror else ""),
                       disable=not progress, leave=False):
-            x = resize_batch(images[s:s + BATCH].permute(0, 3, 1, 2).float().div_(255.0), model.image_size)
+            x = resize_batch(images[s:min(s + BATCH, hi)].permute(0, 3, 1, 2).float().div_(255.0), model.image_size)
             chunks.append(model.features((x.flip(-1) if mirror else x).to(model.mean.device)).float().cpu())
+        return torch.cat(chunks) if chunks else torch.empty(0, 0)
+
+    try:
+        feats = distributed.sharded(len(images), rows, align=BATCH)  # each rank computes its share once
     finally:
         model.train(was_training)
-    feats = torch.cat(chunks)
-    if path is not None:
+    if path is not None and distributed.rank() == 0:
         with atomic_open(path) as fh:
             np.save(fh, feats.numpy(), allow_pickle=False)
     return feats
@@ -106,10 +114,13 @@ def feature_maps(model, images_u8: np.ndarray, mirror: bool, progress: bool = Tr
     images = torch.from_numpy(images_u8)
     views = []
     for flip in ([False, True] if mirror else [False]):
-        maps = []
-        for s in tqdm(range(0, len(images), batch), desc="feature maps" + (" (mirrored)" if flip else ""),
-                      disable=not progress, leave=False):
-            x = images[s:s + batch].permute(0, 3, 1, 2).float().div_(255.0)
-            maps.append(model.feature_map((x.flip(-1) if flip else x).to(model.mean.device)))
-        views.append(torch.cat(maps))
+        def rows(lo: int, hi: int, flip=flip) -> torch.Tensor:
+            maps = []
+            for s in tqdm(range(lo, hi, batch), desc="feature maps" + (" (mirrored)" if flip else ""),
+                          disable=not progress, leave=False):
+                x = images[s:min(s + batch, hi)].permute(0, 3, 1, 2).float().div_(255.0)
+                maps.append(model.feature_map((x.flip(-1) if flip else x).to(model.mean.device)))
+            return torch.cat(maps)
+
+        views.append(distributed.sharded(len(images), rows, align=batch))
     return torch.stack(views)

@@ -79,8 +79,9 @@ def train(
 
     \b
         deephash train --data digits --bits 32 --epochs 20 --out runs/dsh
+        torchrun --standalone --nproc-per-node 2 -m deephash train --threads 1
     """
-    from ..train.trainer import rank
+    from .. import distributed
     from ..train.trainer import train as run_train
 
     flags = {k: v for k, v in dict(
@@ -98,14 +99,25 @@ def train(
     from ..train.config import TrainConfig
 
     cfg = TrainConfig.assemble(config, flags, resume)
-    split = cfg.load_split(progress=not quiet)
-    typer.echo(f"data {cfg.data}: {split.describe()}")
-    result = run_train(cfg, split.train, resume=resume, progress=not quiet)
+    distributed.init_from_env(cfg.device)  # under torchrun: DDP over every rank, gloo on CPU and NCCL on CUDA
+    try:
+        lead = distributed.rank() == 0
+        if resume is not None:  # refused before the data is loaded
+            from ..train.checkpoint import load_checkpoint
+            from ..train.trainer import check_world_size
+
+            check_world_size(load_checkpoint(resume), resume)
+        split = cfg.load_split(progress=not quiet and lead)
+        if lead:
+            typer.echo(f"data {cfg.data}: {split.describe()}")
+        result = run_train(cfg, split.train, resume=resume, progress=not quiet)
+    finally:
+        distributed.close()
     last = result.history[-1] if result.history else {}
     summary = {"checkpoint": str(result.checkpoint), "method": cfg.method, "bits": cfg.bits,
                "epochs": last.get("epoch"), "iterations": last.get("step"), "final_loss": last.get("loss"),
                "seconds": round(result.seconds, 1),
                "train_images_per_second": round(result.images_per_second, 1), **split.sizes()}
-    if rank() == 0:
+    if lead:
         atomic_write(Path(cfg.out, "train.json"), lambda fh: fh.write(json.dumps(summary, indent=2).encode()))
         typer.echo(json.dumps(summary))

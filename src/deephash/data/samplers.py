@@ -1,4 +1,8 @@
-"""Batch orders for training, seeded per epoch so a resumed run sees the same batches."""
+"""Batch orders for training, seeded per epoch so a resumed run sees the same batches.
+
+These are global batches: under torchrun every rank draws the same ones and takes a contiguous share of
+each (``deephash.distributed.shard_range``, in ``Trainer.backward``), plain or class-balanced alike, so the
+ranks together see exactly the batches of a single process."""
 
 from __future__ import annotations
 

@@ -16,7 +16,8 @@ A method (a ``Method`` subclass, registered with ``register_method``) supplies:
 - ``forward(model, x, idx, flipped, stored)``: a batch of images (or stored features) to outputs;
 - ``objective(outputs, labels)``: {"loss": total, terms...}, every term logged in the history;
 - ``state()``/``load_state()``: its RNG state (e.g. sampling miners) for exact resume;
-- ``encode(model, dataset)`` → ``Encoded`` (semantic codes; IAH also category codes, probs, boxes).
+- ``encode(model, dataset, ..., rows=None)`` → ``Encoded`` (semantic codes; IAH also category codes, probs,
+  boxes); ``rows`` [lo, hi) encodes one shard (``deephash encode --shard``, torchrun).
 
 ``dsh``, ``iah``, ``dpsh``, ``hashnet``, ``greedyhash``, ``csq`` (docs/methods.md) and ``itq`` (unsupervised,
 fitted in closed form: ``closed_form``) are registered; another method is one more file.
@@ -90,10 +91,10 @@ def load_trained(path: str | os.PathLike) -> Trained:
 
 
 def encode(trained, dataset, batch_size: int | None = None, progress: bool = True, workers: int = 0,
-           features: bool = False) -> Encoded:
-    """Codes of ``dataset`` with a ``Trained`` or a ``(model, config)`` pair (config: TrainConfig or its dict);
-    ``batch_size`` defaults to the method's. ``features``: also each image's float feature vector (the
-    method must support it: ``supports_features``)."""
+           features: bool = False, rows: tuple[int, int] | None = None) -> Encoded:
+    """Codes of ``dataset`` (or of its ``rows`` [lo, hi)) with a ``Trained`` or a ``(model, config)`` pair (config:
+    TrainConfig or its dict); ``batch_size`` defaults to the method's. ``features``: also each image's float
+    feature vector (the method must support it: ``supports_features``)."""
     from ..train.config import TrainConfig
 
     model, cfg = (trained.model, trained.config) if isinstance(trained, Trained) else trained
@@ -101,13 +102,14 @@ def encode(trained, dataset, batch_size: int | None = None, progress: bool = Tru
         cfg = TrainConfig.from_dict(cfg)
     method = get_method(cfg.method)(cfg)
     batch = batch_size or method.encode_batch_size
+    kw = {} if rows is None else {"rows": rows}  # a method without sharded encoding omits the keyword
     if not features:
-        return method.encode(model, dataset, batch, progress, workers)
+        return method.encode(model, dataset, batch, progress, workers, **kw)
     if not supports_features(cfg.method):
         from ..errors import IncompatibleError
 
         raise IncompatibleError(f"the {cfg.method} method gives no feature vectors to keep for re-ranking")
-    return method.encode(model, dataset, batch, progress, workers, features=True)
+    return method.encode(model, dataset, batch, progress, workers, features=True, **kw)
 
 
 def supports_features(method: str) -> bool:

@@ -137,9 +137,11 @@ class Method:
 
     # --- encoding ---------------------------------------------------------------------------------
     def encode(self, model: nn.Module, dataset: "HashDataset", batch_size: int, progress: bool,
-               workers: int = 0, features: bool = False) -> Encoded:
-        """Codes of ``dataset``; with ``features`` also ``Encoded.features``, a float vector per image from
-        the same forward pass (for re-ranking). A method that cannot give them omits the keyword."""
+               workers: int = 0, features: bool = False, rows: tuple[int, int] | None = None) -> Encoded:
+        """Codes of ``dataset``, or of its ``rows`` [lo, hi) only (one shard of a sharded encode; ``indices`` stay
+        dataset positions; batches start at ``lo``, so a shard's codes are those of a whole-set encode). With
+        ``features`` also ``Encoded.features``, a float vector per image from the same forward pass (for
+        re-ranking). A method that cannot give them omits the keyword."""
         raise NotImplementedError
 
 

@@ -52,12 +52,12 @@ class DSH(Method):
         return {"loss": self.loss(outputs, labels)}
 
     def encode(self, model, dataset, batch_size: int, progress: bool, workers: int = 0,
-               features: bool = False) -> Encoded:
-        """Semantic codes only (with ``features``, also the pooled backbone features); file datasets skip
-        unreadable images; a frozen backbone's stored features of these pixels are reused
-        (``deephash.encode.encode_dataset``)."""
+               features: bool = False, rows=None) -> Encoded:
+        """Semantic codes only (with ``features``, also the pooled backbone features), of every image or of
+        ``rows``; file datasets skip unreadable images; a frozen backbone's stored features of these pixels are
+        reused (``deephash.encode.encode_dataset``)."""
         from ..encode import encode_dataset
 
         r = encode_dataset(model, dataset, batch_size=batch_size, workers=workers, progress=progress,
-                           features=features)
+                           features=features, rows=rows)
         return Encoded(r.codes, r.indices, r.failures, bits=model.bits, features=r.features)

@@ -145,13 +145,17 @@ class IAH(Method):
 
     @torch.inference_mode()
     def encode(self, model, dataset, batch_size: int, progress: bool, workers: int = 0,
-               features: bool = False) -> Encoded:
-        """Semantic and category-aware codes, probabilities and per-category boxes of every image; with
-        ``features`` also the whole image's spatially averaged feature map (the conv pass all codes share)."""
+               features: bool = False, rows=None) -> Encoded:
+        """Semantic and category-aware codes, probabilities and per-category boxes of every image (or of
+        ``rows``); with ``features`` also the whole image's spatially averaged feature map (the conv pass all
+        codes share)."""
         from ..proposals import pad_proposals
         from ..train.augment import to_float
 
-        data = self.arrays(dataset, progress)
+        lo, hi = rows or (0, len(dataset))
+        if hi <= lo:
+            return Encoded(np.empty((0, -(-model.bits // 8)), np.uint8), np.empty(0, np.int64), bits=model.bits)
+        data = self.arrays(dataset if rows is None else dataset.subset(np.arange(lo, hi)), progress)
         props = dataset_proposals(self.options, data, progress)
         images = torch.from_numpy(data.images)
         parts = []
@@ -160,7 +164,7 @@ class IAH(Method):
             parts.append(model.encode(to_float(images[s:s + batch_size]), b, m))
         h, w = data.image_size
         scale = np.array([w, h, w, h], np.float32)
-        return Encoded(np.concatenate([p["semantic"] for p in parts]), np.arange(len(data)), [],
+        return Encoded(np.concatenate([p["semantic"] for p in parts]), np.arange(lo, lo + len(data)), [],
                        np.concatenate([p["category"] for p in parts]), np.concatenate([p["probs"] for p in parts]),
                        np.concatenate([p["boxes"] for p in parts]) / scale, model.bits,
                        np.concatenate([p["features"] for p in parts]) if features else None)

@@ -66,9 +66,11 @@ class Encoder:
         return load_split(data or cfg.data, protocol or cfg.protocol, cfg.seed, self._stored_size(), progress=progress)
 
     def encode_split(self, data: str | None = None, split: str | None = None, protocol: str | None = None,
-                     progress: bool = False) -> tuple[CodesFile, list]:
+                     progress: bool = False, shard: tuple[int, int] | None = None) -> tuple[CodesFile, list]:
         """A dataset split's codes (defaults as for ``dataset``) as a codes file that records where they came
-        from (so results can be drawn and scored later); also the (path, reason) of unreadable images."""
+        from (so results can be drawn and scored later); also the (path, reason) of unreadable images.
+        ``shard`` (i, n): only shard i of n (a contiguous run of whole batches), to be joined by
+        ``codes.merge_shards``."""
         if self.method == "iah":
             ds = self.dataset(data, split, protocol, progress)
             meta = self._meta(split=split, data=str(data or self.config.data), image_size=self.image_size[0])
@@ -78,21 +80,38 @@ class Encoder:
             ds = sp.part(split)
             meta = self._meta(split=split, data=data or self.config.data, protocol=sp.protocol, seed=self.config.seed,
                               image_size=self._stored_size())
-        return self._codes_file(ds, self.encode_dataset(ds, progress), meta)
+        return self._codes_file(ds, *self._encode_shard(ds, meta, shard, progress))
 
-    def encode_folder(self, folder: str | Path, progress: bool = False) -> tuple[CodesFile, list]:
-        """Codes of every image under ``folder`` (recursively, any size or mode); unreadable files are skipped."""
+    def encode_folder(self, folder: str | Path, progress: bool = False,
+                      shard: tuple[int, int] | None = None) -> tuple[CodesFile, list]:
+        """Codes of every image under ``folder`` (recursively, any size or mode); unreadable files are skipped.
+        ``shard`` as for ``encode_split`` (shards of one folder agree on its sorted file list)."""
         from ..data import FileDataset, list_images
 
         paths = list_images(folder)
         if not paths:
             raise MissingFileError(f"no image files under {folder}")
         ds = FileDataset(paths, None, self.class_names, self.image_size, name=Path(folder).name)
-        enc = self.encode_images(paths, skip_unreadable=True, progress=progress)
+        meta = {**self._meta(), "images": str(folder)}
+        if shard is not None:
+            return self._codes_file(ds, *self._encode_shard(ds, meta, shard, progress), labels=False)
+        enc = self.encode_images(paths, skip_unreadable=True, progress=progress)  # decoding overlaps the model
         if not len(enc.indices):
             raise InvalidInputError(f"none of the {len(paths)} images could be read (first error: "
                                     f"{enc.failures[0][1]})")
-        return self._codes_file(ds, enc, {**self._meta(), "images": str(folder)}, labels=False)
+        return self._codes_file(ds, enc, meta, labels=False)
+
+    def _encode_shard(self, ds: HashDataset, meta: dict, shard, progress: bool) -> tuple[Encoded, dict]:
+        if shard is None:
+            return self.encode_dataset(ds, progress), meta
+        from ..distributed import shard_range
+        from ..methods import encode, get_method
+
+        index, count = shard
+        batch = self.batch_size or get_method(self.method).encode_batch_size
+        lo, hi = shard_range(len(ds), index, count, align=batch)
+        enc = encode(self.trained, ds, self.batch_size, progress, self.workers, rows=(lo, hi))
+        return enc, {**meta, "shard": {"index": index, "count": count, "rows": [lo, hi], "total": len(ds)}}
 
     def _meta(self, **extra) -> dict:
         return {"checkpoint": str(Path(self.checkpoint).resolve()), "method": self.method, "model": self.config.model,

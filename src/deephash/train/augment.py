@@ -14,9 +14,12 @@ def to_float(batch_u8: torch.Tensor) -> torch.Tensor:
     return batch_u8.permute(0, 3, 1, 2).float().div_(255.0)
 
 
-def mirror_mask(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """Flip a random half of the batch in place; returns which items were flipped (for their boxes)."""
-    flip = torch.rand(x.shape[0], generator=gen) < 0.5
+def mirror_mask(x: torch.Tensor, gen: torch.Generator, total: int | None = None, start: int = 0) -> torch.Tensor:
+    """Flip a random half of the batch in place; returns which items were flipped (for their boxes).
+    ``x`` may be rows ``start`` on of a batch of ``total`` (one rank's share): the draw is the whole batch's,
+    so a distributed step flips exactly what a single process would."""
+    b = x.shape[0]
+    flip = (torch.rand(b if total is None else total, generator=gen) < 0.5)[start:start + b]
     if flip.any():
         x[flip] = x[flip].flip(-1)
     return flip
@@ -32,12 +35,15 @@ def flip_boxes(b: torch.Tensor, width: int) -> torch.Tensor:
     return torch.stack([width - b[..., 2], b[..., 1], width - b[..., 0], b[..., 3]], -1)
 
 
-def random_crop(x: torch.Tensor, pad: int, gen: torch.Generator) -> torch.Tensor:
-    """Reflect-pad by ``pad`` and take a random same-size crop per image."""
+def random_crop(x: torch.Tensor, pad: int, gen: torch.Generator, total: int | None = None,
+                start: int = 0) -> torch.Tensor:
+    """Reflect-pad by ``pad`` and take a random same-size crop per image. ``x`` may be rows ``start`` on of a
+    batch of ``total`` (one rank's share): the offsets drawn are the whole batch's."""
     b, _, h, w = x.shape
+    total = b if total is None else total
     padded = F.pad(x, (pad, pad, pad, pad), mode="reflect")
-    oy = torch.randint(0, 2 * pad + 1, (b,), generator=gen)
-    ox = torch.randint(0, 2 * pad + 1, (b,), generator=gen)
+    oy = torch.randint(0, 2 * pad + 1, (total,), generator=gen)[start:start + b]
+    ox = torch.randint(0, 2 * pad + 1, (total,), generator=gen)[start:start + b]
     rows = (oy[:, None] + torch.arange(h))[:, :, None]
     cols = (ox[:, None] + torch.arange(w))[:, None, :]
     bidx = torch.arange(b)[:, None, None]

@@ -2,6 +2,10 @@
 uint8 array, batched augmentation, an iteration-based LR schedule, an optional frozen-backbone feature
 store, and an atomic checkpoint every epoch that resumes exactly (weights, optimiser, RNG, history).
 
+Under torchrun (``deephash.distributed``) every rank draws the same global batches and augmentation, trains on
+a contiguous share of each batch through DistributedDataParallel, and the objective sees the global batch
+(outputs gathered across ranks), so N ranks train the single-process run; only rank 0 writes.
+
 A training set with fewer than two classes is refused (every pair would be similar, nothing to learn); a loss or
 weights that become NaN or infinite stop the run before the next checkpoint, so the last good one is kept."""
 
@@ -19,6 +23,7 @@ import torch
 from torch import nn
 from ..utils.progress import tqdm
 
+from .. import distributed
 from ..data import HashDataset
 from ..data.samplers import balanced_batches, epoch_batches
 from ..errors import CorruptFileError, IncompatibleError, InvalidInputError
@@ -34,11 +39,29 @@ def set_threads(n: int) -> None:
     torch.set_num_threads(n if n > 0 else (os.cpu_count() or 1))
 
 
-def rank() -> int:
-    """This process's rank under torch.distributed when initialised, else 0; only rank 0 writes files."""
-    import torch.distributed as dist
+rank = distributed.rank  # only rank 0 writes files
 
-    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+def check_world_size(ckpt: dict, path) -> None:
+    """A run resumes with the world size it was trained with: each rank restores its own RNG stream."""
+    saved, now = ckpt.get("world_size", 1), distributed.world_size()
+    if saved != now:
+        raise IncompatibleError(f"{path} was trained by {saved} process(es) (torchrun world size {saved}) but this "
+                                f"run has {now}; resume it with the same number of processes "
+                                f"(torchrun --nnodes ... --nproc-per-node ... giving {saved} in all)")
+
+
+class _MethodForward(nn.Module):
+    """The method's forward as a module, so DistributedDataParallel sees every call and synchronises the gradients
+    of the parameters it used."""
+
+    def __init__(self, model: nn.Module, method):
+        super().__init__()
+        self.model = model
+        self.method = method
+
+    def forward(self, x, idx, flipped, stored: bool):
+        return self.method.forward(self.model, x, idx, flipped, stored)
 
 
 def epoch_generator(seed: int, epoch: int) -> torch.Generator:
@@ -82,8 +105,8 @@ class Trainer:
     def __init__(self, cfg: TrainConfig, train_set: HashDataset, progress: bool = True):
         self.cfg = cfg.validate()
         self.progress = progress
-        self.rank = rank()
-        self.device = torch.device(cfg.device)
+        self.rank, self.world = rank(), distributed.world_size()
+        self.device = torch.device(distributed.local_device(cfg.device))
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise InvalidInputError("device cuda requested but torch sees no CUDA device")
         set_threads(cfg.threads)
@@ -106,6 +129,21 @@ class Trainer:
             # another shape (a new hash layer) keep their initial values
             load_matching(self.model, load_checkpoint(cfg.init_from)["model"], str(cfg.init_from))
         self.model.to(self.device)
+        self.forward_module = _MethodForward(self.model, self.method)
+        if self.world > 1:
+            if cfg.batch_size < self.world:
+                raise InvalidInputError(f"batch_size {cfg.batch_size} is the global batch, shared by {self.world} "
+                                        f"processes; give at least one image per process")
+            if self.device.type == "cuda":  # batch statistics over the global batch (CPU has no SyncBatchNorm)
+                self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
+                self.forward_module.model = self.model
+            if any(p.requires_grad for p in self.model.parameters()):
+                from torch.nn.parallel import DistributedDataParallel
+
+                self.forward_module = DistributedDataParallel(
+                    self.forward_module, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+            # the initial weights are shared (same seed); dropout masks must differ between ranks' shares
+            torch.manual_seed(cfg.seed * 1009 + distributed.rank() + 1)
         self.features: torch.Tensor | None = None  # the frozen-backbone store, (views, N, ...)
         self.optimizer = make_optimizer(self.method.parameter_groups(self.model), cfg)
         self.base_lrs = [g["lr"] for g in self.optimizer.param_groups]  # before any schedule or resume
@@ -122,7 +160,7 @@ class Trainer:
             return balanced_batches(self.data.labels, self.cfg.batch_size, self.cfg.seed, epoch)
         return epoch_batches(len(self.data), self.cfg.batch_size, self.cfg.seed, epoch)
 
-    def _payload(self) -> dict:
+    def _payload(self, rank_rngs: list | None = None) -> dict:
         payload = {
             "format": CKPT_FORMAT,
             "method": self.cfg.method,
@@ -136,7 +174,10 @@ class Trainer:
             "history": self.history,
             "torch_rng": torch.get_rng_state(),
             "method_state": self.method.state(),
+            "world_size": self.world,
         }
+        if rank_rngs is not None:
+            payload["rank_rngs"] = rank_rngs
         if self.device.type == "cuda":
             payload["cuda_rng"] = torch.cuda.get_rng_state(self.device)
         return payload
@@ -151,6 +192,7 @@ class Trainer:
             raise CorruptFileError(f"{path}: not a training checkpoint (unknown format {fmt!r})")
         if missing := [k for k in TRAINING_KEYS if k not in ckpt]:
             raise CorruptFileError(f"{path}: not a training checkpoint (no {', '.join(missing)})")
+        check_world_size(ckpt, path)
         method = ckpt.get("method", LEGACY_FORMATS.get(fmt))
         if method != self.cfg.method:
             raise IncompatibleError(f"{path} was trained with method {method!r}, this run is {self.cfg.method!r}")
@@ -164,7 +206,7 @@ class Trainer:
             self.model.load_state_dict(ckpt["model"])
             self.optimizer.load_state_dict(ckpt["optimizer"])
             self.epoch, self.step, self.history = ckpt["epoch"], ckpt["step"], ckpt["history"]
-            torch.set_rng_state(ckpt["torch_rng"])
+            torch.set_rng_state(ckpt["rank_rngs"][distributed.rank()] if "rank_rngs" in ckpt else ckpt["torch_rng"])
             if "cuda_rng" in ckpt and self.device.type == "cuda":
                 torch.cuda.set_rng_state(ckpt["cuda_rng"], self.device)
             self.method.load_state(ckpt.get("method_state", {}))
@@ -183,17 +225,43 @@ class Trainer:
             raise InvalidInputError(f"image_size {self.cfg.image_size} does not fit model {self.cfg.model!r}: "
                                     f"{' '.join(str(e).split())[:200]}") from None
 
-    def _inputs(self, t: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        """A batch as the model's trainable part takes it, and which items are mirrored: augmented images,
-        or stored features of a random view (the original or its mirror) per item when the backbone is frozen."""
+    def _inputs(self, batch: torch.Tensor, gen: torch.Generator, lo: int = 0,
+                hi: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Rows lo..hi of a global batch as the model's trainable part takes them, and which are mirrored:
+        augmented images, or stored features of a random view (the original or its mirror) per item when the
+        backbone is frozen. The random draws are the whole batch's, whatever share this rank takes."""
+        n = len(batch)
+        t = batch[lo:hi]
         if self.features is not None:
-            view = torch.randint(0, len(self.features), (len(t),), generator=gen)
+            view = torch.randint(0, len(self.features), (n,), generator=gen)[lo:hi]
             return self.features[view.to(self.features.device), t.to(self.features.device)], view == 1
         x = to_float(self.images[t])
         if self.cfg.crop_pad:
-            x = random_crop(x, self.cfg.crop_pad, gen)
-        flipped = mirror_mask(x, gen) if self.cfg.mirror else torch.zeros(len(t), dtype=torch.bool)
+            x = random_crop(x, self.cfg.crop_pad, gen, n, lo)
+        flipped = mirror_mask(x, gen, n, lo) if self.cfg.mirror else torch.zeros(len(t), dtype=torch.bool)
         return x.to(self.device), flipped
+
+    def backward(self, idx: np.ndarray, gen: torch.Generator, check_size: bool = False) -> dict[str, float]:
+        """One global batch (dataset positions ``idx``): this rank's share forward, the objective over the whole
+        batch, and gradients left in the parameters (equal on every rank, and to a single process's); returns the
+        objective's terms. DDP averages gradients over ranks and each rank back-propagates only into its own rows
+        of the same global loss, so the loss is scaled by the world size to make the average their sum."""
+        lo, hi = distributed.shard_range(len(idx), distributed.rank(), self.world)
+        counts = distributed.batch_counts(len(idx), self.world)
+        batch = torch.from_numpy(idx)
+        x, flipped = self._inputs(batch, gen, lo, hi)
+        with self._input_size_check() if check_size else contextlib.nullcontext():
+            out = self.forward_module(x, batch[lo:hi], flipped, self.features is not None)
+        out = distributed.gather_outputs(out, counts)
+        terms = self.method.objective(out, self.labels[batch].to(self.device))
+        values = {k: v.item() for k, v in terms.items()}
+        if not math.isfinite(values["loss"]):
+            raise InvalidInputError(f"training diverged: the loss is {values['loss']} at epoch "
+                                    f"{self.epoch + 1}, iteration {self.step + 1} (lr {self.cfg.lr:g}); lower "
+                                    f"--lr or check the data; {self.out / 'last.ckpt'} was left as it was")
+        self.optimizer.zero_grad(set_to_none=True)
+        (terms["loss"] * self.world if self.world > 1 else terms["loss"]).backward()
+        return values
 
     def fit(self) -> TrainResult:
         set_threads(self.cfg.threads)
@@ -209,11 +277,11 @@ class Trainer:
         first = True  # a first forward pass that fails is most likely an input size the model cannot take
         if (self.cfg.frozen_backbone or self.method.closed_form) and self.features is None:
             with self._input_size_check():
-                self.features = self.method.frozen_store(self.model, self.data.images, self.progress).to(self.device)
+                self.features = self.method.frozen_store(self.model, self.data.images,
+                                                         self.progress and writer).to(self.device)
         feature_seconds = time.perf_counter() - start
         if self.method.closed_form and self.epoch < self.epochs:
             return self._fit_closed_form(start, feature_seconds, writer)
-        stored = self.features is not None
         quiet = not (self.progress and writer)
         self.model.train()
         while self.epoch < self.epochs and self.step < self.total_steps:
@@ -230,20 +298,8 @@ class Trainer:
                 for g, lr in zip(self.optimizer.param_groups, base_lrs):
                     g["lr"] = lr * f
                 self.method.before_step(self.model, self.step, self.total_steps)
-                t = torch.from_numpy(idx)
-                x, flipped = self._inputs(t, gen)
-                with self._input_size_check() if first else contextlib.nullcontext():
-                    out = self.method.forward(self.model, x, t, flipped, stored)
+                values = self.backward(idx, gen, check_size=first)
                 first = False
-                terms = self.method.objective(out, self.labels[t].to(self.device))
-                loss = terms["loss"]
-                values = {k: v.item() for k, v in terms.items()}
-                if not math.isfinite(values["loss"]):
-                    raise InvalidInputError(f"training diverged: the loss is {values['loss']} at epoch "
-                                            f"{self.epoch + 1}, iteration {self.step + 1} (lr {self.cfg.lr:g}); lower "
-                                            f"--lr or check the data; {self.out / 'last.ckpt'} was left as it was")
-                self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
                 self.optimizer.step()
                 self.step += 1
                 seen += len(idx)
@@ -255,12 +311,15 @@ class Trainer:
             self.history.append({"epoch": self.epoch, "step": self.step,
                                  **{k: s / max(1, count) for k, s in sums.items()},
                                  "seconds": time.perf_counter() - start})
+            # every rank checks (their weights are equal) so all stop together
+            if not all(torch.isfinite(p).all() for p in self.model.parameters()):
+                raise InvalidInputError(f"training diverged: the weights hold NaN or infinity after epoch "
+                                        f"{self.epoch} (lr {self.cfg.lr:g}); lower --lr; "
+                                        f"{self.out / 'last.ckpt'} was left as it was")
+            rngs = distributed.gather_objects(torch.get_rng_state()) if self.world > 1 else None
             if writer:
-                if not all(torch.isfinite(p).all() for p in self.model.parameters()):
-                    raise InvalidInputError(f"training diverged: the weights hold NaN or infinity after epoch "
-                                            f"{self.epoch} (lr {self.cfg.lr:g}); lower --lr; "
-                                            f"{self.out / 'last.ckpt'} was left as it was")
-                save_checkpoint(self.out / "last.ckpt", self._payload())
+                save_checkpoint(self.out / "last.ckpt", self._payload(rngs))
+        distributed.barrier()  # the other ranks return once rank 0's checkpoint is on disk
         seconds = time.perf_counter() - start
         self.model.eval()
         return TrainResult(self.model, self.out / "last.ckpt", self.history, seconds, seen / max(seconds, 1e-9),
