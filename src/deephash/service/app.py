@@ -105,6 +105,7 @@ def create_app(settings: Settings, index=None) -> FastAPI:
         yield
         if refresher is not None:
             refresher.cancel()
+        gc.unfreeze()  # an app built and stopped in a longer-lived process (tests) leaves nothing pinned
         await batcher.close()
         await code_batcher.close()
 
