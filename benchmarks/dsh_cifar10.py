@@ -37,6 +37,16 @@ import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def _portable(path) -> str:
+    """A path as committed results show it: relative to the run folder's parent when it lies under the current
+    directory, else its last three parts (no machine-specific prefix)."""
+    path = Path(path).resolve()
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(Path(*path.parts[-4:]))
 sys.path.insert(0, str(ROOT / "src"))
 
 from deephash.data import make_split, load_source  # noqa: E402
@@ -248,7 +258,7 @@ def main(argv=None) -> int:
                    "train_images_per_s": round(iters * cfg.batch_size / train_s, 1), "curve": curve,
                    "finetuned_from_bits": bits_list[0] if fine else None,
                    "gflops_per_image": network_flops(res.model) / 1e9, **score(res.model, split),
-                   "paper_mAP": PAPER_MAP.get(bits), "checkpoint": str(res.checkpoint)}
+                   "paper_mAP": PAPER_MAP.get(bits), "checkpoint": _portable(res.checkpoint)}
             results.append(row)
             print(json.dumps(row), flush=True)
             Path(a.out).mkdir(parents=True, exist_ok=True)
