@@ -37,16 +37,6 @@ import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _portable(path) -> str:
-    """A path as committed results show it: relative to the run folder's parent when it lies under the current
-    directory, else its last three parts (no machine-specific prefix)."""
-    path = Path(path).resolve()
-    try:
-        return str(path.relative_to(Path.cwd()))
-    except ValueError:
-        return str(Path(*path.parts[-4:]))
 sys.path.insert(0, str(ROOT / "src"))
 
 from deephash.data import make_split, load_source  # noqa: E402
@@ -68,6 +58,17 @@ RECIPES = {
     # A fixed epoch count (the head trains in minutes on stored features), not a calibrated budget.
     "best": {k: v for k, v in TrainConfig.read_yaml(ROOT / "configs/cifar10_best.yaml").items() if k != "protocol"},
 }
+
+
+
+def _portable(path) -> str:
+    """A path as committed results show it: relative to the current directory when it lies under it,
+    else its last four parts (no machine-specific prefix)."""
+    path = Path(path).resolve()
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(Path(*path.parts[-4:]))
 
 
 def network_flops(model) -> int:
