@@ -60,7 +60,6 @@ RECIPES = {
 }
 
 
-
 def _portable(path) -> str:
     """A path as committed results show it: relative to the current directory when it lies under it,
     else its last four parts (no machine-specific prefix)."""
