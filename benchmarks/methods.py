@@ -11,7 +11,7 @@ epochs; the method's own options from its ``method_options.<name>`` section) thr
 (``Trainer``), whose frozen-feature store is handed the stored features; so the training minutes are the
 head's alone (the one feature pass per backbone is reported by method_features.py). Scores: mAP over the
 whole database, stable (ties by database order) and tie-aware, mAP@1000 and P@H<=2 (precision of the items
-within Hamming radius 2; a query with none counts 0 in this mean? no: "exclude", as everywhere in deephash).
+within Hamming radius 2; a query with none there is left out of the mean, as everywhere in deephash).
 
 Splits: ``test`` is the protocol itself (dsh: 10k test queries against the 50k training images; cifar10-1:
 1k queries, 5k training images, 59k database). ``val`` never sees a test query: under dsh 5k training images
