@@ -35,13 +35,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from method_features import DEFAULT_DATA, backbone_model, cifar_pool  # noqa: E402
+from method_features import DEFAULT_DATA, backbone_model, cifar_pool, stored  # noqa: E402
 
 from deephash.codes import encode_outputs  # noqa: E402
 from deephash.data import ArrayDataset  # noqa: E402
 from deephash.data.protocols import _per_class, split_indices  # noqa: E402
 from deephash.evaluation import evaluate  # noqa: E402
-from deephash.features import backbone_features  # noqa: E402
 from deephash.train import TrainConfig, Trainer  # noqa: E402
 
 METHODS = ("dsh", "dpsh", "hashnet", "greedyhash", "csq")
@@ -71,9 +70,11 @@ def recipe(path: Path) -> tuple[dict, dict]:
 
 
 @torch.inference_mode()
-def head_outputs(model, feats: torch.Tensor, batch: int = 4096) -> torch.Tensor:
+def head_outputs(model, feats: torch.Tensor) -> torch.Tensor:
+    """Relaxed codes from stored rows (pooled features, or prefix maps run through the trained tail)."""
     model.eval()
-    return torch.cat([model.head(feats[s:s + batch]) for s in range(0, len(feats), batch)])
+    batch = 256 if feats.ndim > 2 else 4096
+    return torch.cat([model.from_stored(feats[s:s + batch]) for s in range(0, len(feats), batch)])
 
 
 def score(model, fq, fdb, yq, ydb, bits, fq_m=None, fdb_m=None) -> dict:
@@ -104,14 +105,13 @@ def run(a) -> int:
     images = np.concatenate([splits["train"].images, splits["test"].images])
     pool = ArrayDataset(images, labels, splits["train"].class_names, None, "cifar10")
     size = settings["image_size"]
-    model = backbone_model(settings["model"], size)
+    model = backbone_model(settings["model"], size, settings.get("train_blocks", 0))
     t0 = time.perf_counter()
     views = [False, True] if (a.tta or settings.get("mirror")) else [False]
     protocols = a.protocols.split(",")
     need_test = a.split == "test" or any(p != "dsh" for p in protocols)  # dsh-val uses training images only
     parts = ("train", "test") if need_test else ("train",)
-    feats = {m: torch.cat([backbone_features(model, splits[s].images, mirror=m, progress=False) for s in parts])
-             for m in views}
+    feats = {m: torch.cat([stored(model, splits[s].images, m) for s in parts]) for m in views}
     print(f"features {settings['model']} {size}px views {views}: {(time.perf_counter() - t0):.0f} s "
           f"(from the cache when stored)", flush=True)
     methods = a.methods.split(",")
@@ -120,7 +120,9 @@ def run(a) -> int:
         sizes = {"protocol": protocol if a.split == "test" else f"{protocol}-val", "seed": a.seed,
                  "train": len(train), "query": len(query), "database": len(db)}
         described = (f"protocol {sizes['protocol']} (seed {a.seed}): train {len(train)}, query {len(query)}, "
-                     f"database {len(db)}; {settings['model']} {size}px features; tta mirror {a.tta}")
+                     f"database {len(db)}; {settings['model']} {size}px features"
+                     + (f", last {settings['train_blocks']} blocks trained" if settings.get("train_blocks") else "")
+                     + f"; tta mirror {a.tta}")
         print(described, flush=True)
         tag = f"_{a.tag}" if a.tag else ""
         path = Path(a.json_out or RESULTS) / f"methods_{protocol}_{a.split}{tag}.json"

@@ -76,17 +76,18 @@ def encode_dataset(model: HashingModel, dataset: HashDataset, batch_size: int = 
     def result(idx, fail):
         return EncodeResult(np.concatenate(chunks), idx, fail, np.concatenate(feats_out) if features else None)
 
-    if isinstance(dataset, ArrayDataset) and model.backbone_frozen and not isinstance(dataset, DecodedImages):
+    if (isinstance(dataset, ArrayDataset) and (model.backbone_frozen or getattr(model, "train_blocks", 0))
+            and not isinstance(dataset, DecodedImages)):
         # A frozen backbone's features of these pixels may be stored already (the training images, which
         # are the database under protocol "dsh"): then only the head runs. Nothing new is stored here.
         from .features import stored_features
 
         feats = stored_features(model, dataset.images)
         if feats is not None:
-            codes = [encode_outputs(model.head(feats[s:min(s + batch_size, hi)].to(device)))
-                     for s in range(lo, hi, batch_size)]
-            return EncodeResult(np.concatenate(codes), np.arange(lo, hi), [],
-                                feats[lo:hi].numpy().astype(np.float16) if features else None)
+            outs = [model.encode_stored(feats[s:min(s + batch_size, hi)].to(device), features)
+                    for s in range(lo, hi, batch_size)]
+            return EncodeResult(np.concatenate([o[0] for o in outs]), np.arange(lo, hi), [],
+                                np.concatenate([o[1] for o in outs]) if features else None)
     if isinstance(dataset, ArrayDataset):
         images = torch.from_numpy(dataset.images)
         for s in tqdm(range(lo, hi, batch_size), desc="encode", disable=not progress, leave=False):

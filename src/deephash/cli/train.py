@@ -65,6 +65,9 @@ def train(
     frozen_backbone: Optional[bool] = typer.Option(None, "--frozen-backbone/--no-frozen-backbone",
                                                    help="Keep the (pretrained) backbone fixed: its features are computed "
                                                    "once per image and its mirror, cached, and only the head trains."),
+    train_blocks: Optional[int] = typer.Option(None, help="With --frozen-backbone: also train the backbone's last N "
+                                               "blocks and conv head, on cached maps of the frozen rest "
+                                               "(EfficientNet-Lite backbones)."),
     hidden: Optional[int] = typer.Option(None, help="Width of a ReLU layer before the hash layer (0 = none)."),
     dropout: Optional[float] = typer.Option(None, help="Dropout around that hidden layer."),
     out: Optional[str] = typer.Option(None, help="Run folder for checkpoints (default runs/<method>)."),
@@ -89,7 +92,8 @@ def train(
         iterations=iterations, batch_size=batch_size, optimizer=optimizer, lr=lr, weight_decay=weight_decay,
         schedule=schedule, margin=margin, alpha=alpha, crop_pad=crop_pad, mirror=mirror, balanced=balanced,
         image_size=image_size, data_size=data_size, weights=weights, init_from=init_from, seed=seed, threads=threads,
-        channels_last=channels_last, frozen_backbone=frozen_backbone, out=out).items() if v is not None}
+        channels_last=channels_last, frozen_backbone=frozen_backbone, train_blocks=train_blocks,
+        out=out).items() if v is not None}
     head = {k: v for k, v in dict(hidden=hidden, dropout=dropout).items() if v is not None}
     if head:
         flags["model_kwargs"] = head

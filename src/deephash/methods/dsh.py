@@ -27,7 +27,7 @@ class DSH(Method):
         cfg = self.cfg
         model = create_model(cfg.model, cfg.bits, cfg.image_size, weights=cfg.weights, **cfg.model_kwargs)
         if cfg.frozen_backbone:
-            model.freeze_backbone()
+            model.freeze_backbone(cfg.train_blocks)
         if cfg.channels_last:
             model.use_channels_last()
         return model
@@ -46,7 +46,7 @@ class DSH(Method):
         return stored_views(model, images_u8, self.cfg.mirror, progress)
 
     def forward(self, model, x, idx, flipped, stored: bool):
-        return model.head(x) if stored else model(x)
+        return model.from_stored(x) if stored else model(x)
 
     def objective(self, outputs, labels):
         return {"loss": self.loss(outputs, labels)}

@@ -25,7 +25,7 @@ class PooledMethod(DSH):
         model = create_model(cfg.model, cfg.bits, cfg.image_size, weights=cfg.weights, **kw)
         self.extend_model(model, num_classes)
         if cfg.frozen_backbone:
-            model.freeze_backbone()
+            model.freeze_backbone(cfg.train_blocks)
         if cfg.channels_last:
             model.use_channels_last()
         self.loss = self.make_loss(model, num_classes)

@@ -29,18 +29,50 @@ class Lite0FeatureMap(nn.Module):
 
     def __init__(self, net: nn.Module, frozen_blocks: int = 0):
         super().__init__()
-        if not 0 <= frozen_blocks <= len(net._blocks):
-            raise InvalidInputError(f"frozen_blocks must be between 0 and {len(net._blocks)}, got {frozen_blocks}")
         self.net = net
-        self.frozen = nn.ModuleList([net._conv_stem, net._bn0, *net._blocks[:frozen_blocks]]) if frozen_blocks else None
-        if self.frozen is not None:
-            self.frozen.requires_grad_(False)
+        self.frozen = None
+        if frozen_blocks:
+            self.freeze_prefix(frozen_blocks)
 
     def train(self, mode: bool = True) -> "Lite0FeatureMap":
         super().train(mode)
         if self.frozen is not None:
             self.frozen.eval()
         return self
+
+    @property
+    def num_blocks(self) -> int:
+        return len(self.net._blocks)
+
+    def freeze_prefix(self, blocks: int) -> None:
+        """Freeze the stem and the first ``blocks`` blocks (as ``frozen_blocks`` does at construction)."""
+        if not 0 <= blocks <= self.num_blocks:
+            raise InvalidInputError(f"frozen_blocks must be between 0 and {self.num_blocks}, got {blocks}")
+        if self.frozen is not None:
+            self.frozen.requires_grad_(True)
+        self.frozen = nn.ModuleList([self.net._conv_stem, self.net._bn0, *self.net._blocks[:blocks]])
+        self.frozen.requires_grad_(False)
+        self.train(self.training)
+
+    def prefix(self, x: torch.Tensor, blocks: int) -> torch.Tensor:
+        """The map after the stem and the first ``blocks`` blocks: what a store of maps keeps per image."""
+        net = self.net
+        x = net._swish(net._bn0(net._conv_stem(x)))
+        for idx in range(blocks):
+            x = net._blocks[idx](x, drop_connect_rate=self._drop_rate(idx))
+        return x
+
+    def tail(self, x: torch.Tensor, start: int) -> torch.Tensor:
+        """Blocks ``start``.. and the conv head on a map from ``prefix(x, start)``: ``tail(prefix(x, k), k)``
+        is ``forward(x)``, drop-connect included."""
+        net = self.net
+        for idx in range(start, self.num_blocks):
+            x = net._blocks[idx](x, drop_connect_rate=self._drop_rate(idx))
+        return net._swish(net._bn1(net._conv_head(x)))
+
+    def _drop_rate(self, idx: int) -> float:
+        rate = self.net._global_params.drop_connect_rate  # the package's own per-block scaling
+        return rate * float(idx) / self.num_blocks if rate else rate
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net.extract_features(x)

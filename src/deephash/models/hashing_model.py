@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from ..codes import encode_outputs
+from ..errors import InvalidInputError
 from .activations import create_activation
 from .freezing import FreezableBackbone
 
@@ -41,6 +42,7 @@ class HashingModel(FreezableBackbone):
         self.activation = create_activation(activation, **(activation_kwargs or {}))
         self.channels_last = False
         self.runtime = None  # an inference runtime giving the same outputs faster (``use_runtime``)
+        self.train_blocks = 0  # backbone blocks trained on stored maps (``freeze_backbone``)
 
     def use_channels_last(self) -> "HashingModel":
         """NHWC weights and inputs: oneDNN's fast path for depthwise and grouped convolutions on CPU."""
@@ -57,11 +59,52 @@ class HashingModel(FreezableBackbone):
         self.mean.copy_(torch.as_tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
         self.std.copy_(torch.as_tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
 
-    def features(self, x: torch.Tensor) -> torch.Tensor:
+    def _normalise(self, x: torch.Tensor) -> torch.Tensor:
         x = (x - self.mean) / self.std
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.backbone(self._normalise(x))
+
+    def freeze_backbone(self, train_blocks: int = 0):
+        """Freeze the backbone; with ``train_blocks`` > 0 its last ``train_blocks`` blocks and conv head stay
+        trainable, fed from a store of the frozen prefix's maps (``stored_input``/``from_stored``): fine-tuning
+        the last stage at the cost of the tail alone, since the prefix is never run again."""
+        if not train_blocks:
+            return super().freeze_backbone()
+        fmap = self.backbone[0] if isinstance(self.backbone, nn.Sequential) else None
+        if not hasattr(fmap, "freeze_prefix"):
+            raise InvalidInputError(f"train_blocks needs an EfficientNet-Lite backbone; "
+                                    f"{type(fmap or self.backbone).__name__} cannot be split")
+        if not 0 < train_blocks <= fmap.num_blocks:
+            raise InvalidInputError(f"train_blocks must be between 1 and {fmap.num_blocks}, got {train_blocks}")
+        fmap.freeze_prefix(fmap.num_blocks - train_blocks)
+        self.train_blocks = train_blocks
+        return self
+
+    @property
+    def split_at(self) -> int:
+        """How many backbone blocks a stored map has been through (0: the store keeps pooled features)."""
+        return self.backbone[0].num_blocks - self.train_blocks if self.train_blocks else 0
+
+    def stored_input(self, x: torch.Tensor) -> torch.Tensor:
+        """What a frozen-feature store keeps for images ``x``: pooled features, or the frozen prefix's map."""
+        if not self.train_blocks:
+            return self.features(x)
+        return self.backbone[0].prefix(self._normalise(x), self.split_at)
+
+    def from_stored(self, stored: torch.Tensor) -> torch.Tensor:
+        """Relaxed codes from a store's rows (``stored_input``); float16 maps are widened here."""
+        return self.head(self.stored_features(stored))
+
+    def stored_features(self, stored: torch.Tensor) -> torch.Tensor:
+        """Pooled features from a store's rows: the trainable tail's output when the store keeps maps."""
+        if not self.train_blocks:
+            return stored
+        x = stored.float()
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        return self.backbone(x)
+        return self.backbone[2](self.backbone[1](self.backbone[0].tail(x, self.split_at)))
 
     def head(self, features: torch.Tensor) -> torch.Tensor:
         """Backbone features → relaxed codes."""
@@ -85,6 +128,18 @@ class HashingModel(FreezableBackbone):
                 outputs = self.head(feats)
             codes = encode_outputs(outputs)
             return (codes, feats.float().cpu().numpy().astype(np.float16)) if features else codes
+        finally:
+            self.train(was_training)
+
+    @torch.inference_mode()
+    def encode_stored(self, stored: torch.Tensor, features: bool = False):
+        """``encode`` from a store's rows instead of images: (codes, float16 pooled features or None)."""
+        was_training = self.training
+        self.eval()
+        try:
+            feats = self.stored_features(stored)
+            codes = encode_outputs(self.head(feats))
+            return codes, (feats.float().cpu().numpy().astype(np.float16) if features else None)
         finally:
             self.train(was_training)
 

@@ -52,6 +52,7 @@ class TrainConfig:
     threads: int = 0
     channels_last: bool = False
     frozen_backbone: bool = False
+    train_blocks: int = 0  # with frozen_backbone: the backbone's last blocks trained on stored maps
     device: str = "cpu"
     out: str | None = None  # None: the method's default
 
@@ -106,6 +107,11 @@ class TrainConfig:
         if self.frozen_backbone and self.crop_pad:
             raise InvalidInputError("frozen_backbone computes each image's features once, so it cannot take random "
                                 "crops (crop_pad must be 0; mirroring is kept as a second stored view)")
+        if self.train_blocks and not self.frozen_backbone:
+            raise InvalidInputError("train_blocks trains the backbone's last blocks on stored maps of the frozen rest: "
+                                    "it needs frozen_backbone (without it the whole backbone trains already)")
+        if not isinstance(self.train_blocks, int) or self.train_blocks < 0:
+            raise InvalidInputError(f"train_blocks must be a whole number ≥ 0, got {self.train_blocks!r}")
         if not 0 <= self.crop_pad < self.image_size:
             raise InvalidInputError(f"crop_pad must be between 0 and image_size - 1 ({self.image_size - 1}), "
                                 f"got {self.crop_pad}")

@@ -1,0 +1,104 @@
+"""Training the backbone's last blocks on stored maps of the frozen rest (``TrainConfig.train_blocks``)."""
+
+import numpy as np
+import pytest
+import torch
+
+from deephash import DeephashError
+from deephash.data import load_source
+from deephash.encode import encode_dataset
+from deephash.features import maps_key, prefix_maps, stored_features
+from deephash.models import create_model
+from deephash.train.checkpoint import model_from_checkpoint
+from deephash.train.config import TrainConfig
+from deephash.train.trainer import train
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_source("digits")["all"].subset(np.arange(160)).as_arrays()
+
+
+def lite(train_blocks=2, **kw):
+    torch.manual_seed(0)
+    model = create_model("efficientnet_lite0", 16, 64, hidden=32, **kw)
+    return model.freeze_backbone(train_blocks).eval()
+
+
+def test_prefix_then_tail_is_the_whole_network():
+    fmap = create_model("efficientnet_lite0", 16, 64).backbone[0].eval()
+    x = torch.randn(3, 3, 64, 64)
+    whole = fmap(x)
+    for k in (0, 5, fmap.num_blocks - 1, fmap.num_blocks):
+        torch.testing.assert_close(fmap.tail(fmap.prefix(x, k), k), whole, msg=f"split at {k}")
+
+
+def test_only_the_tail_and_head_train_and_the_prefix_stays_in_eval_mode():
+    model = lite(2)
+    model.train()
+    fmap = model.backbone[0]
+    n = fmap.num_blocks
+    trainable = {name for name, p in model.named_parameters() if p.requires_grad}
+    assert any(name.startswith(f"backbone.0.net._blocks.{n - 1}.") for name in trainable)
+    assert any(name.startswith(f"backbone.0.net._blocks.{n - 2}.") for name in trainable)
+    assert any(name.startswith("backbone.0.net._conv_head") for name in trainable)
+    assert not any(name.startswith(f"backbone.0.net._blocks.{n - 3}.") for name in trainable)
+    assert not any(name.startswith("backbone.0.net._conv_stem") for name in trainable)
+    assert not fmap.net._blocks[n - 3].training and fmap.net._blocks[n - 1].training
+    x = torch.rand(2, 3, 64, 64)
+    model.eval()
+    torch.testing.assert_close(model.from_stored(model.stored_input(x)), model(x))
+
+
+def test_maps_are_cached_by_the_prefix_alone(digits):
+    model = lite(1)
+    images = digits.images[:20]
+    maps = prefix_maps(model, images, progress=False)
+    assert maps.dtype == torch.float16 and maps.ndim == 4 and len(maps) == 20
+    x = torch.nn.functional.interpolate(torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255, size=(64, 64),
+                                        mode="bilinear", antialias=True, align_corners=False)
+    torch.testing.assert_close(maps.float(), model.stored_input(x).detach(), atol=2e-2, rtol=1e-2)
+    key = maps_key(model, images, False)
+    with torch.no_grad():  # a fine-tuned tail reads the same maps ...
+        model.backbone[0].net._conv_head.weight.add_(1.0)
+    assert maps_key(model, images, False) == key
+    torch.testing.assert_close(stored_features(model, images), maps)
+    with torch.no_grad():  # ... a changed prefix does not
+        model.backbone[0].net._blocks[0]._depthwise_conv.weight.add_(1.0)
+    assert maps_key(model, images, False) != key
+    assert stored_features(model, images) is None
+
+
+def test_training_moves_the_tail_not_the_prefix_and_encodes_from_the_store(tmp_path, digits):
+    cfg = TrainConfig(model="efficientnet_lite0", bits=16, image_size=64, data_size=32, epochs=2, batch_size=40,
+                      frozen_backbone=True, train_blocks=1, mirror=True, optimizer="adam", lr=1e-3,
+                      schedule="constant", threads=1, model_kwargs={"hidden": 32}, out=str(tmp_path / "run"))
+    torch.manual_seed(0)
+    initial = create_model("efficientnet_lite0", 16, 64, hidden=32).state_dict()
+    res = train(cfg, digits, progress=False)
+    after = res.model.state_dict()
+    n = res.model.backbone[0].num_blocks
+    moved = {k for k in initial if not torch.equal(initial[k], after[k])}
+    assert any(k.startswith(f"backbone.0.net._blocks.{n - 1}.") for k in moved)
+    assert any(k.startswith("backbone.0.net._conv_head") for k in moved)
+    assert not any(k.startswith(("backbone.0.net._conv_stem", f"backbone.0.net._blocks.{n - 2}.")) for k in moved)
+    # the checkpoint rebuilds the split model; encoding the training images reads their stored maps and gives
+    # the codes of the full forward pass (the maps are float16: a sign may flip at an output near zero)
+    model = model_from_checkpoint(res.checkpoint)
+    assert model.train_blocks == 1
+    stored = encode_dataset(model, digits, batch_size=64, progress=False).codes
+    x = torch.nn.functional.interpolate(torch.from_numpy(digits.images).permute(0, 3, 1, 2).float() / 255,
+                                        size=(64, 64), mode="bilinear", antialias=True, align_corners=False)
+    full = model.encode(x)
+    assert (np.unpackbits(stored) == np.unpackbits(full)).mean() > 0.99
+
+
+def test_bad_settings_are_refused(tmp_path):
+    with pytest.raises(DeephashError, match="frozen_backbone"):
+        TrainConfig(model="efficientnet_lite0", train_blocks=1, out=str(tmp_path)).validate()
+    with pytest.raises(DeephashError, match="train_blocks must be"):
+        TrainConfig(model="efficientnet_lite0", frozen_backbone=True, train_blocks=-1, out=str(tmp_path)).validate()
+    with pytest.raises(DeephashError, match="EfficientNet-Lite"):
+        create_model("dsh", 16, 32).freeze_backbone(1)
+    with pytest.raises(DeephashError, match="between 1 and"):
+        create_model("efficientnet_lite0", 16, 64).freeze_backbone(99)
