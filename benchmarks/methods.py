@@ -88,6 +88,31 @@ def score(model, fq, fdb, yq, ydb, bits, fq_m=None, fdb_m=None) -> dict:
             "mAP@1000": m["mAP@1000"]["deterministic"], "P@H<=2": m["P@H<=2"]["deterministic"]}
 
 
+def fit_with_curve(trainer, points: int, feats, labels, query, db, train, bits, tta: bool, seed: int):
+    """Train to the end, pausing at ``points`` evenly spaced epochs (not counted as training time) to score
+    the queries and, to show the generalisation gap, 2,000 training images as queries against the same database.
+    Returns (result, curve, training seconds)."""
+    total = trainer.epochs
+    stops = sorted({max(1, round(total * (i + 1) / points)) for i in range(points)}) if points else [total]
+    seen = np.sort(np.random.default_rng(seed).choice(train, min(2000, len(train)), replace=False))
+    curve, seconds = [], 0.0
+    for stop in stops:
+        trainer.epochs = stop
+        t = time.perf_counter()
+        res = trainer.fit()
+        seconds += time.perf_counter() - t
+        if points:
+            q = score(res.model, feats[False][query], feats[False][db], labels[query], labels[db], bits,
+                      *((feats[True][query], feats[True][db]) if tta else ()))
+            tr = score(res.model, feats[False][seen], feats[False][db], labels[seen], labels[db], bits,
+                       *((feats[True][seen], feats[True][db]) if tta else ()))
+            curve.append({"epoch": trainer.epoch, "iterations": trainer.step, "train_s": round(seconds, 1),
+                          "mAP": q["mAP"], "train_query_mAP": tr["mAP"]})
+            print(f"  curve: epoch {trainer.epoch} ({seconds / 60:.1f} min): mAP {q['mAP']:.4f} on the queries, "
+                  f"{tr['mAP']:.4f} on 2,000 training images", flush=True)
+    return res, curve, seconds
+
+
 def run(a) -> int:
     settings, method_options = recipe(Path(a.recipe))
     for item in a.set:  # METHOD.KEY=JSON (a method option) or KEY=JSON (a TrainConfig setting)
@@ -134,14 +159,14 @@ def run(a) -> int:
                                      "out": f"{a.out}/{protocol}-{a.split}{tag}/{method}-{bits}"})
                 trainer = Trainer(cfg, pool.subset(train), progress=False)
                 trainer.features = torch.stack([feats[m][train] for m in ([False, True] if cfg.mirror else [False])])
-                t = time.perf_counter()
-                res = trainer.fit()
-                minutes = (time.perf_counter() - t) / 60
+                res, curve, seconds = fit_with_curve(trainer, a.curve, feats, labels, query, db, train, bits,
+                                                     a.tta, a.seed)
                 m = score(res.model, feats[False][query], feats[False][db], labels[query], labels[db], bits,
                           *((feats[True][query], feats[True][db]) if a.tta else ()))
-                row = {"method": method, "bits": bits, **m, "train_minutes": round(minutes, 2),
+                row = {"method": method, "bits": bits, **m, "train_minutes": round(seconds / 60, 2),
                        "iterations": trainer.step, "epochs": cfg.epochs, "method_options": cfg.method_options,
-                       "final_loss": res.history[-1]["loss"], "tta_mirror": a.tta}
+                       "final_loss": res.history[-1]["loss"], "tta_mirror": a.tta, "curve": curve,
+                       "history": res.history}
                 results.append(row)
                 print(json.dumps(row), flush=True)
                 path.parent.mkdir(parents=True, exist_ok=True)
@@ -172,6 +197,8 @@ def main(argv=None) -> int:
     ap.add_argument("--split", choices=("val", "test"), default="val")
     ap.add_argument("--tta", action="store_true", help="average the outputs of each image and its mirror")
     ap.add_argument("--set", nargs="*", default=[], metavar="[METHOD.]KEY=JSON")
+    ap.add_argument("--curve", type=int, default=0, metavar="N",
+                    help="score at N evenly spaced epochs (queries and 2,000 training images): learning curves")
     ap.add_argument("--tag", default="", help="suffix of the results file name (an ablation)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="runs/methods", help="run folders (checkpoints)")
