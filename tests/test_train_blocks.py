@@ -102,3 +102,28 @@ def test_bad_settings_are_refused(tmp_path):
         create_model("dsh", 16, 32).freeze_backbone(1)
     with pytest.raises(DeephashError, match="between 1 and"):
         create_model("efficientnet_lite0", 16, 64).freeze_backbone(99)
+
+
+def test_bf16_autocast_runs_the_tail_in_bfloat16_and_the_loss_in_float32(tmp_path, digits):
+    from deephash.train.trainer import Trainer
+
+    cfg = TrainConfig(model="efficientnet_lite0", bits=16, image_size=64, data_size=32, epochs=2, batch_size=40,
+                      frozen_backbone=True, train_blocks=1, bf16=True, optimizer="adam", lr=1e-3,
+                      schedule="constant", threads=1, model_kwargs={"hidden": 32}, out=str(tmp_path / "run"))
+    trainer = Trainer(cfg, digits, progress=False)
+    seen = {}
+    def hook(module, inputs, output):
+        seen.setdefault("conv", output.dtype)
+
+    trainer.model.backbone[0].net._conv_head.register_forward_hook(hook)
+    objective = trainer.method.objective
+
+    def spy(outputs, labels):
+        seen.setdefault("loss_input", outputs.dtype)
+        return objective(outputs, labels)
+
+    trainer.method.objective = spy
+    res = trainer.fit()
+    assert seen == {"conv": torch.bfloat16, "loss_input": torch.float32}
+    assert all(np.isfinite(h["loss"]) for h in res.history)
+    assert res.history[-1]["loss"] < res.history[0]["loss"]

@@ -53,6 +53,7 @@ class TrainConfig:
     channels_last: bool = False
     frozen_backbone: bool = False
     train_blocks: int = 0  # with frozen_backbone: the backbone's last blocks trained on stored maps
+    bf16: bool = False  # bfloat16 autocast of the forward pass (the loss stays float32)
     device: str = "cpu"
     out: str | None = None  # None: the method's default
 

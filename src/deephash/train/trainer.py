@@ -251,7 +251,10 @@ class Trainer:
         batch = torch.from_numpy(idx)
         x, flipped = self._inputs(batch, gen, lo, hi)
         with self._input_size_check() if check_size else contextlib.nullcontext():
-            out = self.forward_module(x, batch[lo:hi], flipped, self.features is not None)
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.bf16):
+                out = self.forward_module(x, batch[lo:hi], flipped, self.features is not None)
+        if self.cfg.bf16 and isinstance(out, torch.Tensor):
+            out = out.float()
         out = distributed.gather_outputs(out, counts)
         terms = self.method.objective(out, self.labels[batch].to(self.device))
         values = {k: v.item() for k, v in terms.items()}
