@@ -43,19 +43,21 @@ def backbone_model(backbone: str, size: int, train_blocks: int = 0):
     return model.freeze_backbone(train_blocks) if train_blocks else model
 
 
-def stored(model, images, mirror: bool, progress: bool = False) -> torch.Tensor:
-    """The training engine's store for these images: prefix maps for a split model, else pooled features."""
-    fn = prefix_maps if model.train_blocks else backbone_features
-    return fn(model, images, mirror=mirror, progress=progress)
+def stored(model, images, mirror: bool, progress: bool = False, fast: bool = False) -> torch.Tensor:
+    """The training engine's store for these images: prefix maps for a split model, else pooled features
+    (``fast``: computed in ONNX Runtime, cached under their own key)."""
+    if model.train_blocks:
+        return prefix_maps(model, images, mirror=mirror, progress=progress)
+    return backbone_features(model, images, mirror=mirror, progress=progress, fast=fast)
 
 
 def pool_features(backbone: str, size: int, mirror: bool = False, data: str = DEFAULT_DATA,
-                  progress: bool = True, train_blocks: int = 0) -> torch.Tensor:
+                  progress: bool = True, train_blocks: int = 0, fast: bool = False) -> torch.Tensor:
     """(60k, ...) features: those of the train split's array then the test split's (each cached by content; the
     train split's entry is the one the training engine's frozen store reads under protocol dsh)."""
     splits, _, _ = cifar_pool(data)
     model = backbone_model(backbone, size, train_blocks)
-    return torch.cat([stored(model, splits[s].images, mirror, progress) for s in ("train", "test")])
+    return torch.cat([stored(model, splits[s].images, mirror, progress, fast) for s in ("train", "test")])
 
 
 def main(argv=None) -> int:
@@ -65,11 +67,12 @@ def main(argv=None) -> int:
     ap.add_argument("--mirror", action="store_true", help="also the mirrored images' features")
     ap.add_argument("--train-blocks", type=int, default=0,
                     help="store the maps before the last K blocks (recipes with train_blocks K)")
+    ap.add_argument("--fast", action="store_true", help="pooled features in ONNX Runtime (methods.py --fast reads them)")
     ap.add_argument("--data", default=DEFAULT_DATA)
     a = ap.parse_args(argv)
     for m in ([False, True] if a.mirror else [False]):
         t = time.perf_counter()
-        f = pool_features(a.backbone, a.size, m, a.data, train_blocks=a.train_blocks)
+        f = pool_features(a.backbone, a.size, m, a.data, train_blocks=a.train_blocks, fast=a.fast)
         print(f"{a.backbone} {a.size}px mirror={m}: {tuple(f.shape)} in {(time.perf_counter() - t) / 60:.1f} min",
               flush=True)
     return 0

@@ -136,7 +136,7 @@ def run(a) -> int:
     protocols = a.protocols.split(",")
     need_test = a.split == "test" or any(p != "dsh" for p in protocols)  # dsh-val uses training images only
     parts = ("train", "test") if need_test else ("train",)
-    feats = {m: torch.cat([stored(model, splits[s].images, m) for s in parts]) for m in views}
+    feats = {m: torch.cat([stored(model, splits[s].images, m, fast=a.fast) for s in parts]) for m in views}
     print(f"features {settings['model']} {size}px views {views}: {(time.perf_counter() - t0):.0f} s "
           f"(from the cache when stored)", flush=True)
     methods = a.methods.split(",")
@@ -197,6 +197,7 @@ def main(argv=None) -> int:
     ap.add_argument("--split", choices=("val", "test"), default="val")
     ap.add_argument("--tta", action="store_true", help="average the outputs of each image and its mirror")
     ap.add_argument("--set", nargs="*", default=[], metavar="[METHOD.]KEY=JSON")
+    ap.add_argument("--fast", action="store_true", help="features from ONNX Runtime (method_features.py --fast)")
     ap.add_argument("--curve", type=int, default=0, metavar="N",
                     help="score at N evenly spaced epochs (queries and 2,000 training images): learning curves")
     ap.add_argument("--tag", default="", help="suffix of the results file name (an ablation)")

@@ -149,3 +149,22 @@ def test_encode_reads_stored_features_but_never_writes_them(digits):
     backbone_features(model, images, progress=False)
     assert stored_features(model, images) is not None
     np.testing.assert_array_equal(encode_dataset(model, digits.subset(np.arange(30)), progress=False).codes, codes)
+
+
+def test_fast_features_come_from_onnx_runtime_under_their_own_key(digits, monkeypatch):
+    import deephash.features as features
+
+    model = create_model("efficientnet_lite0", 16, 64).freeze_backbone()
+    images = digits.images[:24]
+    torch_feats = backbone_features(model, images, progress=False)
+    fast = backbone_features(model, images, progress=False, fast=True)
+    torch.testing.assert_close(fast, torch_feats, atol=1e-4, rtol=1e-3)
+    assert not torch.equal(fast, torch_feats)  # rounding differs: ONNX Runtime really ran
+    assert features.features_key(model, images, False, "onnxruntime x") != features.features_key(model, images, False)
+
+    def fail(_):
+        raise AssertionError("the backbone ran although its features were stored")
+
+    monkeypatch.setattr(model, "features", fail)  # both entries are read back, neither recomputed
+    torch.testing.assert_close(backbone_features(model, images, progress=False, fast=True), fast)
+    torch.testing.assert_close(backbone_features(model, images, progress=False), torch_feats)

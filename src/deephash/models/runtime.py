@@ -52,6 +52,7 @@ class OnnxRunner:
             opts.intra_op_num_threads = threads
         opts.log_severity_level = 3
         self.session = ort.InferenceSession(model_bytes, opts, providers=["CPUExecutionProvider"])
+        self.version = ort.__version__
         self._lock = threading.Lock()  # one run at a time: the session already uses every core
 
     def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
