@@ -47,7 +47,7 @@ def stored(model, images, mirror: bool, progress: bool = False, fast: bool = Fal
     """The training engine's store for these images: prefix maps for a split model, else pooled features
     (``fast``: computed in ONNX Runtime, cached under their own key)."""
     if model.train_blocks:
-        return prefix_maps(model, images, mirror=mirror, progress=progress)
+        return prefix_maps(model, images, mirror=mirror, progress=progress, fast=fast)
     return backbone_features(model, images, mirror=mirror, progress=progress, fast=fast)
 
 

@@ -127,3 +127,13 @@ def test_bf16_autocast_runs_the_tail_in_bfloat16_and_the_loss_in_float32(tmp_pat
     assert seen == {"conv": torch.bfloat16, "loss_input": torch.float32}
     assert all(np.isfinite(h["loss"]) for h in res.history)
     assert res.history[-1]["loss"] < res.history[0]["loss"]
+
+
+def test_fast_maps_come_from_onnx_runtime_and_match_pytorch(digits):
+    model = lite(1)
+    images = digits.images[:16]
+    slow = prefix_maps(model, images, progress=False)
+    fast = prefix_maps(model, images, progress=False, fast=True)
+    assert fast.dtype == torch.float16 and fast.shape == slow.shape
+    torch.testing.assert_close(fast.float(), slow.float(), atol=1e-2, rtol=1e-2)
+    assert maps_key(model, images, False, "onnxruntime x") != maps_key(model, images, False)

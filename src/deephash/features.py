@@ -54,7 +54,7 @@ def _cache_path(model: HashingModel, images_u8: np.ndarray, mirror: bool, runtim
     return cache_dir() / "features" / f"{features_key(model, images_u8, mirror, runtime)}.npy"
 
 
-def maps_key(model: HashingModel, images_u8: np.ndarray, mirror: bool) -> str:
+def maps_key(model: HashingModel, images_u8: np.ndarray, mirror: bool, runtime: str = "torch") -> str:
     """The cache key of the frozen prefix's maps (``HashingModel.stored_input`` with ``train_blocks``): only
     the prefix's weights count, so a model whose tail was fine-tuned still reads the maps it trained on."""
     fmap = model.backbone[0]
@@ -62,6 +62,8 @@ def maps_key(model: HashingModel, images_u8: np.ndarray, mirror: bool) -> str:
     h = hashlib.sha256()
     h.update(repr(("maps", FEATURES_VERSION, torch.__version__, tuple(model.image_size), mirror, images_u8.shape,
                    str(images_u8.dtype), model.split_at, [repr(m) for m in prefix])).encode())
+    if runtime != "torch":
+        h.update(runtime.encode())
     for i, m in enumerate(prefix):
         for name, t in sorted(m.state_dict().items()):
             h.update(f"{i}.{name}".encode())
@@ -110,12 +112,19 @@ def backbone_features(model: HashingModel, images_u8: np.ndarray, mirror: bool =
 
 
 def prefix_maps(model: HashingModel, images_u8: np.ndarray, mirror: bool = False, cache: bool = True,
-                progress: bool = True) -> torch.Tensor:
+                progress: bool = True, fast: bool = False) -> torch.Tensor:
     """(N, C, h, w) float16 maps of the frozen prefix of a model with ``train_blocks`` (the input of its
     trainable tail), cached like the pooled features; float16 halves the store (about 34 KB per image for
-    Lite2 at 260 px) and the tail widens each batch back to float32."""
-    path = cache_dir() / "features" / f"{maps_key(model, images_u8, mirror)}.npy" if cache else None
-    return _computed(model, model.stored_input, images_u8, mirror, path, 4, torch.float16, "prefix maps", progress)
+    Lite2 at 260 px) and the tail widens each batch back to float32. ``fast``: as in ``backbone_features``."""
+    runner = None
+    if fast:
+        from .models.runtime import onnx_runner
+
+        runner = onnx_runner(model, part="prefix")
+    runtime = "torch" if runner is None else f"onnxruntime {runner.version}"
+    path = cache_dir() / "features" / f"{maps_key(model, images_u8, mirror, runtime)}.npy" if cache else None
+    fn = model.stored_input if runner is None else (lambda x: runner(x)[0])
+    return _computed(model, fn, images_u8, mirror, path, 4, torch.float16, "prefix maps", progress)
 
 
 @torch.inference_mode()

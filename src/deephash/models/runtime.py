@@ -41,10 +41,25 @@ class _Forward(nn.Module):
         return self.model.head(f), f
 
 
-class OnnxRunner:
-    """Callable (N, 3, H, W) float tensor in [0, 1] → (relaxed codes, pooled features), both float32 tensors."""
+class _Prefix(nn.Module):
+    """The frozen prefix's map of a model with ``train_blocks`` (what its store keeps)."""
 
-    def __init__(self, model_bytes: bytes, threads: int | None = None):
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        return (self.model.stored_input(x),)
+
+
+PARTS = {"forward": (_Forward, ("codes", "features")), "prefix": (_Prefix, ("maps",))}
+
+
+class OnnxRunner:
+    """Callable (N, 3, H, W) float tensor in [0, 1] → (relaxed codes, pooled features), both float32 tensors
+    (or the part's outputs, e.g. (prefix maps,))."""
+
+    def __init__(self, model_bytes: bytes, threads: int | None = None, outputs=("codes", "features")):
         import onnxruntime as ort
 
         opts = ort.SessionOptions()
@@ -53,13 +68,14 @@ class OnnxRunner:
         opts.log_severity_level = 3
         self.session = ort.InferenceSession(model_bytes, opts, providers=["CPUExecutionProvider"])
         self.version = ort.__version__
+        self.outputs = tuple(outputs)
         self._lock = threading.Lock()  # one run at a time: the session already uses every core
 
-    def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         a = np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.float32)
         with self._lock:
-            y, f = self.session.run(["codes", "features"], {"images": a})
-        return torch.from_numpy(y), torch.from_numpy(f)
+            out = self.session.run(list(self.outputs), {"images": a})
+        return tuple(torch.from_numpy(o) for o in out)
 
 
 def available() -> bool:
@@ -73,19 +89,22 @@ def available() -> bool:
     return True
 
 
-def graph_key(model) -> str:
+def graph_key(model, part: str = "forward") -> str:
     """sha256 of what the exported graph depends on: structure, every weight and buffer, input size, versions."""
     import onnxruntime
 
     h = hashlib.sha256(repr((EXPORT_VERSION, torch.__version__, onnxruntime.__version__, tuple(model.image_size),
                              repr(model))).encode())
+    if part != "forward":
+        h.update(repr((part, getattr(model, "split_at", 0))).encode())
     for name, t in sorted(model.state_dict().items()):
         h.update(name.encode())
         h.update(t.detach().contiguous().cpu().numpy().tobytes())
     return h.hexdigest()
 
 
-def export(model) -> bytes:
+def export(model, part: str = "forward") -> bytes:
+    wrapper, outputs = PARTS[part]
     h, w = model.image_size
     buf = io.BytesIO()
     was = model.training
@@ -93,33 +112,35 @@ def export(model) -> bytes:
     try:
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")
-            torch.onnx.export(_Forward(model), (torch.rand(2, 3, h, w),), buf, input_names=["images"],
-                              output_names=["codes", "features"], opset_version=17, dynamo=False,
-                              dynamic_axes={"images": {0: "n"}, "codes": {0: "n"}, "features": {0: "n"}})
+            torch.onnx.export(wrapper(model), (torch.rand(2, 3, h, w),), buf, input_names=["images"],
+                              output_names=list(outputs), opset_version=17, dynamo=False,
+                              dynamic_axes={name: {0: "n"} for name in ("images", *outputs)})
     finally:
         model.train(was)
     return buf.getvalue()
 
 
-def onnx_runner(model, threads: int | None = None) -> OnnxRunner | None:
+def onnx_runner(model, threads: int | None = None, part: str = "forward") -> OnnxRunner | None:
     """An ONNX Runtime session computing ``model``'s outputs (exported once per set of weights, then read from
-    the cache), or None when ONNX Runtime is not installed or disabled, or the model does not export."""
+    the cache), or None when ONNX Runtime is not installed or disabled, or the model does not export.
+    ``part="prefix"``: the frozen prefix's maps of a model with ``train_blocks`` instead."""
     if not available():
         return None
     from ..data.cache import cache_dir
     from ..utils.io import atomic_open
 
     try:
-        path = cache_dir() / "onnx" / f"{graph_key(model)}.onnx"
+        outputs = PARTS[part][1]
+        path = cache_dir() / "onnx" / f"{graph_key(model, part)}.onnx"
         if path.is_file():
             try:
-                return OnnxRunner(path.read_bytes(), threads)
+                return OnnxRunner(path.read_bytes(), threads, outputs)
             except Exception:  # noqa: BLE001 - a damaged cache entry is exported again
                 pass
-        data = export(model)
+        data = export(model, part)
         with atomic_open(path) as fh:
             fh.write(data)
-        return OnnxRunner(data, threads)
+        return OnnxRunner(data, threads, outputs)
     except Exception as e:  # noqa: BLE001 - any failure here only means the slower PyTorch path
         log.warning("ONNX Runtime not used (running in PyTorch): %s", str(e).splitlines()[0][:200] if str(e) else e)
         return None
