@@ -91,8 +91,10 @@ def cifar10(args) -> dict:
     model = enc.model
     sp = enc._dsh_split(None, None, progress=False)
     db, q = sp.database, sp.query
-    if args.queries:
-        q = q.subset(np.sort(np.random.default_rng(0).choice(len(q), min(args.queries, len(q)), replace=False)))
+    chosen = f"all {len(q):,} queries"
+    if args.queries and args.queries < len(q):
+        chosen = f"{args.queries:,} of the {len(q):,} queries drawn at random (seed {args.seed})"
+        q = q.subset(np.sort(np.random.default_rng(args.seed).choice(len(q), args.queries, replace=False)))
     f_db = stored_features(model, db.images)  # the training run stored them (database = training images)
     if f_db is None:
         f_db = torch.from_numpy(enc.encode_dataset(db, features=True).features.astype(np.float32))
@@ -109,7 +111,8 @@ def cifar10(args) -> dict:
     views = {"backbone (pooled, float16)": (normalise(f_q.numpy().astype(np.float16)),
                                             normalise(f_db.numpy().astype(np.float16))),
              "code outputs (hash layer, before sign)": (normalise(y_q.numpy()), normalise(y_db.numpy()))}
-    return {"data": f"CIFAR-10, protocol dsh ({len(q):,} queries, {len(db):,} database)", "bits": enc.bits,
+    return {"data": f"CIFAR-10, protocol dsh ({chosen}, {len(db):,} database)", "bits": enc.bits,
+            "query_classes": np.bincount(q.labels.argmax(1), minlength=q.labels.shape[1]).tolist(),
             "rows": scores(encode_outputs(y_q), encode_outputs(y_db), q.labels.astype(bool), db.labels.astype(bool),
                            views)}
 
@@ -165,8 +168,9 @@ def main() -> None:
     ap.add_argument("what", choices=("cifar10", "coco128", "cost"))
     ap.add_argument("--checkpoint", required=True)
     ap.add_argument("--data", default=None, help="coco128: the dataset folder")
-    ap.add_argument("--queries", type=int, default=None, help="cifar10: N queries drawn at random (seed 0; default all); "
+    ap.add_argument("--queries", type=int, default=None, help="cifar10: N queries drawn at random (--seed; default all); "
                     "cost: queries timed (default 1000)")
+    ap.add_argument("--seed", type=int, default=0, help="cifar10: seed of the random draw of --queries")
     ap.add_argument("--out", default=None, help="also write the result as JSON here")
     args = ap.parse_args()
     load = os.getloadavg()[0]
