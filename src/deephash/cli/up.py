@@ -29,7 +29,7 @@ def up(
                                 "time are unchanged."),
     commit_seconds: float = typer.Option(10.0, help="Save the index at most this often while encoding: the work a "
                                          "crash can cost (a killed run resumes from the last save)."),
-    batch_size: int = typer.Option(64, help="Photos encoded per batch."),
+    batch_size: int = typer.Option(256, help="Photos encoded per batch."),
     serve_after: bool = typer.Option(True, "--serve/--no-serve", help="Serve the search page when done."),
     host: str = typer.Option("127.0.0.1", help="Address to listen on (127.0.0.1: this machine only)."),
     port: int = typer.Option(8000, help="Port to listen on."),

@@ -43,7 +43,7 @@ from .image_index import ImageIndex, open_index
 DEFAULT_DIR = ".deephash"
 MODEL_DIR = "model"
 MODEL_CHECKPOINT = f"{MODEL_DIR}/last.ckpt"
-BATCH = 64  # images encoded per call
+BATCH = 256  # images encoded per call: several of the encoder's chunks, so decoding overlaps the model
 # Test hook: seconds to sleep after each commit (lets a test kill a sync that has committed part of its work).
 PAUSE_ENV = "DEEPHASH_TEST_INGEST_PAUSE"
 RECIPE = Path(__file__).resolve().parents[3] / "configs" / "cifar10_best.yaml"
