@@ -19,9 +19,9 @@ Layout (default ``index_dir``: ``<photos>/.deephash``, skipped by the scan like 
 The model of a new index is fitted on the folder: ITQ (``methods/itq.py``) on a frozen ImageNet
 EfficientNet-Lite0 over a random sample of the photos, or with ``supervised=True`` and class sub-folders (or
 a label file, ``labels=``), the DSH head of the best CIFAR recipe (``configs/cifar10_best.yaml``) trained on the
-frozen features. The
-empty index is saved first (it records ``model/last.ckpt``), then the model is fitted into it: a sync
-killed before the model file exists refits it; a model is never replaced once photos are encoded with it.
+frozen features. The empty index is saved first (it records ``model/last.ckpt``), then the model is fitted into
+it: a sync killed before the model file exists refits it; a model is never replaced once photos are encoded
+with it.
 """
 
 from __future__ import annotations
