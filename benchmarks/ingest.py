@@ -8,7 +8,10 @@ Not a test: run by hand (alone on the machine: it is timed), e.g.
 BEFORE: every file decoded in turn (JPEG draft mode towards the model's size, as both paths do), then the
 model in PyTorch (channels-last when the checkpoint says so), with the frozen-feature store look-up.
 AFTER: files decoded by a thread pool a batch ahead of the model, the model in ONNX Runtime when installed.
-Two intermediate rows show what each part gives alone. Every row's codes are compared with BEFORE's bit by bit.
+Two intermediate rows show what each part gives alone, and one AFTER with OpenVINO instead of ONNX Runtime
+(when installed: ``deephash[openvino]``). Every row's codes are compared with BEFORE's bit by bit. With
+``--rounds N`` every row runs N times, the rows taking turns, and the median rate is printed (a busy
+machine's load then falls on every row alike).
 Data: the coco128 JPEGs (about 640x480), 4000x3000 JPEGs made from them (quality 90, in a temporary folder),
 and 32x32 CIFAR-10 test JPEGs. Model load and one warm-up batch are outside the timings.
 """
@@ -31,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from deephash.data import ArrayDataset, list_images, load_image  # noqa: E402
 from deephash.index import HammingIndex  # noqa: E402
 from deephash.methods import encode, load_trained  # noqa: E402
+from deephash.models.runtime import RUNNERS, RUNTIME_ENV  # noqa: E402
 from deephash.retrieval import Encoder, ImageIndex  # noqa: E402
 
 DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
@@ -52,9 +56,17 @@ def before(ckpt: str):
     return add
 
 
-def after(ckpt: str, fast: bool = True, decode_threads: int | None = None):
-    """Today's ``ImageIndex.add`` (in memory): ``decode_threads=1`` / ``fast=False`` turn each part off."""
-    enc = Encoder(ckpt, fast=fast, decode_threads=decode_threads)
+def after(ckpt: str, fast: bool = True, decode_threads: int | None = None, runtime: str | None = None):
+    """Today's ``ImageIndex.add`` (in memory): ``decode_threads=1`` / ``fast=False`` turn each part off;
+    ``runtime`` picks the inference runtime (``models/runtime.py``: onnxruntime, openvino)."""
+    saved = os.environ.get(RUNTIME_ENV)
+    os.environ[RUNTIME_ENV] = runtime or saved or ""
+    try:
+        enc = Encoder(ckpt, fast=fast, decode_threads=decode_threads)
+    finally:
+        os.environ[RUNTIME_ENV] = saved or ""
+    if runtime and not isinstance(enc.model.runtime, RUNNERS[runtime]):
+        return None  # that runtime is not installed
     semantic = HammingIndex(-(-enc.bits // 8) * 8)
     semantic.code_bits = enc.bits
     index = ImageIndex(semantic, checkpoint=ckpt)
@@ -103,6 +115,7 @@ def main() -> None:
     ap.add_argument("--coco", type=int, default=256, help="coco128 images (at most 256)")
     ap.add_argument("--large", type=int, default=32, help="4000x3000 JPEGs to make")
     ap.add_argument("--cifar", type=int, default=512, help="CIFAR-size images")
+    ap.add_argument("--rounds", type=int, default=1, help="timings per row, the rows taking turns (median)")
     args = ap.parse_args()
     data = Path(args.data)
     coco = list_images(data / "coco128" / "images")[:args.coco]
@@ -116,21 +129,30 @@ def main() -> None:
         paths_ = {"BEFORE (sequential decode, PyTorch)": lambda: before(args.checkpoint),
                   "threaded decode, PyTorch": lambda: after(args.checkpoint, fast=False),
                   "sequential decode, ONNX Runtime": lambda: after(args.checkpoint, decode_threads=1),
-                  "AFTER (threaded decode, ONNX Runtime)": lambda: after(args.checkpoint)}
+                  "AFTER (threaded decode, ONNX Runtime)": lambda: after(args.checkpoint, runtime="onnxruntime"),
+                  "threaded decode, OpenVINO": lambda: after(args.checkpoint, runtime="openvino")}
         load = os.getloadavg()
         print(f"load average before: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; {os.cpu_count()} cores")
         for name, paths in sets.items():
             print(f"\n{name}: {len(paths)} images")
+            adds = {label: make() for label, make in paths_.items()}
+            rates, codes = {label: [] for label in adds}, {}
+            for _ in range(args.rounds):
+                for label, add in adds.items():
+                    if add is not None:
+                        rate, codes[label] = timed(add, paths, paths[:8])
+                        rates[label].append(rate)
             ref = None
-            for label, make in paths_.items():
-                add = make()
-                rate, codes = timed(add, paths, paths[:8])
-                bits = np.unpackbits(codes, axis=1)
+            for label, add in adds.items():
+                if add is None:
+                    print(f"  {label:<40} (not installed)")
+                    continue
+                bits = np.unpackbits(codes[label], axis=1)
                 if ref is None:
                     ref, note = bits, ""
                 else:
                     note = f"  bits equal to BEFORE: {100 * (bits == ref).mean():.3f}%"
-                print(f"  {label:<40} {rate:7.1f} images/s{note}", flush=True)
+                print(f"  {label:<40} {np.median(rates[label]):7.1f} images/s{note}", flush=True)
         load = os.getloadavg()
         print(f"\nload average after: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
 

@@ -28,7 +28,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from deephash.codes import encode_outputs  # noqa: E402
-from deephash.evaluation import mean_average_precision  # noqa: E402
+from deephash.evaluation import evaluate, mean_average_precision  # noqa: E402
 from deephash.index import HammingIndex  # noqa: E402
 
 FACTORS = (2, 5, 10)
@@ -76,6 +76,10 @@ def scores(qcodes, dbcodes, qlab, dblab, views: dict, k_map: int = 1000, k_p: in
     rows = [{"rerank": "none", "factor": 1, "mAP@1000": base[0] / n, "P@10": base[1] / n}]
     check = mean_average_precision(qcodes, dbcodes, qlab, dblab, topk=k_map, progress=False)["deterministic"]
     assert abs(check - rows[0]["mAP@1000"]) < 1e-9, (check, rows[0])  # same ranking and AP as the library's
+    tied = evaluate(qcodes, dbcodes, qlab, dblab, topk=(k_p, k_map), ndcg_k=(), progress=False)["metrics"]
+    assert abs(tied[f"P@{k_p}"]["deterministic"] - rows[0]["P@10"]) < 1e-9, (tied, rows[0])
+    # the expected value over every order of the tied codes, beside the index's insertion order
+    rows[0].update({"mAP@1000 tie-aware": tied[f"mAP@{k_map}"]["tie_aware"], "P@10 tie-aware": tied[f"P@{k_p}"]["tie_aware"]})
     rows += [{"rerank": name, "factor": f, "mAP@1000": v[0] / n, "P@10": v[1] / n} for (name, f), v in sums.items()]
     return [{k: float(v) if isinstance(v, np.floating) else v for k, v in r.items()} for r in rows]
 
@@ -91,8 +95,10 @@ def cifar10(args) -> dict:
     model = enc.model
     sp = enc._dsh_split(None, None, progress=False)
     db, q = sp.database, sp.query
-    if args.queries:
-        q = q.subset(np.sort(np.random.default_rng(0).choice(len(q), min(args.queries, len(q)), replace=False)))
+    chosen = f"all {len(q):,} queries"
+    if args.queries and args.queries < len(q):
+        chosen = f"{args.queries:,} of the {len(q):,} queries drawn at random (seed {args.seed})"
+        q = q.subset(np.sort(np.random.default_rng(args.seed).choice(len(q), args.queries, replace=False)))
     f_db = stored_features(model, db.images)  # the training run stored them (database = training images)
     if f_db is None:
         f_db = torch.from_numpy(enc.encode_dataset(db, features=True).features.astype(np.float32))
@@ -109,9 +115,14 @@ def cifar10(args) -> dict:
     views = {"backbone (pooled, float16)": (normalise(f_q.numpy().astype(np.float16)),
                                             normalise(f_db.numpy().astype(np.float16))),
              "code outputs (hash layer, before sign)": (normalise(y_q.numpy()), normalise(y_db.numpy()))}
-    return {"data": f"CIFAR-10, protocol dsh ({len(q):,} queries, {len(db):,} database)", "bits": enc.bits,
-            "rows": scores(encode_outputs(y_q), encode_outputs(y_db), q.labels.astype(bool), db.labels.astype(bool),
-                           views)}
+    qc, dbc = encode_outputs(y_q), encode_outputs(y_db)
+    qcls, dbcls = q.labels.argmax(1), db.labels.argmax(1)
+    top = dbcls[rankings(qc, dbc, 10)] == qcls[:, None]  # Hamming-only top 10, ties by insertion order
+    return {"data": f"CIFAR-10, protocol dsh ({chosen}, {len(db):,} database)", "bits": enc.bits,
+            "query_classes": np.bincount(qcls, minlength=q.labels.shape[1]).tolist(),
+            "database_order": "class by class" if (np.diff(dbcls) >= 0).all() else "mixed",
+            "P@10_by_query_class": [round(float(top[qcls == c].mean()), 4) for c in range(q.labels.shape[1])],
+            "rows": scores(qc, dbc, q.labels.astype(bool), db.labels.astype(bool), views)}
 
 
 def coco128(args) -> dict:
@@ -165,8 +176,9 @@ def main() -> None:
     ap.add_argument("what", choices=("cifar10", "coco128", "cost"))
     ap.add_argument("--checkpoint", required=True)
     ap.add_argument("--data", default=None, help="coco128: the dataset folder")
-    ap.add_argument("--queries", type=int, default=None, help="cifar10: N queries drawn at random (seed 0; default all); "
+    ap.add_argument("--queries", type=int, default=None, help="cifar10: N queries drawn at random (--seed; default all); "
                     "cost: queries timed (default 1000)")
+    ap.add_argument("--seed", type=int, default=0, help="cifar10: seed of the random draw of --queries")
     ap.add_argument("--out", default=None, help="also write the result as JSON here")
     args = ap.parse_args()
     load = os.getloadavg()[0]

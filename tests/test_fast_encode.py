@@ -40,18 +40,54 @@ def test_onnx_runtime_gives_the_codes_and_features_of_pytorch(tmp_path, monkeypa
     assert rt.onnx_runner(model) is None
 
 
-def test_onnx_runtime_missing_falls_back_to_pytorch(monkeypatch):
+def _without(monkeypatch, *modules):
     import builtins
 
     real = builtins.__import__
 
-    def no_ort(name, *a, **kw):
-        if name == "onnxruntime":
-            raise ImportError("no onnxruntime")
+    def blocked(name, *a, **kw):
+        if name in modules:
+            raise ImportError(f"no {name}")
         return real(name, *a, **kw)
 
-    monkeypatch.setattr(builtins, "__import__", no_ort)
-    assert rt.onnx_runner(_tiny()) is None
+    monkeypatch.setattr(builtins, "__import__", blocked)
+
+
+def test_onnx_runtime_missing_falls_back_to_openvino_then_pytorch(monkeypatch, tmp_path):
+    monkeypatch.setenv("DEEPHASH_CACHE", str(tmp_path))
+    _without(monkeypatch, "onnxruntime", "openvino")
+    assert rt.backend() is None and rt.onnx_runner(_tiny()) is None
+    monkeypatch.undo()
+    pytest.importorskip("onnx")
+    monkeypatch.setenv("DEEPHASH_CACHE", str(tmp_path))
+    _without(monkeypatch, "onnxruntime")
+    assert rt.backend() == "openvino" and isinstance(rt.onnx_runner(_tiny()), rt.OpenVinoRunner)
+
+
+def test_openvino_gives_the_codes_and_features_of_pytorch_in_fp32(tmp_path, monkeypatch):
+    pytest.importorskip("onnx")
+    monkeypatch.setenv("DEEPHASH_CACHE", str(tmp_path))
+    monkeypatch.setenv(rt.RUNTIME_ENV, "openvino")
+    model = _tiny()
+    x = torch.rand(48, 3, 32, 32, generator=torch.Generator().manual_seed(2))
+    with torch.inference_mode():
+        want_y, want_f = model(x), model.features(x)
+    runner = rt.onnx_runner(model)
+    assert isinstance(runner, rt.OpenVinoRunner)
+    y, f = runner(x)
+    # fp32 (not the bf16 OpenVINO picks by default on CPUs with AVX512-BF16): rounding-level differences only
+    assert torch.allclose(y, want_y, atol=1e-4) and torch.allclose(f, want_f, rtol=1e-4, atol=1e-4)
+    codes = model.use_runtime(runner).encode(x)
+    assert (np.unpackbits(codes, axis=1) == np.unpackbits(encode_outputs(want_y), axis=1)).mean() >= 0.99
+    y2, _ = runner(x[:5])  # another batch size, and outputs not overwritten by the next run
+    assert torch.allclose(y2, want_y[:5], atol=1e-4) and torch.allclose(y, want_y, atol=1e-4)
+
+
+def test_onnx_runtime_threads_do_not_spin():
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    runner = rt.OnnxRunner(rt.export(_tiny()))
+    assert runner.session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning") == "0"
 
 
 def test_threaded_decoding_keeps_order_codes_and_failures(tmp_path):

@@ -232,3 +232,107 @@ def test_up_command_syncs_then_serves_the_index(tmp_path, itq_checkpoint, monkey
     assert settings.allow_root == str(root) and settings.token is None
     code, _, err = run("up", tmp_path / "nowhere", "--no-serve")
     assert code == 2 and err.startswith("error: not a folder") and len(served) == 1
+
+
+def synthetic_photo(path: Path, colour, rng) -> None:
+    """A 64x48 photo of one colour with noise and a random grey square: two colours, two classes a frozen
+    ImageNet backbone tells apart."""
+    img = np.clip(np.array(colour, np.float32) + rng.normal(0, 25, (48, 64, 3)), 0, 255).astype(np.uint8)
+    y, x = rng.integers(0, 24), rng.integers(0, 32)
+    img[y:y + 20, x:x + 20] = rng.integers(0, 256)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(img).save(path, quality=90)
+
+
+@pytest.fixture()
+def flat_folder(tmp_path):
+    """A flat folder: 8 red and 8 blue photos, and 3 green ones that no label file names."""
+    rng = np.random.default_rng(0)
+    root = tmp_path / "photos"
+    names = {}
+    for cls, colour in (("red", (200, 40, 40)), ("blue", (40, 40, 200))):
+        for k in range(8):
+            name = f"{cls[0]}{k:02d}.jpg"
+            synthetic_photo(root / name, colour, rng)
+            names[name] = cls
+    for k in range(3):
+        synthetic_photo(root / f"g{k}.jpg", (40, 200, 40), rng)
+    recipe = yaml.safe_load((Path(__file__).resolve().parents[1] / "configs" / "cifar10_best.yaml").read_text())
+    (tmp_path / "short.yaml").write_text(yaml.safe_dump({**recipe, "epochs": 30}))
+    return root, names, tmp_path / "short.yaml"
+
+
+def test_supervised_with_a_label_file_on_a_flat_folder(tmp_path, flat_folder):
+    root, names, short = flat_folder
+    csv = tmp_path / "labels.csv"
+    csv.write_text("path,label\n" + "".join(f"{n},{c}\n" for n, c in sorted(names.items())))
+    report = sync_folder(root, labels=csv, config=short, **FAST)  # --labels implies --supervised
+    index = open_index(report.index_dir)
+    assert report.fitted and report.total == 19 and index.class_names == ["blue", "red"]
+    assert index.encoder.method == "dsh"
+    ids = index.semantic.ids
+    meta = {Path(md["path"]).name: md.get("labels") for md in index.semantic.get_metadata(ids)}
+    assert meta == {**{n: [c] for n, c in names.items()}, "g0.jpg": None, "g1.jpg": None, "g2.jpg": None}
+    # the codes separate the two classes: every photo's Hamming distance to its own class is below its distance
+    # to the other class on average, and so by a wide margin overall
+    bits = np.unpackbits(index.semantic.get_codes(ids), axis=1)[:, :16].astype(int)
+    cls = np.array([{"red": 0, "blue": 1}.get(names.get(Path(md["path"]).name), -1)
+                    for md in index.semantic.get_metadata(ids)])
+    d = (bits[:, None, :] != bits[None, :, :]).sum(2)
+    same, other = cls[:, None] == cls[None, :], cls[:, None] != cls[None, :]
+    lab = cls >= 0
+    off = ~np.eye(len(cls), dtype=bool)
+    intra = np.array([d[i][same[i] & off[i] & lab].mean() for i in np.flatnonzero(lab)])
+    inter = np.array([d[i][other[i] & lab].mean() for i in np.flatnonzero(lab)])
+    assert (intra < inter).all(), (intra, inter)
+    assert inter.mean() - intra.mean() > 4, (intra.mean(), inter.mean())
+    assert sync_folder(root, labels=csv, **FAST).skipped == 19  # a second run: nothing to do
+
+
+def test_label_list_file_with_a_multi_label_row(tmp_path, flat_folder):
+    root, names, short = flat_folder
+    lst = tmp_path / "lists" / "labels.txt"
+    lst.parent.mkdir()
+    (lst.parent / "classes.txt").write_text("red\nblue\ngreen\n")
+    rows = [f"{n} {int(c == 'red')} {int(c == 'blue')} 0" for n, c in sorted(names.items())] + ["g0.jpg 1 0 1"]
+    lst.write_text("\n".join(rows) + "\n")
+    short.write_text(yaml.safe_dump({**yaml.safe_load(short.read_text()), "epochs": 1}))  # only the labels matter
+    report = sync_folder(root, labels=lst, config=short, **FAST)
+    index = open_index(report.index_dir)
+    assert index.class_names == ["red", "blue", "green"] and report.total == 19
+    meta = {Path(md["path"]).name: md.get("labels") for md in index.semantic.get_metadata(index.semantic.ids)}
+    assert meta["g0.jpg"] == ["red", "green"] and meta["b03.jpg"] == ["blue"] and meta["g1.jpg"] is None
+
+
+@pytest.mark.parametrize("text, message", [
+    ("a.jpg,red\nmissing.jpg,blue\n", "image not found"),
+    ("a.jpg,red\nb.jpg,\n", "empty label for b.jpg"),
+    ("# nothing\n\npath,label\n", "has no entries"),
+    ("a.jpg,red\nb.jpg,red\n", "at least two classes"),
+    ("a.jpg,red\na.jpg,blue\n", "listed twice"),
+    ("a.jpg,red,blue\n", "expected 'path,label'"),
+    ("a.jpg,red\n.hidden.jpg,blue\n", "not one of the photos indexed"),
+    ("a.jpg 1 0\nb.jpg 0 0\n", "no class given for"),  # a list file (not .csv) row without a class
+])
+def test_bad_label_files_are_refused_before_anything_is_written(tmp_path, text, message):
+    rng = np.random.default_rng(0)
+    root = tmp_path / "photos"
+    for name in ("a.jpg", "b.jpg", ".hidden.jpg"):
+        synthetic_photo(root / name, (200, 40, 40), rng)
+    labels = tmp_path / ("labels.txt" if "1 0" in text else "labels.csv")
+    labels.write_text(text)
+    with pytest.raises(DeephashError, match=message):
+        sync_folder(root, labels=labels, **FAST)
+    assert not (root / ".deephash").exists()
+
+
+def test_up_labels_option_errors_cleanly(tmp_path):
+    rng = np.random.default_rng(0)
+    root = tmp_path / "photos"
+    synthetic_photo(root / "a.jpg", (200, 40, 40), rng)
+    (tmp_path / "l.csv").write_text("a.jpg,red\nb.jpg,blue\n")
+    out = subprocess.run([sys.executable, "-m", "deephash", "up", str(root), "--labels", str(tmp_path / "l.csv"),
+                          "--no-serve", "-q"], capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": str(SRC)})
+    assert out.returncode == 2 and out.stderr.startswith("error: ") and "image not found" in out.stderr
+    assert "Traceback" not in out.stderr

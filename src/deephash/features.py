@@ -105,7 +105,7 @@ def backbone_features(model: HashingModel, images_u8: np.ndarray, mirror: bool =
         from .models.runtime import onnx_runner
 
         runner = onnx_runner(model)
-    runtime = "torch" if runner is None else f"onnxruntime {runner.version}"
+    runtime = "torch" if runner is None else runner.version
     path = _cache_path(model, images_u8, mirror, runtime) if cache else None
     fn = model.features if runner is None else (lambda x: runner(x)[1])
     return _computed(model, fn, images_u8, mirror, path, 2, torch.float32, "backbone features", progress)
@@ -121,7 +121,7 @@ def prefix_maps(model: HashingModel, images_u8: np.ndarray, mirror: bool = False
         from .models.runtime import onnx_runner
 
         runner = onnx_runner(model, part="prefix")
-    runtime = "torch" if runner is None else f"onnxruntime {runner.version}"
+    runtime = "torch" if runner is None else runner.version
     path = cache_dir() / "features" / f"{maps_key(model, images_u8, mirror, runtime)}.npy" if cache else None
     fn = model.stored_input if runner is None else (lambda x: runner(x)[0])
     return _computed(model, fn, images_u8, mirror, path, 4, torch.float16, "prefix maps", progress)

@@ -17,7 +17,11 @@ def up(
     model: Optional[Path] = typer.Option(None, help="A trained checkpoint (or run folder) to encode with; default: "
                                          "fit ITQ on the photos (or, with --supervised, the DSH head)."),
     supervised: bool = typer.Option(False, "--supervised", help="Train the DSH head of the best recipe on the class "
-                                    "sub-folders (PHOTOS/<class>/...) instead of unsupervised ITQ."),
+                                    "sub-folders (PHOTOS/<class>/...), or on --labels, instead of unsupervised ITQ."),
+    labels: Optional[Path] = typer.Option(None, "--labels", help="Label file giving photos' classes (implies "
+                                          "--supervised): a .csv of 'path,class' rows, or a list file of 'path 0 1 "
+                                          "0 ...' lines (classes.txt beside it names the classes); paths relative "
+                                          "to PHOTOS. Photos it does not name are indexed but not trained on."),
     bits: int = typer.Option(48, help="Code length of a new model."),
     image_size: int = typer.Option(160, help="Input size of a new model, in pixels."),
     sample: int = typer.Option(2000, help="Photos ITQ is fitted on (a random sample)."),
@@ -25,7 +29,7 @@ def up(
                                 "time are unchanged."),
     commit_seconds: float = typer.Option(10.0, help="Save the index at most this often while encoding: the work a "
                                          "crash can cost (a killed run resumes from the last save)."),
-    batch_size: int = typer.Option(64, help="Photos encoded per batch."),
+    batch_size: int = typer.Option(256, help="Photos encoded per batch."),
     serve_after: bool = typer.Option(True, "--serve/--no-serve", help="Serve the search page when done."),
     host: str = typer.Option("127.0.0.1", help="Address to listen on (127.0.0.1: this machine only)."),
     port: int = typer.Option(8000, help="Port to listen on."),
@@ -50,7 +54,8 @@ def up(
             typer.echo(line, err=True)
 
     report = sync_folder(photos, index_dir, model, supervised, bits, image_size, sample, rehash=rehash,
-                         commit_seconds=commit_seconds, batch_size=batch_size, progress=not quiet, log=say)
+                         commit_seconds=commit_seconds, batch_size=batch_size, progress=not quiet, log=say,
+                         labels=labels)
     if report.fitted:
         typer.echo(f"model: {display_path(report.model)}")
     for path, reason in report.unreadable:

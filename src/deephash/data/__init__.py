@@ -19,7 +19,7 @@ from .detection import (BoxArrayDataset, BoxFileDataset, is_box_source, load_box
 from .digits import load_digits_dataset
 from .folder import load_image_folder, load_image_folder_archive
 from .images import decode_image, display_path, list_images, load_image, max_pixels
-from .listfile import is_list_dir, load_list_dir, read_list_file
+from .listfile import is_list_dir, load_list_dir, read_label_csv, read_list_file
 from .multiobject import cached_multiobject, generate_multiobject
 from .protocols import PROTOCOLS, Split, make_split, split_indices
 
@@ -70,5 +70,5 @@ __all__ = [
     "cached_multiobject", "decode_image", "display_path", "generate_multiobject", "is_box_source", "list_images",
     "load_box_source", "load_box_split", "load_cifar10_python", "load_coco", "load_digits_dataset", "load_image",
     "load_image_folder", "load_image_folder_archive", "load_source", "load_split", "load_voc", "load_yolo", "make_split",
-    "max_pixels", "one_hot", "read_list_file", "split_indices", "to_tensor",
+    "max_pixels", "one_hot", "read_label_csv", "read_list_file", "split_indices", "to_tensor",
 ]

@@ -5,11 +5,12 @@
 Paths are relative to ``images_root`` (default: the list file's folder). Class names come
 from a ``classes.txt`` beside the list (one name per line) when present.
 A folder holding ``train.txt`` and ``test.txt`` (and optionally ``database.txt``) is read
-as those splits.
+as those splits. ``read_label_csv`` reads the simpler ``path,class name`` CSV (one class per image).
 """
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 import numpy as np
@@ -78,3 +79,46 @@ def load_list_dir(path: str | Path, images_root=None, image_size=None) -> dict[s
     path = Path(path)
     return {split: read_list_file(path / fname, images_root, image_size)
             for split, fname in SPLIT_FILES.items() if (path / fname).is_file()}
+
+
+def read_label_csv(csv_path: str | Path, images_root: str | Path | None = None, image_size=None,
+                   check_files: bool = True) -> FileDataset:
+    """``path,label`` rows (one class name per image; an optional ``path,label`` header; blank lines and lines
+    starting with ``#`` skipped) as a single-label dataset; classes sorted by name. Paths are relative to
+    ``images_root`` (default: the CSV's folder). An empty path or label, a path listed twice or a missing
+    image is refused, naming its line."""
+    csv_path = Path(csv_path)
+    if not csv_path.is_file():
+        raise MissingFileError(f"label file not found: {csv_path}")
+    root = Path(images_root) if images_root is not None else csv_path.parent
+    paths, names, seen = [], [], {}
+    with open(csv_path, encoding="utf-8", errors="surrogateescape", newline="") as fh:
+        for lineno, row in enumerate(csv.reader(fh), 1):
+            if not row or not "".join(row).strip() or row[0].lstrip().startswith("#"):
+                continue
+            cells = [c.strip() for c in row]
+            if not paths and [c.lower() for c in cells] == ["path", "label"]:
+                continue
+            if len(cells) != 2:
+                raise InvalidInputError(f"{csv_path}:{lineno}: expected 'path,label', got {','.join(row)[:80]!r}")
+            if not cells[0]:
+                raise InvalidInputError(f"{csv_path}:{lineno}: empty path")
+            if not cells[1]:
+                raise InvalidInputError(f"{csv_path}:{lineno}: empty label for {cells[0]}")
+            p = Path(cells[0])
+            p = p if p.is_absolute() else root / p
+            if check_files and not p.is_file():
+                raise MissingFileError(f"{csv_path}:{lineno}: image not found: {p}")
+            if str(p) in seen:
+                raise InvalidInputError(f"{csv_path}:{lineno}: {cells[0]} is listed twice (first on line {seen[str(p)]})")
+            seen[str(p)] = lineno
+            paths.append(p)
+            names.append(cells[1])
+    if not paths:
+        raise InvalidInputError(f"label file {csv_path} has no entries")
+    classes = sorted(set(names))
+    index = {c: i for i, c in enumerate(classes)}
+    from .base import one_hot
+
+    return FileDataset(paths, one_hot([index[n] for n in names], len(classes)), classes, image_size,
+                       name=csv_path.stem)

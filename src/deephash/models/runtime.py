@@ -1,14 +1,17 @@
-"""Inference of a ``HashingModel`` in ONNX Runtime: the same codes, several times the images per second on CPU.
+"""Inference of a ``HashingModel`` in ONNX Runtime or OpenVINO: the same codes, several times the images per
+second on CPU.
 
 On this project's 2-core CPU, PyTorch's eager EfficientNet-Lite0 at 160 px (channels-last, fp32) is the slowest
 stage of adding images; ONNX Runtime runs the same fp32 graph with fused depthwise convolutions, and its
 outputs differ from PyTorch's by rounding only (docs/ingest.md: every bit equal on coco128). bf16 autocast was
 also measured and rejected: 98.95% of bits equal, below the 99% the codes must keep.
 
-The model (backbone, head and input normalisation) is exported once per distinct set of weights and kept in
-``$DEEPHASH_CACHE/onnx`` under the sha256 of what the graph depends on. Without the optional package
-``onnxruntime`` (``pip install deephash[fast]``), or if the export fails, or with ``DEEPHASH_RUNTIME=torch``,
-models run in PyTorch as before.
+The model (backbone, head and input normalisation) is exported to ONNX once per distinct set of weights and
+kept in ``$DEEPHASH_CACHE/onnx`` under the sha256 of what the graph depends on. The graph runs in the first
+installed of ``BACKENDS`` (docs/ingest.md has the measurements behind the order), each in fp32 (OpenVINO's CPU
+plugin would otherwise pick bf16 on a CPU with AVX512-BF16, which changes bits). ``DEEPHASH_RUNTIME`` picks
+one (``openvino``, ``onnxruntime``) or none (``torch``). Without either optional package (``pip install
+deephash[fast]``, ``deephash[openvino]``), or if the export fails, models run in PyTorch as before.
 """
 
 from __future__ import annotations
@@ -25,8 +28,9 @@ import torch
 from torch import nn
 
 log = logging.getLogger("deephash.runtime")
-RUNTIME_ENV = "DEEPHASH_RUNTIME"  # "torch": never use ONNX Runtime
+RUNTIME_ENV = "DEEPHASH_RUNTIME"  # "torch": PyTorch only; "openvino" / "onnxruntime": that runtime only
 EXPORT_VERSION = 1                # raised when the exported graph changes
+BACKENDS = ("onnxruntime", "openvino")  # first installed one wins
 
 
 class _Forward(nn.Module):
@@ -59,15 +63,18 @@ class OnnxRunner:
     """Callable (N, 3, H, W) float tensor in [0, 1] → (relaxed codes, pooled features), both float32 tensors
     (or the part's outputs, e.g. (prefix maps,))."""
 
-    def __init__(self, model_bytes: bytes, threads: int | None = None, outputs=("codes", "features")):
+    def __init__(self, model_bytes: bytes, threads: int | None = None, outputs=("codes", "features"),
+                 spin: bool = False):
         import onnxruntime as ort
 
         opts = ort.SessionOptions()
         if threads:
             opts.intra_op_num_threads = threads
+        if not spin:  # idle model threads sleep instead of spinning: the decoding threads get the cores
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         opts.log_severity_level = 3
         self.session = ort.InferenceSession(model_bytes, opts, providers=["CPUExecutionProvider"])
-        self.version = ort.__version__
+        self.version = f"onnxruntime {ort.__version__}"
         self.outputs = tuple(outputs)
         self._lock = threading.Lock()  # one run at a time: the session already uses every core
 
@@ -78,23 +85,58 @@ class OnnxRunner:
         return tuple(torch.from_numpy(o) for o in out)
 
 
-def available() -> bool:
-    if os.environ.get(RUNTIME_ENV, "").lower() == "torch":
-        return False
+class OpenVinoRunner:
+    """The same callable as ``OnnxRunner``, the graph compiled by OpenVINO's CPU plugin in fp32."""
+
+    def __init__(self, model_bytes: bytes, threads: int | None = None, outputs=("codes", "features")):
+        import openvino as ov
+
+        core = ov.Core()
+        config = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"}
+        if threads:
+            config["INFERENCE_NUM_THREADS"] = threads
+        self.compiled = core.compile_model(core.read_model(model_bytes), "CPU", config)
+        self.outputs = [self.compiled.output(name) for name in outputs]
+        self.version = f"openvino {ov.__version__}"
+        self.request = self.compiled.create_infer_request()
+        self._lock = threading.Lock()  # one request, one run at a time (it already uses every core)
+
+    def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        a = np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.float32)
+        with self._lock:
+            out = self.request.infer({"images": a})  # share_outputs=False: copies, not the request's buffers
+            return tuple(torch.from_numpy(out[o]) for o in self.outputs)
+
+
+RUNNERS = {"onnxruntime": OnnxRunner, "openvino": OpenVinoRunner}
+
+
+def backend() -> str | None:
+    """The runtime ``onnx_runner`` uses: ``DEEPHASH_RUNTIME`` if set (None for ``torch`` or one not installed),
+    else the first of ``BACKENDS`` installed; None when there is none (or no ``onnx``, which the export needs)."""
+    choice = os.environ.get(RUNTIME_ENV, "").lower()
+    if choice == "torch":
+        return None
     try:
-        import onnxruntime  # noqa: F401
         import onnx  # noqa: F401  (torch's exporter needs it)
     except ImportError:
-        return False
-    return True
+        return None
+    for name in ((choice,) if choice in RUNNERS else BACKENDS):
+        try:
+            __import__(name)
+        except ImportError:
+            continue
+        return name
+    return None
+
+
+def available() -> bool:
+    return backend() is not None
 
 
 def graph_key(model, part: str = "forward") -> str:
     """sha256 of what the exported graph depends on: structure, every weight and buffer, input size, versions."""
-    import onnxruntime
-
-    h = hashlib.sha256(repr((EXPORT_VERSION, torch.__version__, onnxruntime.__version__, tuple(model.image_size),
-                             repr(model))).encode())
+    h = hashlib.sha256(repr((EXPORT_VERSION, torch.__version__, tuple(model.image_size), repr(model))).encode())
     if part != "forward":
         h.update(repr((part, getattr(model, "split_at", 0))).encode())
     for name, t in sorted(model.state_dict().items()):
@@ -120,12 +162,14 @@ def export(model, part: str = "forward") -> bytes:
     return buf.getvalue()
 
 
-def onnx_runner(model, threads: int | None = None, part: str = "forward") -> OnnxRunner | None:
-    """An ONNX Runtime session computing ``model``'s outputs (exported once per set of weights, then read from
-    the cache), or None when ONNX Runtime is not installed or disabled, or the model does not export.
-    ``part="prefix"``: the frozen prefix's maps of a model with ``train_blocks`` instead."""
-    if not available():
+def onnx_runner(model, threads: int | None = None, part: str = "forward") -> OnnxRunner | OpenVinoRunner | None:
+    """A runner computing ``model``'s outputs from its ONNX graph (exported once per set of weights, then read
+    from the cache) in ``backend()``, or None when no runtime is installed or one is disabled, or the model does
+    not export. ``part="prefix"``: the frozen prefix's maps of a model with ``train_blocks`` instead."""
+    name = backend()
+    if name is None:
         return None
+    runner = RUNNERS[name]
     from ..data.cache import cache_dir
     from ..utils.io import atomic_open
 
@@ -134,13 +178,13 @@ def onnx_runner(model, threads: int | None = None, part: str = "forward") -> Onn
         path = cache_dir() / "onnx" / f"{graph_key(model, part)}.onnx"
         if path.is_file():
             try:
-                return OnnxRunner(path.read_bytes(), threads, outputs)
+                return runner(path.read_bytes(), threads, outputs)
             except Exception:  # noqa: BLE001 - a damaged cache entry is exported again
                 pass
         data = export(model, part)
         with atomic_open(path) as fh:
             fh.write(data)
-        return OnnxRunner(data, threads, outputs)
+        return runner(data, threads, outputs)
     except Exception as e:  # noqa: BLE001 - any failure here only means the slower PyTorch path
-        log.warning("ONNX Runtime not used (running in PyTorch): %s", str(e).splitlines()[0][:200] if str(e) else e)
+        log.warning("%s not used (running in PyTorch): %s", name, str(e).splitlines()[0][:200] if str(e) else e)
         return None

@@ -14,7 +14,8 @@ from ..data import DecodedImages, HashDataset, load_image
 from ..errors import DeephashError, InvalidInputError, MissingFileError
 from ..methods import Encoded
 
-CHUNK = 32  # images decoded ahead of the model: one batch, so decoding the next overlaps running this one
+CHUNK = 64  # images decoded ahead of the model: one batch, so decoding the next overlaps running this one
+#            (the size is chosen in docs/ingest.md)
 
 
 class Encoder:

@@ -17,10 +17,11 @@ Layout (default ``index_dir``: ``<photos>/.deephash``, skipped by the scan like 
     <index_dir>/model/last.ckpt                         the model it was made with (unless one was given)
 
 The model of a new index is fitted on the folder: ITQ (``methods/itq.py``) on a frozen ImageNet
-EfficientNet-Lite0 over a random sample of the photos, or with ``supervised=True`` and class sub-folders,
-the DSH head of the best CIFAR recipe (``configs/cifar10_best.yaml``) trained on the frozen features. The
-empty index is saved first (it records ``model/last.ckpt``), then the model is fitted into it: a sync
-killed before the model file exists refits it; a model is never replaced once photos are encoded with it.
+EfficientNet-Lite0 over a random sample of the photos, or with ``supervised=True`` and class sub-folders (or
+a label file, ``labels=``), the DSH head of the best CIFAR recipe (``configs/cifar10_best.yaml``) trained on the
+frozen features. The empty index is saved first (it records ``model/last.ckpt``), then the model is fitted into
+it: a sync killed before the model file exists refits it; a model is never replaced once photos are encoded
+with it.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from .image_index import ImageIndex, open_index
 DEFAULT_DIR = ".deephash"
 MODEL_DIR = "model"
 MODEL_CHECKPOINT = f"{MODEL_DIR}/last.ckpt"
-BATCH = 64  # images encoded per call
+BATCH = 256  # images encoded per call: several of the encoder's chunks, so decoding overlaps the model
 # Test hook: seconds to sleep after each commit (lets a test kill a sync that has committed part of its work).
 PAUSE_ENV = "DEEPHASH_TEST_INGEST_PAUSE"
 RECIPE = Path(__file__).resolve().parents[3] / "configs" / "cifar10_best.yaml"
@@ -102,14 +103,17 @@ def sync_folder(photos: str | Path, index_dir: str | Path | None = None, model: 
                 supervised: bool = False, bits: int = 48, image_size: int = 160, sample: int = 2000,
                 backbone: str = "efficientnet_lite0", weights: str | None = "imagenet",
                 config: str | Path | None = None, rehash: bool = False, commit_seconds: float = 10.0,
-                batch_size: int = BATCH, seed: int = 0, progress: bool = True, log=None) -> SyncReport:
+                batch_size: int = BATCH, seed: int = 0, progress: bool = True, log=None,
+                labels: str | Path | None = None) -> SyncReport:
     """Bring the index at ``index_dir`` (default ``<photos>/.deephash``) in step with the photos under ``photos``:
     add new and changed files, remove deleted ones, skip unchanged ones (see the module docstring).
 
     A new index needs a model: ``model`` (a checkpoint or run folder) is used as given; otherwise ITQ with
     ``bits`` bits is fitted on ``sample`` random photos' features from ``backbone`` (``weights``) at
     ``image_size`` px, or with ``supervised`` the DSH head of ``config`` (default: the best CIFAR recipe) is
-    trained on the class sub-folders' photos. An existing index keeps its model. Photos are encoded
+    trained on the class sub-folders' photos, or on the photos a label file ``labels`` names (see
+    ``read_photo_labels``; implies ``supervised``; photos it does not name are indexed, without a class, but
+    not trained on). An existing index keeps its model. Photos are encoded
     ``batch_size`` at a time and committed at most every ``commit_seconds`` (the work a crash may cost).
     ``log`` (a callable taking a line) hears what happens."""
     if batch_size < 1 or commit_seconds < 0:
@@ -124,10 +128,18 @@ def sync_folder(photos: str | Path, index_dir: str | Path | None = None, model: 
     if index_dir == root:
         raise InvalidInputError(f"the index folder cannot be the photo folder itself ({root}); use a subfolder")
     files = scan_photos(root, exclude=[index_dir])
+    labelled = read_photo_labels(labels, root, files) if labels is not None else None  # refused before any write
+    supervised = supervised or labelled is not None
     report = SyncReport(index_dir)
     with index_lock(index_dir):  # one writer for the whole sync: a second sync or a service write waits
         index = _open_or_create(index_dir, root, model, supervised, bits, image_size, sample, backbone, weights,
-                                config, seed, files, progress, say, report)
+                                config, seed, files, progress, say, report, labelled)
+        if labelled is not None:
+            unknown = sorted(set(labelled[2]) - set(index.class_names))
+            if unknown:
+                raise IncompatibleError(f"the label file {labels} names classes the index's model was not trained on: "
+                                        f"{', '.join(unknown[:5])}; give another --index, or delete this one to "
+                                        "rebuild it")
         report.model = str(index._checkpoint_path())
         known, extra = _entries(index, root)
         here = {str(p) for p in files}
@@ -148,7 +160,7 @@ def sync_folder(photos: str | Path, index_dir: str | Path | None = None, model: 
             index.remove([i for _, i in gone] + extra)
             report.removed = [path for path, _ in gone]
             _commit(index, report)
-        _ingest(index, root, todo, report, commit_seconds, batch_size, progress)
+        _ingest(index, root, todo, report, commit_seconds, batch_size, progress, _labeller(index, root, labelled))
         report.total = len(index)
     report.seconds = time.perf_counter() - start
     return report
@@ -171,12 +183,11 @@ def _entries(index: ImageIndex, root: Path) -> tuple[dict[str, tuple], list]:
 
 
 def _ingest(index: ImageIndex, root: Path, todo: list, report: SyncReport, commit_seconds: float, batch_size: int,
-            progress: bool) -> None:
+            progress: bool, label_of) -> None:
     from ..utils.progress import tqdm
 
     if not todo:
         return
-    classes = set(index.class_names)
 
     last = time.monotonic()
     dirty = False
@@ -194,9 +205,9 @@ def _ingest(index: ImageIndex, root: Path, todo: list, report: SyncReport, commi
                     continue
                 paths.append(str(p))
                 row = {"path": str(p), "blake2b": digest, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
-                label = _folder_label(p, root, classes)
-                if label is not None:
-                    row["labels"] = [label]
+                names = label_of(p)
+                if names:
+                    row["labels"] = names
                 meta.append(row)
                 replace.append(entry[0] if entry is not None else None)
             if paths:
@@ -219,10 +230,51 @@ def _ingest(index: ImageIndex, root: Path, todo: list, report: SyncReport, commi
         _commit(index, report)
 
 
-def _folder_label(path: Path, root: Path, classes: set) -> str | None:
-    """A supervised index's label of a photo: its class sub-folder's name."""
-    parts = path.relative_to(root).parts
-    return parts[0] if len(parts) > 1 and parts[0] in classes else None
+def _labeller(index: ImageIndex, root: Path, labelled):
+    """path -> the class names its metadata row records: from the label file when one was given, else (for a
+    supervised index) the photo's class sub-folder."""
+    if labelled is not None:
+        paths, onehot, classes = labelled
+        names = {str(p): [classes[c] for c in np.flatnonzero(row)] for p, row in zip(paths, onehot)}
+        return lambda p: names.get(str(p))
+    classes = set(index.class_names)
+
+    def folder(p: Path):
+        parts = p.relative_to(root).parts
+        return [parts[0]] if len(parts) > 1 and parts[0] in classes else None
+    return folder
+
+
+def read_photo_labels(labels: str | Path, root: str | Path, photos: list[Path] | None = None):
+    """(paths, multi-hot labels, class names) of the photos under ``root`` that the label file ``labels`` names:
+    a ``.csv`` of ``path,label`` rows (class names; ``data.read_label_csv``), or else the list-file convention
+    ``path 0 1 0 ...`` (0/1 per class, names from a ``classes.txt`` beside it; ``data.read_list_file``), paths
+    relative to ``root``. A list-file row may name several classes: DSH treats two photos as similar when they
+    share one (``miners.similarity_matrix``), so such rows train with all of them. Refused, naming the culprit:
+    a missing file or photo, a path that is not one of ``photos`` (the photos a sync indexes: default, the
+    scan of ``root``), a row without a class, and fewer than two classes with photos."""
+    from ..data import read_label_csv, read_list_file
+
+    root = Path(root).resolve()
+    labels = Path(labels)
+    ds = (read_label_csv if labels.suffix.lower() == ".csv" else read_list_file)(labels, images_root=root)
+    known = {os.path.abspath(p) for p in (scan_photos(root) if photos is None else photos)}
+    paths = [Path(os.path.abspath(p)) for p in ds.paths]
+    seen = set()
+    for p, row in zip(paths, ds.labels):
+        if p in seen:
+            raise InvalidInputError(f"label file {labels}: {p} is listed twice")
+        seen.add(p)
+        if str(p) not in known:
+            raise InvalidInputError(f"label file {labels}: {p} is not one of the photos indexed under {root} (outside "
+                                    "the folder, hidden, in the index folder, or not an image file)")
+        if not row.any():
+            raise InvalidInputError(f"label file {labels}: no class given for {p}")
+    present = int(ds.labels.any(0).sum())
+    if present < 2:
+        raise InvalidInputError(f"label file {labels}: supervised codes need photos of at least two classes, found "
+                                f"{present}")
+    return paths, ds.labels, list(ds.class_names)
 
 
 def _commit(index: ImageIndex, report: SyncReport) -> None:
@@ -236,7 +288,7 @@ def _commit(index: ImageIndex, report: SyncReport) -> None:
 
 
 def _open_or_create(index_dir, root, model, supervised, bits, image_size, sample, backbone, weights, config, seed,
-                    files, progress, say, report) -> ImageIndex:
+                    files, progress, say, report, labelled) -> ImageIndex:
     if (index_dir / MANIFEST).is_file():
         index = open_index(index_dir, mmap=False)
         recorded = index.checkpoint
@@ -248,7 +300,7 @@ def _open_or_create(index_dir, root, model, supervised, bits, image_size, sample
                 raise MissingFileError(f"the index {index_dir} holds {len(index)} images but its model "
                                        f"{index_dir / MODEL_CHECKPOINT} is gone: delete the index to rebuild it")
             index.semantic.class_names = _fit_model(index_dir, root, supervised, index.bits, image_size, sample,
-                                                    backbone, weights, config, seed, files, progress, say)
+                                                    backbone, weights, config, seed, files, progress, say, labelled)
             index.save()
             report.fitted = True
         _check_kind(index, supervised, index_dir)
@@ -262,13 +314,13 @@ def _open_or_create(index_dir, root, model, supervised, bits, image_size, sample
         index._encoder = encoder
         index.save(index_dir)
         return index
-    if supervised:
+    if supervised and labelled is None:
         _class_folders(root)  # refuse before anything is written
     index = ImageIndex(_empty(bits, []), checkpoint=MODEL_CHECKPOINT)
     index.semantic.checkpoint = MODEL_CHECKPOINT  # relative: the folder can move with its model
     index.save(index_dir)
     index.semantic.class_names = _fit_model(index_dir, root, supervised, bits, image_size, sample, backbone,
-                                            weights, config, seed, files, progress, say)
+                                            weights, config, seed, files, progress, say, labelled)
     index.save()  # with the class names: a sync killed from here on finds the model and its classes
     report.fitted = True
     return index
@@ -288,14 +340,14 @@ def _check_kind(index: ImageIndex, supervised: bool, index_dir: Path) -> None:
 
 
 def _fit_model(index_dir, root, supervised, bits, image_size, sample, backbone, weights, config, seed, files,
-               progress, say) -> list:
+               progress, say, labelled=None) -> list:
     """Fit the folder's model into ``<index_dir>/model`` with the one training engine; returns its class names."""
     from ..train.config import TrainConfig
     from ..train.trainer import train
 
     out = index_dir / MODEL_DIR
     if supervised:
-        paths, labels, classes = _class_folders(root)
+        paths, labels, classes = labelled if labelled is not None else _class_folders(root)
         recipe = TrainConfig.read_yaml(config or _recipe())
         recipe.pop("protocol", None)
         cfg = TrainConfig.from_dict({**recipe, "bits": bits, "image_size": image_size, "data_size": image_size,
