@@ -178,6 +178,30 @@ def run(a) -> int:
     return 0
 
 
+def plot_curves(results: list[dict], described: str, path: Path) -> None:
+    """Learning curves of ``--curve`` runs: query mAP (solid) and training-image mAP (dashed) per epoch."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for i, r in enumerate(x for x in results if x.get("curve")):
+        color = f"C{i}"
+        epochs = [c["epoch"] for c in r["curve"]]
+        ax.plot(epochs, [c["mAP"] for c in r["curve"]], marker="o", color=color, label=f"{r['method']} {r['bits']}b")
+        ax.plot(epochs, [c["train_query_mAP"] for c in r["curve"]], ls="--", color=color)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("mAP@all")
+    ax.set_title("solid: validation queries; dashed: 2,000 training images as queries", fontsize=9)
+    fig.suptitle(described, fontsize=8)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    print(f"wrote {path}")
+
+
 def print_table(results: list[dict], described: str) -> None:
     print(f"\n{described}; mAP@all stable / tie-aware, mAP@1000, P@H<=2, head training minutes")
     print(f"{'method':<11} {'bits':>4} {'mAP':>7} {'tie':>7} {'@1000':>7} {'P@H<=2':>7} {'min':>6}")
@@ -205,11 +229,17 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default="runs/methods", help="run folders (checkpoints)")
     ap.add_argument("--json-out", default=None, help="folder of the results JSON (default benchmarks/results)")
     ap.add_argument("--table-from", nargs="+", metavar="RESULTS_JSON")
+    ap.add_argument("--plot", default=None, metavar="PNG", help="with --table-from: plot the runs' --curve data")
     a = ap.parse_args(argv)
     if a.table_from:
+        results, described = [], []
         for f in a.table_from:
             d = json.loads(Path(f).read_text())
             print_table(d["results"], d["described"])
+            results += d["results"]
+            described.append(d["described"])
+        if a.plot:
+            plot_curves(results, "; ".join(dict.fromkeys(described)), Path(a.plot))
         return 0
     return run(a)
 
