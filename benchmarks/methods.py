@@ -194,7 +194,9 @@ def plot_curves(results: list[dict], described: str, path: Path) -> None:
     ax.set_xlabel("epoch")
     ax.set_ylabel("mAP@all")
     ax.set_title("solid: validation queries; dashed: 2,000 training images as queries", fontsize=9)
-    fig.suptitle(described, fontsize=8)
+    import textwrap
+
+    fig.suptitle("\n".join(textwrap.wrap(described, 110)), fontsize=7)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
