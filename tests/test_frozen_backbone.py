@@ -1,5 +1,7 @@
 """Training a head on a frozen backbone from stored features (deephash.features)."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -100,6 +102,12 @@ def test_bad_head_settings_are_refused():
         create_model("dsh", 16, 32, dropout=1.0)
 
 
+@pytest.mark.parametrize("name", sorted(p.name for p in (Path(__file__).resolve().parents[1] / "configs").glob("*.yaml")))
+def test_every_shipped_config_is_valid(name):
+    cfg = TrainConfig.from_yaml(Path(__file__).resolve().parents[1] / "configs" / name).validate()
+    assert cfg.bits >= 1
+
+
 def test_shipped_best_recipe_config_is_valid():
     from pathlib import Path
 
@@ -168,3 +176,21 @@ def test_fast_features_come_from_onnx_runtime_under_their_own_key(digits, monkey
     monkeypatch.setattr(model, "features", fail)  # both entries are read back, neither recomputed
     torch.testing.assert_close(backbone_features(model, images, progress=False, fast=True), fast)
     torch.testing.assert_close(backbone_features(model, images, progress=False), torch_feats)
+
+
+def test_fast_features_setting_trains_on_the_runtime_store_and_encode_reads_it(tmp_path, digits, monkeypatch):
+    cfg = frozen_cfg(tmp_path, model="efficientnet_lite0", image_size=64, data_size=32, epochs=1, mirror=False,
+                     fast_features=True)
+    res = train(cfg, digits, progress=False)
+    model = model_from_checkpoint(res.checkpoint)
+    import deephash.features as features
+
+    assert not features._cache_path(model, digits.images, False).exists()  # no PyTorch pass was made
+    fast = backbone_features(model, digits.images, progress=False, fast=True)
+
+    def fail(_):
+        raise AssertionError("the backbone ran although the fast store held these images' features")
+
+    monkeypatch.setattr(model, "features", fail)
+    codes = encode_dataset(model, digits, batch_size=64, progress=False).codes
+    np.testing.assert_array_equal(codes, model.encode_stored(fast)[0])

@@ -89,9 +89,25 @@ def _read(path, n: int, ndim: int = 2) -> torch.Tensor | None:
 def stored_features(model: HashingModel, images_u8: np.ndarray, mirror: bool = False) -> torch.Tensor | None:
     """What a frozen-feature store holds for these images if an earlier run stored it (pooled features, or
     prefix maps for a model with ``train_blocks``), else None (nothing is computed or written)."""
-    if getattr(model, "train_blocks", 0):
-        return _read(cache_dir() / "features" / f"{maps_key(model, images_u8, mirror)}.npy", len(images_u8), 4)
-    return _read(_cache_path(model, images_u8, mirror), len(images_u8))
+    for runtime in _runtimes():  # PyTorch's entry first, then one a ``fast`` store wrote
+        if getattr(model, "train_blocks", 0):
+            found = _read(cache_dir() / "features" / f"{maps_key(model, images_u8, mirror, runtime)}.npy",
+                          len(images_u8), 4)
+        else:
+            found = _read(_cache_path(model, images_u8, mirror, runtime), len(images_u8))
+        if found is not None:
+            return found
+    return None
+
+
+def _runtimes() -> list[str]:
+    from .models.runtime import backend
+
+    name = backend()
+    if name is None:
+        return ["torch"]
+    version = __import__(name).__version__
+    return ["torch", f"{name} {version}"]
 
 
 def backbone_features(model: HashingModel, images_u8: np.ndarray, mirror: bool = False, cache: bool = True,
@@ -158,12 +174,13 @@ def _computed(model, fn, images_u8: np.ndarray, mirror: bool, path, ndim: int, d
     return feats
 
 
-def stored_views(model: HashingModel, images_u8: np.ndarray, mirror: bool, progress: bool = True) -> torch.Tensor:
+def stored_views(model: HashingModel, images_u8: np.ndarray, mirror: bool, progress: bool = True,
+                 fast: bool = False) -> torch.Tensor:
     """The frozen-feature store of a DSH-style model: (views, N, D) pooled features, or (views, N, C, h, w)
     prefix maps for a model with ``train_blocks``; the original view and, when training mirrors, the mirrored
-    one (each read from or written to the cache)."""
+    one (each read from or written to the cache; ``fast``: computed in ONNX Runtime)."""
     fn = prefix_maps if getattr(model, "train_blocks", 0) else backbone_features
-    return torch.stack([fn(model, images_u8, mirror=m, progress=progress)
+    return torch.stack([fn(model, images_u8, mirror=m, progress=progress, fast=fast)
                         for m in ([False, True] if mirror else [False])])
 
 

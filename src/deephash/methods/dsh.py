@@ -43,7 +43,7 @@ class DSH(Method):
     def frozen_store(self, model, images_u8: np.ndarray, progress: bool) -> torch.Tensor:
         from ..features import stored_views
 
-        return stored_views(model, images_u8, self.cfg.mirror, progress)
+        return stored_views(model, images_u8, self.cfg.mirror, progress, fast=self.cfg.fast_features)
 
     def forward(self, model, x, idx, flipped, stored: bool):
         return model.from_stored(x) if stored else model(x)

@@ -54,6 +54,7 @@ class TrainConfig:
     frozen_backbone: bool = False
     train_blocks: int = 0  # with frozen_backbone: the backbone's last blocks trained on stored maps
     bf16: bool = False  # bfloat16 autocast of the forward pass (the loss stays float32)
+    fast_features: bool = False  # with frozen_backbone: compute the store in ONNX Runtime (models/runtime.py)
     device: str = "cpu"
     out: str | None = None  # None: the method's default
 
