@@ -10,9 +10,9 @@ computation changes). A fine-tuned backbone or another image set never reads a s
 unreadable entry is recomputed. Entries are never evicted: delete ``$DEEPHASH_CACHE/features`` to
 reclaim the space (about 5 KB per image for Lite0).
 
-These are the training engine's frozen-feature stores: ``stored_views`` (pooled features, cached as above)
-for DSH-style models and ``feature_maps`` (whole conv maps, in memory only) for IAH. Under torchrun each rank
-computes a contiguous share of the images and the shares are gathered on every rank (rank 0 writes the cache).
+These are the training engine's frozen-feature stores: ``stored_views`` (pooled features, cached as above;
+or, for a model with ``train_blocks``, float16 maps of the frozen prefix, ``prefix_maps``) for DSH-style
+models and ``feature_maps`` (whole conv maps, in memory only) for IAH. Under torchrun each rank computes a contiguous share of the images and the shares are gathered on every rank (rank 0 writes the cache).
 """
 
 from __future__ import annotations
@@ -116,14 +116,8 @@ def backbone_features(model: HashingModel, images_u8: np.ndarray, mirror: bool =
     ``mirror`` gives those of the horizontally flipped images (the mirror augmentation's second view).
     ``fast`` computes them in ONNX Runtime when it is installed (several times PyTorch's images/s for
     EfficientNet-Lite on CPU, equal up to rounding), cached under their own key."""
-    runner = None
-    if fast:
-        from .models.runtime import onnx_runner
-
-        runner = onnx_runner(model)
-    runtime = "torch" if runner is None else runner.version
+    fn, runtime = _compute_with(model, model.features, fast, "forward", 1)
     path = _cache_path(model, images_u8, mirror, runtime) if cache else None
-    fn = model.features if runner is None else (lambda x: runner(x)[1])
     return _computed(model, fn, images_u8, mirror, path, 2, torch.float32, "backbone features", progress)
 
 
@@ -132,15 +126,22 @@ def prefix_maps(model: HashingModel, images_u8: np.ndarray, mirror: bool = False
     """(N, C, h, w) float16 maps of the frozen prefix of a model with ``train_blocks`` (the input of its
     trainable tail), cached like the pooled features; float16 halves the store (about 34 KB per image for
     Lite2 at 260 px) and the tail widens each batch back to float32. ``fast``: as in ``backbone_features``."""
+    fn, runtime = _compute_with(model, model.stored_input, fast, "prefix", 0)
+    path = cache_dir() / "features" / f"{maps_key(model, images_u8, mirror, runtime)}.npy" if cache else None
+    return _computed(model, fn, images_u8, mirror, path, 4, torch.float16, "prefix maps", progress)
+
+
+def _compute_with(model, torch_fn, fast: bool, part: str, output: int):
+    """(function, runtime name): ``torch_fn``, or with ``fast`` the ONNX graph of ``part`` in the installed
+    runtime (its ``output``-th result), named so that each runtime's results get their own cache entries."""
     runner = None
     if fast:
         from .models.runtime import onnx_runner
 
-        runner = onnx_runner(model, part="prefix")
-    runtime = "torch" if runner is None else runner.version
-    path = cache_dir() / "features" / f"{maps_key(model, images_u8, mirror, runtime)}.npy" if cache else None
-    fn = model.stored_input if runner is None else (lambda x: runner(x)[0])
-    return _computed(model, fn, images_u8, mirror, path, 4, torch.float16, "prefix maps", progress)
+        runner = onnx_runner(model, part=part)
+    if runner is None:
+        return torch_fn, "torch"
+    return (lambda x: runner(x)[output]), runner.version
 
 
 @torch.inference_mode()
