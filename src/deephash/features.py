@@ -12,7 +12,8 @@ reclaim the space (about 5 KB per image for Lite0).
 
 These are the training engine's frozen-feature stores: ``stored_views`` (pooled features, cached as above;
 or, for a model with ``train_blocks``, float16 maps of the frozen prefix, ``prefix_maps``) for DSH-style
-models and ``feature_maps`` (whole conv maps, in memory only) for IAH. Under torchrun each rank computes a contiguous share of the images and the shares are gathered on every rank (rank 0 writes the cache).
+models and ``feature_maps`` (whole conv maps, in memory only) for IAH. Under torchrun each rank computes a
+contiguous share of the images and the shares are gathered on every rank (rank 0 writes the cache).
 """
 
 from __future__ import annotations
