@@ -102,13 +102,10 @@ def stored_features(model: HashingModel, images_u8: np.ndarray, mirror: bool = F
 
 
 def _runtimes() -> list[str]:
-    from .models.runtime import backend
+    from .models.runtime import backend, version_name
 
     name = backend()
-    if name is None:
-        return ["torch"]
-    version = __import__(name).__version__
-    return ["torch", f"{name} {version}"]
+    return ["torch"] if name is None else ["torch", version_name(name)]
 
 
 def backbone_features(model: HashingModel, images_u8: np.ndarray, mirror: bool = False, cache: bool = True,

@@ -74,7 +74,7 @@ class OnnxRunner:
             opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         opts.log_severity_level = 3
         self.session = ort.InferenceSession(model_bytes, opts, providers=["CPUExecutionProvider"])
-        self.version = f"onnxruntime {ort.__version__}"
+        self.version = version_name("onnxruntime")
         self.outputs = tuple(outputs)
         self._lock = threading.Lock()  # one run at a time: the session already uses every core
 
@@ -97,7 +97,7 @@ class OpenVinoRunner:
             config["INFERENCE_NUM_THREADS"] = threads
         self.compiled = core.compile_model(core.read_model(model_bytes), "CPU", config)
         self.outputs = [self.compiled.output(name) for name in outputs]
-        self.version = f"openvino {ov.__version__}"
+        self.version = version_name("openvino")
         self.request = self.compiled.create_infer_request()
         self._lock = threading.Lock()  # one request, one run at a time (it already uses every core)
 
@@ -128,6 +128,11 @@ def backend() -> str | None:
             continue
         return name
     return None
+
+
+def version_name(name: str) -> str:
+    """"<runtime> <version>": what cached results computed in that runtime are keyed by."""
+    return f"{name} {__import__(name).__version__}"
 
 
 def available() -> bool:
