@@ -86,10 +86,15 @@ def test_training_moves_the_tail_not_the_prefix_and_encodes_from_the_store(tmp_p
     # the codes of the full forward pass (the maps are float16: a sign may flip at an output near zero)
     model = model_from_checkpoint(res.checkpoint)
     assert model.train_blocks == 1
-    stored = encode_dataset(model, digits, batch_size=64, progress=False).codes
     x = torch.nn.functional.interpolate(torch.from_numpy(digits.images).permute(0, 3, 1, 2).float() / 255,
                                         size=(64, 64), mode="bilinear", antialias=True, align_corners=False)
     full = model.encode(x)
+
+    def no_pixels(*_):
+        raise AssertionError("encoding ran the frozen prefix instead of reading the stored maps")
+
+    model.backbone[0].net._conv_stem.register_forward_pre_hook(no_pixels)
+    stored = encode_dataset(model, digits, batch_size=64, progress=False).codes
     assert (np.unpackbits(stored) == np.unpackbits(full)).mean() > 0.99
 
 
@@ -102,6 +107,30 @@ def test_bad_settings_are_refused(tmp_path):
         create_model("dsh", 16, 32).freeze_backbone(1)
     with pytest.raises(DeephashError, match="between 1 and"):
         create_model("efficientnet_lite0", 16, 64).freeze_backbone(99)
+    # methods whose store is whole PyTorch features or maps cannot split it or compute it in ONNX Runtime
+    for method, kw in (("itq", {"train_blocks": 1}), ("iah", {"train_blocks": 1}), ("iah", {"fast_features": True})):
+        with pytest.raises(DeephashError, match=f"method {method} cannot use"):
+            TrainConfig(method=method, model="efficientnet_lite0", frozen_backbone=True, out=str(tmp_path),
+                        **kw).validate()
+    with pytest.raises(DeephashError, match="fast_features .* needs frozen_backbone"):
+        TrainConfig(model="efficientnet_lite0", fast_features=True, out=str(tmp_path)).validate()
+    with pytest.raises(DeephashError, match="iah has no bf16"):
+        TrainConfig(method="iah", bf16=True, out=str(tmp_path)).validate()
+
+
+@pytest.mark.parametrize("train_blocks", [0, 1])
+def test_every_trainable_parameter_gets_a_gradient(train_blocks):
+    """DDP (torchrun) refuses a trainable parameter that no step reaches, such as the unused ImageNet classifier."""
+    torch.manual_seed(0)
+    model = create_model("efficientnet_lite0", 16, 64, hidden=32)
+    if train_blocks:
+        model.freeze_backbone(train_blocks)
+    model.train()
+    x = torch.rand(2, 3, 64, 64)
+    out = model.from_stored(model.stored_input(x)) if train_blocks else model(x)
+    out.sum().backward()
+    missing = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    assert not missing and any(p.requires_grad for p in model.parameters())
 
 
 def test_bf16_autocast_runs_the_tail_in_bfloat16_and_the_loss_in_float32(tmp_path, digits):
@@ -137,3 +166,18 @@ def test_fast_maps_come_from_onnx_runtime_and_match_pytorch(digits):
     assert fast.dtype == torch.float16 and fast.shape == slow.shape
     torch.testing.assert_close(fast.float(), slow.float(), atol=1e-2, rtol=1e-2)
     assert maps_key(model, images, False, "onnxruntime x") != maps_key(model, images, False)
+    from deephash.data.cache import cache_dir
+    from deephash.models import runtime as rt
+
+    assert rt.onnx_runner(model, part="prefix") is not None  # else fast=True would quietly be PyTorch
+    name = rt.version_name(rt.backend())
+    assert (cache_dir() / "features" / f"{maps_key(model, images, False, name)}.npy").is_file()
+
+
+def test_fast_without_a_runtime_says_so(digits, monkeypatch, caplog):
+    from deephash.models import runtime as rt
+
+    monkeypatch.setattr(rt, "onnx_runner", lambda *a, **k: None)
+    with caplog.at_level("WARNING", logger="deephash.features"):
+        maps = prefix_maps(lite(1), digits.images[:4], progress=False, fast=True, cache=False)
+    assert len(maps) == 4 and "no ONNX runtime" in caplog.text

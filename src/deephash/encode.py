@@ -79,7 +79,8 @@ def encode_dataset(model: HashingModel, dataset: HashDataset, batch_size: int = 
     if (isinstance(dataset, ArrayDataset) and (model.backbone_frozen or getattr(model, "train_blocks", 0))
             and not isinstance(dataset, DecodedImages)):
         # A frozen backbone's features of these pixels may be stored already (the training images, which
-        # are the database under protocol "dsh"): then only the head runs. Nothing new is stored here.
+        # are the database under protocol "dsh"): then only the head (and a trained tail) runs. Nothing new is
+        # stored here.
         from .features import stored_features
 
         feats = stored_features(model, dataset.images)

@@ -8,7 +8,8 @@ structure (its module repr) and weights and buffers, the input normalisation and
 pixels, the torch version and ``FEATURES_VERSION`` (raised whenever this module's resizing or feature
 computation changes). A fine-tuned backbone or another image set never reads a stale entry; an
 unreadable entry is recomputed. Entries are never evicted: delete ``$DEEPHASH_CACHE/features`` to
-reclaim the space (about 5 KB per image for Lite0).
+reclaim the space (about 5 KB per image for Lite0's pooled features, 10 KB for its prefix maps at 160 px
+with one trained block).
 
 These are the training engine's frozen-feature stores: ``stored_views`` (pooled features, cached as above;
 or, for a model with ``train_blocks``, float16 maps of the frozen prefix, ``prefix_maps``) for DSH-style
@@ -19,6 +20,7 @@ contiguous share of the images and the shares are gathered on every rank (rank 0
 from __future__ import annotations
 
 import hashlib
+import logging
 
 import numpy as np
 import torch
@@ -29,6 +31,8 @@ from .data.base import resize_batch
 from .data.cache import cache_dir
 from .models import HashingModel
 from .utils.io import atomic_open
+
+log = logging.getLogger(__name__)
 
 # Small batches: Lite0's activations at 160 px stay in cache (measured 235 vs 190 images/s for 8 vs 32
 # images at 128 px).
@@ -137,6 +141,9 @@ def _compute_with(model, torch_fn, fast: bool, part: str, output: int):
         from .models.runtime import onnx_runner
 
         runner = onnx_runner(model, part=part)
+        if runner is None:
+            log.warning("fast features asked for, but no ONNX runtime could run this model (pip install "
+                        "deephash[fast]): computing them in PyTorch, several times slower")
     if runner is None:
         return torch_fn, "torch"
     return (lambda x: runner(x)[output]), runner.version

@@ -54,6 +54,10 @@ class Method:
     frozen_store_resizes: ClassVar[bool] = False  # the store resizes each batch, so data stays at stored size
     closed_form: ClassVar[bool] = False  # fitted once on the frozen store (``fit_features``), no gradient steps
     needs_labels: ClassVar[bool] = True  # False: trains on images alone (unlabelled folders)
+    # what its frozen store can do (the config refuses the setting otherwise): hold prefix maps for a trained
+    # tail (train_blocks), be computed in ONNX Runtime (fast_features)
+    trains_tail: ClassVar[bool] = False
+    fast_store: ClassVar[bool] = False
 
     def __init__(self, cfg: "TrainConfig"):
         self.cfg = cfg

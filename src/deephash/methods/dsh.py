@@ -16,6 +16,8 @@ class DSH(Method):
     defaults = dict(bits=48, image_size=32, epochs=30, batch_size=200, optimizer="sgd", lr=1e-3, weight_decay=0.004,
                     schedule="step", alpha=0.01, out="runs/dsh")
     frozen_store_resizes = True
+    trains_tail = True
+    fast_store = True
 
     def __init__(self, cfg):
         super().__init__(cfg)

@@ -85,6 +85,8 @@ class IAH(Method):
             raise InvalidInputError("method iah does not take random crops (crop_pad must be 0): proposals are fixed")
         if cfg.channels_last:
             raise InvalidInputError("method iah has no channels_last mode")
+        if cfg.bf16:
+            raise InvalidInputError("method iah has no bf16 mode (its outputs would reach the loss in bfloat16)")
         if cfg.model_kwargs:
             raise InvalidInputError("method iah takes no model_kwargs; its head width is the option hidden "
                                 "(method_options: {hidden: 256}, or -o hidden=256)")

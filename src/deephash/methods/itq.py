@@ -79,6 +79,7 @@ class ITQ(DSH):
                     out="runs/itq")
     closed_form = True
     needs_labels = False
+    trains_tail = False  # fitted in closed form on pooled features: no gradient reaches a tail
 
     @classmethod
     def validate_config(cls, cfg) -> None:
@@ -109,7 +110,8 @@ class ITQ(DSH):
     def frozen_store(self, model, images_u8: np.ndarray, progress: bool) -> torch.Tensor:
         from ..features import backbone_features
 
-        return backbone_features(model, images_u8, mirror=False, progress=progress)[None]
+        return backbone_features(model, images_u8, mirror=False, progress=progress,
+                                 fast=self.cfg.fast_features)[None]
 
     def fit_features(self, model, features: torch.Tensor) -> dict:
         """Fit PCA + rotation on the stored features (views, N, D) (the original view) into the hash layer;

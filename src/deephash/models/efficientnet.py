@@ -30,6 +30,10 @@ class Lite0FeatureMap(nn.Module):
     def __init__(self, net: nn.Module, frozen_blocks: int = 0):
         super().__init__()
         self.net = net
+        # the classifier is never run (extract_features stops at the conv head); trainable, it would be a
+        # parameter without a gradient, which DDP refuses under torchrun
+        if hasattr(net, "_fc"):
+            net._fc.requires_grad_(False)
         self.frozen = None
         if frozen_blocks:
             self.freeze_prefix(frozen_blocks)

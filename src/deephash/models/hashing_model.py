@@ -18,7 +18,8 @@ from .freezing import FreezableBackbone
 
 
 class HashingModel(FreezableBackbone):
-    """A pooled backbone with a hash head. ``freeze_backbone()`` leaves only the neck and hash layer to train.
+    """A pooled backbone with a hash head. ``freeze_backbone()`` leaves only the neck and hash layer to train
+    (and, with ``train_blocks``, the backbone's last blocks and conv head).
     ``activation`` names a hash activation (``deephash.models.activations``; ``activation_kwargs`` such as
     ``{"beta": 2.0}`` go to it): "identity" (DSH, the default) keeps the raw outputs."""
 

@@ -6,7 +6,8 @@ stage of adding images; ONNX Runtime runs the same fp32 graph with fused depthwi
 outputs differ from PyTorch's by rounding only (docs/ingest.md: every bit equal on coco128). bf16 autocast was
 also measured and rejected: 98.95% of bits equal, below the 99% the codes must keep.
 
-The model (backbone, head and input normalisation) is exported to ONNX once per distinct set of weights and
+The model (backbone, head and input normalisation), or the frozen prefix of a model with ``train_blocks``
+(``part="prefix"``, what its store keeps), is exported to ONNX once per distinct set of weights and
 kept in ``$DEEPHASH_CACHE/onnx`` under the sha256 of what the graph depends on. The graph runs in the first
 installed of ``BACKENDS`` (docs/ingest.md has the measurements behind the order), each in fp32 (OpenVINO's CPU
 plugin would otherwise pick bf16 on a CPU with AVX512-BF16, which changes bits). ``DEEPHASH_RUNTIME`` picks

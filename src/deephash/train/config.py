@@ -54,7 +54,7 @@ class TrainConfig:
     frozen_backbone: bool = False
     train_blocks: int = 0  # with frozen_backbone: the backbone's last blocks trained on stored maps
     bf16: bool = False  # bfloat16 autocast of the forward pass (the loss stays float32)
-    fast_features: bool = False  # with frozen_backbone: compute the store in ONNX Runtime (models/runtime.py)
+    fast_features: bool = False  # with frozen_backbone: compute the store in ONNX Runtime or OpenVINO (models/runtime.py)
     device: str = "cpu"
     out: str | None = None  # None: the method's default
 
@@ -114,6 +114,16 @@ class TrainConfig:
                                     "it needs frozen_backbone (without it the whole backbone trains already)")
         if not isinstance(self.train_blocks, int) or self.train_blocks < 0:
             raise InvalidInputError(f"train_blocks must be a whole number ≥ 0, got {self.train_blocks!r}")
+        if self.fast_features and not self.frozen_backbone:
+            raise InvalidInputError("fast_features computes the frozen backbone's store in ONNX Runtime: "
+                                    "it needs frozen_backbone")
+        method = self.method_class()
+        if self.train_blocks and not method.trains_tail:
+            raise InvalidInputError(f"method {self.method} cannot use train_blocks (no trained tail reads its "
+                                    "frozen store): leave it at 0")
+        if self.fast_features and not method.fast_store:
+            raise InvalidInputError(f"method {self.method} cannot use fast_features (its frozen store is "
+                                    "computed in PyTorch): leave it off")
         if not 0 <= self.crop_pad < self.image_size:
             raise InvalidInputError(f"crop_pad must be between 0 and image_size - 1 ({self.image_size - 1}), "
                                 f"got {self.crop_pad}")

@@ -109,6 +109,8 @@ class Trainer:
         self.device = torch.device(distributed.local_device(cfg.device))
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise InvalidInputError("device cuda requested but torch sees no CUDA device")
+        if cfg.bf16 and self.device.type == "cuda" and not torch.cuda.is_bf16_supported():
+            raise InvalidInputError("bf16 requested but this CUDA device has no bfloat16 support: leave bf16 off")
         set_threads(cfg.threads)
         self.method = get_method(cfg.method)(cfg)
         self.data = data = self.method.arrays(train_set, progress)
