@@ -42,6 +42,7 @@ from deephash.data import ArrayDataset  # noqa: E402
 from deephash.data.protocols import _per_class, split_indices  # noqa: E402
 from deephash.evaluation import evaluate  # noqa: E402
 from deephash.train import TrainConfig, Trainer  # noqa: E402
+from deephash.train.checkpoint import load_checkpoint, model_from_checkpoint  # noqa: E402
 
 METHODS = ("dsh", "dpsh", "hashnet", "greedyhash", "csq")
 RESULTS = ROOT / "benchmarks" / "results"
@@ -165,16 +166,25 @@ def run(a) -> int:
                 cfg = TrainConfig(**{**settings, "method": method, "method_options": method_options.get(method, {}),
                                      "bits": bits, "seed": a.seed,
                                      "out": f"{a.out}/{protocol}-{a.split}{tag}/{method}-{bits}"})
-                trainer = Trainer(cfg, pool.subset(train), progress=False)
-                trainer.features = torch.stack([feats[m][train] for m in ([False, True] if cfg.mirror else [False])])
-                res, curve, seconds = fit_with_curve(trainer, a.curve, feats, labels, query, db, train, bits,
-                                                     a.tta, a.seed)
-                m = score(res.model, feats[False][query], feats[False][db], labels[query], labels[db], bits,
+                if a.rescore:  # the finished run's checkpoint, scored again (e.g. with --tta): no training
+                    ckpt = load_checkpoint(Path(a.out) / f"{protocol}-{a.split}_{a.rescore}/{method}-{bits}/last.ckpt")
+                    trained, history, curve, steps = model_from_checkpoint(ckpt), ckpt["history"], [], ckpt["step"]
+                    source = json.loads((path.parent / f"methods_{protocol}_{a.split}_{a.rescore}.json").read_text())
+                    seconds = 60 * next(r["train_minutes"] for r in source["results"]
+                                        if r["method"] == method and r["bits"] == bits)
+                else:
+                    trainer = Trainer(cfg, pool.subset(train), progress=False)
+                    trainer.features = torch.stack([feats[m][train]
+                                                    for m in ([False, True] if cfg.mirror else [False])])
+                    res, curve, seconds = fit_with_curve(trainer, a.curve, feats, labels, query, db, train, bits,
+                                                         a.tta, a.seed)
+                    trained, history, steps = res.model, res.history, trainer.step
+                m = score(trained, feats[False][query], feats[False][db], labels[query], labels[db], bits,
                           *((feats[True][query], feats[True][db]) if a.tta else ()))
                 row = {"method": method, "bits": bits, **m, "train_minutes": round(seconds / 60, 2),
-                       "iterations": trainer.step, "epochs": cfg.epochs, "method_options": cfg.method_options,
-                       "final_loss": res.history[-1]["loss"], "tta_mirror": a.tta, "curve": curve,
-                       "history": res.history}
+                       "iterations": steps, "epochs": cfg.epochs, "method_options": cfg.method_options,
+                       "final_loss": history[-1]["loss"], "tta_mirror": a.tta, "curve": curve,
+                       "history": history, **({"rescored_from": a.rescore} if a.rescore else {})}
                 results.append(row)
                 print(json.dumps(row), flush=True)
                 path.parent.mkdir(parents=True, exist_ok=True)
@@ -239,6 +249,9 @@ def main(argv=None) -> int:
     ap.add_argument("--curve", type=int, default=0, metavar="N",
                     help="score at N evenly spaced epochs (queries and 2,000 training images): learning curves")
     ap.add_argument("--tag", default="", help="suffix of the results file name (an ablation)")
+    ap.add_argument("--rescore", metavar="TAG", default="",
+                    help="score the checkpoints of the finished runs tagged TAG (same --out) instead of training, "
+                         "e.g. with --tta")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="runs/methods", help="run folders (checkpoints)")
     ap.add_argument("--json-out", default=None, help="folder of the results JSON (default benchmarks/results)")
