@@ -84,8 +84,10 @@ def encode_dataset(model: HashingModel, dataset: HashDataset, batch_size: int = 
         from .features import stored_features
 
         feats = stored_features(model, dataset.images)
-        if feats is not None:
-            outs = [model.encode_stored(feats[s:min(s + batch_size, hi)].to(device), features)
+        mirrored = stored_features(model, dataset.images, mirror=True) if model.mirror_average else None
+        if feats is not None and (mirrored is not None or not model.mirror_average):
+            outs = [model.encode_stored(feats[s:min(s + batch_size, hi)].to(device), features,
+                                        None if mirrored is None else mirrored[s:min(s + batch_size, hi)].to(device))
                     for s in range(lo, hi, batch_size)]
             return EncodeResult(np.concatenate([o[0] for o in outs]), np.arange(lo, hi), [],
                                 np.concatenate([o[1] for o in outs]) if features else None)

@@ -71,6 +71,9 @@ def train(
     bf16: Optional[bool] = typer.Option(None, "--bf16/--no-bf16",
                                         help="bfloat16 autocast of the forward pass (about 1.5-2x faster backbone "
                                         "blocks on CPUs with AVX512-BF16; the loss stays float32)."),
+    mirror_average: Optional[bool] = typer.Option(None, "--mirror-average/--no-mirror-average",
+                                                  help="Encode each image as the mean of its and its mirror's "
+                                                  "outputs (test-time mirroring; two passes per image)."),
     hidden: Optional[int] = typer.Option(None, help="Width of a ReLU layer before the hash layer (0 = none)."),
     dropout: Optional[float] = typer.Option(None, help="Dropout around that hidden layer."),
     out: Optional[str] = typer.Option(None, help="Run folder for checkpoints (default runs/<method>)."),
@@ -96,7 +99,7 @@ def train(
         schedule=schedule, margin=margin, alpha=alpha, crop_pad=crop_pad, mirror=mirror, balanced=balanced,
         image_size=image_size, data_size=data_size, weights=weights, init_from=init_from, seed=seed, threads=threads,
         channels_last=channels_last, frozen_backbone=frozen_backbone, train_blocks=train_blocks,
-        bf16=bf16, out=out).items() if v is not None}
+        bf16=bf16, mirror_average=mirror_average, out=out).items() if v is not None}
     head = {k: v for k, v in dict(hidden=hidden, dropout=dropout).items() if v is not None}
     if head:
         flags["model_kwargs"] = head

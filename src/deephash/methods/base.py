@@ -58,6 +58,7 @@ class Method:
     # tail (train_blocks), be computed in ONNX Runtime (fast_features)
     trains_tail: ClassVar[bool] = False
     fast_store: ClassVar[bool] = False
+    mirror_average: ClassVar[bool] = False  # its model can encode with test-time mirroring (mirror_average)
 
     def __init__(self, cfg: "TrainConfig"):
         self.cfg = cfg

@@ -18,6 +18,7 @@ class DSH(Method):
     frozen_store_resizes = True
     trains_tail = True
     fast_store = True
+    mirror_average = True
 
     def __init__(self, cfg):
         super().__init__(cfg)
@@ -32,6 +33,7 @@ class DSH(Method):
             model.freeze_backbone(cfg.train_blocks)
         if cfg.channels_last:
             model.use_channels_last()
+        model.mirror_average = cfg.mirror_average
         return model
 
     def setup(self, model, data) -> None:

@@ -102,6 +102,7 @@ class ITQ(DSH):
         model.freeze_backbone()  # ITQ never changes the backbone, whatever frozen_backbone says
         if cfg.channels_last:
             model.use_channels_last()
+        model.mirror_average = cfg.mirror_average
         return model
 
     def setup(self, model, data) -> None:

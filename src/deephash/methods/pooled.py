@@ -28,6 +28,7 @@ class PooledMethod(DSH):
             model.freeze_backbone(cfg.train_blocks)
         if cfg.channels_last:
             model.use_channels_last()
+        model.mirror_average = cfg.mirror_average
         self.loss = self.make_loss(model, num_classes)
         return model
 

@@ -44,6 +44,9 @@ class HashingModel(FreezableBackbone):
         self.channels_last = False
         self.runtime = None  # an inference runtime giving the same outputs faster (``use_runtime``)
         self.train_blocks = 0  # backbone blocks trained on stored maps (``freeze_backbone``)
+        # codes from the mean of each image's and its mirror's outputs (test-time mirroring): a photo and its
+        # mirror image get the same code, and a code leans less on which way the subject faces
+        self.mirror_average = False
 
     def use_channels_last(self) -> "HashingModel":
         """NHWC weights and inputs: oneDNN's fast path for depthwise and grouped convolutions on CPU."""
@@ -120,26 +123,40 @@ class HashingModel(FreezableBackbone):
         """Packed binary codes (N, bits/8) uint8, in np.packbits order; with ``features`` also the backbone's
         pooled features (N, D) float16 of the same forward pass, as (codes, features)."""
         if self.runtime is not None:  # an exported (eval-mode) graph: no mode to switch, which walks every
-            outputs, feats = self.runtime(x)  # module twice (~4% of a batch's time in the fast path)
+            outputs, feats = self._averaged(self.runtime, x)  # module twice (~4% of a batch in the fast path)
         else:
             was_training = self.training
             self.eval()
             try:
-                feats = self.features(x)
-                outputs = self.head(feats)
+                outputs, feats = self._averaged(lambda v: (self.head(f := self.features(v)), f), x)
             finally:
                 self.train(was_training)
         codes = encode_outputs(outputs)
         return (codes, feats.float().cpu().numpy().astype(np.float16)) if features else codes
 
+    def _averaged(self, run, x: torch.Tensor):
+        """(outputs, features) of ``run`` on ``x``; with ``mirror_average`` the mean over ``x`` and its mirror."""
+        outputs, feats = run(x)
+        if self.mirror_average:
+            o, f = run(x.flip(-1))
+            outputs, feats = (outputs + o) / 2, (feats + f) / 2
+        return outputs, feats
+
     @torch.inference_mode()
-    def encode_stored(self, stored: torch.Tensor, features: bool = False):
-        """``encode`` from a store's rows instead of images: (codes, float16 pooled features or None)."""
+    def encode_stored(self, stored: torch.Tensor, features: bool = False, mirrored: torch.Tensor | None = None):
+        """``encode`` from a store's rows instead of images: (codes, float16 pooled features or None).
+        ``mirrored``: the store's rows of the mirror images, which a model with ``mirror_average`` needs."""
+        if self.mirror_average and mirrored is None:
+            raise InvalidInputError("this model averages each image with its mirror: give the mirrored rows too")
         was_training = self.training
         self.eval()
         try:
             feats = self.stored_features(stored)
-            codes = encode_outputs(self.head(feats))
+            outputs = self.head(feats)
+            if self.mirror_average:
+                f = self.stored_features(mirrored)
+                outputs, feats = (outputs + self.head(f)) / 2, (feats + f) / 2
+            codes = encode_outputs(outputs)
             return codes, (feats.float().cpu().numpy().astype(np.float16) if features else None)
         finally:
             self.train(was_training)

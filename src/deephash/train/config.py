@@ -54,6 +54,7 @@ class TrainConfig:
     frozen_backbone: bool = False
     train_blocks: int = 0  # with frozen_backbone: the backbone's last blocks trained on stored maps
     bf16: bool = False  # bfloat16 autocast of the forward pass (the loss stays float32)
+    mirror_average: bool = False  # codes from the mean of each image's and its mirror's outputs (test time)
     fast_features: bool = False  # with frozen_backbone: compute the store in ONNX Runtime or OpenVINO (models/runtime.py)
     device: str = "cpu"
     out: str | None = None  # None: the method's default
@@ -121,6 +122,8 @@ class TrainConfig:
         if self.train_blocks and not method.trains_tail:
             raise InvalidInputError(f"method {self.method} cannot use train_blocks (no trained tail reads its "
                                     "frozen store): leave it at 0")
+        if self.mirror_average and not method.mirror_average:
+            raise InvalidInputError(f"method {self.method} cannot use mirror_average: leave it off")
         if self.fast_features and not method.fast_store:
             raise InvalidInputError(f"method {self.method} cannot use fast_features (its frozen store is "
                                     "computed in PyTorch): leave it off")
