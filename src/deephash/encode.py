@@ -84,7 +84,8 @@ def encode_dataset(model: HashingModel, dataset: HashDataset, batch_size: int = 
         from .features import stored_features
 
         feats = stored_features(model, dataset.images)
-        mirrored = stored_features(model, dataset.images, mirror=True) if model.mirror_average else None
+        mirrored = (stored_features(model, dataset.images, mirror=True)
+                    if feats is not None and model.mirror_average else None)
         if feats is not None and (mirrored is not None or not model.mirror_average):
             outs = [model.encode_stored(feats[s:min(s + batch_size, hi)].to(device), features,
                                         None if mirrored is None else mirrored[s:min(s + batch_size, hi)].to(device))

@@ -31,9 +31,13 @@ class DSH(Method):
         model = create_model(cfg.model, cfg.bits, cfg.image_size, weights=cfg.weights, **cfg.model_kwargs)
         if cfg.frozen_backbone:
             model.freeze_backbone(cfg.train_blocks)
-        if cfg.channels_last:
+        return self.inference_settings(model)
+
+    def inference_settings(self, model):
+        """The config's settings of how the built model runs: memory layout and test-time mirroring."""
+        if self.cfg.channels_last:
             model.use_channels_last()
-        model.mirror_average = cfg.mirror_average
+        model.mirror_average = self.cfg.mirror_average
         return model
 
     def setup(self, model, data) -> None:

@@ -100,10 +100,7 @@ class ITQ(DSH):
         cfg = self.cfg
         model = create_model(cfg.model, cfg.bits, cfg.image_size, weights=cfg.weights, **cfg.model_kwargs)
         model.freeze_backbone()  # ITQ never changes the backbone, whatever frozen_backbone says
-        if cfg.channels_last:
-            model.use_channels_last()
-        model.mirror_average = cfg.mirror_average
-        return model
+        return self.inference_settings(model)
 
     def setup(self, model, data) -> None:
         """No dataset normalisation: the backbone's own (its pretrained weights expect it)."""

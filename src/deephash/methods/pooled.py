@@ -26,9 +26,7 @@ class PooledMethod(DSH):
         self.extend_model(model, num_classes)
         if cfg.frozen_backbone:
             model.freeze_backbone(cfg.train_blocks)
-        if cfg.channels_last:
-            model.use_channels_last()
-        model.mirror_average = cfg.mirror_average
+        self.inference_settings(model)
         self.loss = self.make_loss(model, num_classes)
         return model
 

@@ -134,11 +134,12 @@ class HashingModel(FreezableBackbone):
         codes = encode_outputs(outputs)
         return (codes, feats.float().cpu().numpy().astype(np.float16)) if features else codes
 
-    def _averaged(self, run, x: torch.Tensor):
-        """(outputs, features) of ``run`` on ``x``; with ``mirror_average`` the mean over ``x`` and its mirror."""
+    def _averaged(self, run, x: torch.Tensor, mirrored: torch.Tensor | None = None):
+        """(outputs, features) of ``run`` on ``x``; with ``mirror_average`` the mean over ``x`` and its mirror
+        (``mirrored``, the mirror's stored rows, or else ``x`` flipped)."""
         outputs, feats = run(x)
         if self.mirror_average:
-            o, f = run(x.flip(-1))
+            o, f = run(x.flip(-1) if mirrored is None else mirrored)
             outputs, feats = (outputs + o) / 2, (feats + f) / 2
         return outputs, feats
 
@@ -151,11 +152,7 @@ class HashingModel(FreezableBackbone):
         was_training = self.training
         self.eval()
         try:
-            feats = self.stored_features(stored)
-            outputs = self.head(feats)
-            if self.mirror_average:
-                f = self.stored_features(mirrored)
-                outputs, feats = (outputs + self.head(f)) / 2, (feats + f) / 2
+            outputs, feats = self._averaged(lambda v: (self.head(f := self.stored_features(v)), f), stored, mirrored)
             codes = encode_outputs(outputs)
             return codes, (feats.float().cpu().numpy().astype(np.float16) if features else None)
         finally:
