@@ -62,8 +62,8 @@ def run(a) -> int:
 
         pq, pdb = predict(query), predict(db)
         classes = int(y.max()) + 1
-        r = evaluate(class_codes(pq, classes), class_codes(pdb, classes), labels[query], labels[db],
-                     bits=8 * class_codes(pq[:1], classes).shape[1], topk=(1000,), progress=False)["metrics"]
+        cq, cdb = class_codes(pq, classes), class_codes(pdb, classes)
+        r = evaluate(cq, cdb, labels[query], labels[db], bits=8 * cq.shape[1], topk=(1000,), progress=False)["metrics"]
         row = {"protocol": protocol if a.split == "test" else f"{protocol}-val", "train": len(train),
                "query": len(query), "database": len(db), "accuracy_query": float((pq == y[query]).mean()),
                "accuracy_database": float((pdb == y[db]).mean()), "mAP": r["mAP"]["deterministic"],
