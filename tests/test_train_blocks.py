@@ -134,9 +134,15 @@ def test_every_trainable_parameter_gets_a_gradient(train_blocks):
     assert not missing and any(p.requires_grad for p in model.parameters())
 
 
-def test_bf16_autocast_runs_the_tail_in_bfloat16_and_the_loss_in_float32(tmp_path, digits):
+@pytest.mark.parametrize("native", [True, False])
+def test_bf16_autocast_runs_the_tail_in_bfloat16_and_the_loss_in_float32(tmp_path, digits, monkeypatch, caplog,
+                                                                         native):
+    """bf16 where the CPU has it natively; elsewhere float32 and one log line saying why (bf16 is only a speed
+    setting, and an emulated one measured 8.5x slower). Both branches run on any CPU: the check is replaced."""
+    import deephash.train.trainer as engine
     from deephash.train.trainer import Trainer
 
+    monkeypatch.setattr(engine, "bf16_unavailable_reason", lambda device: None if native else "no bf16 here")
     cfg = TrainConfig(model="efficientnet_lite0", bits=16, image_size=64, data_size=32, epochs=2, batch_size=40,
                       frozen_backbone=True, train_blocks=1, bf16=True, optimizer="adam", lr=1e-3,
                       schedule="constant", threads=1, model_kwargs={"hidden": 32}, out=str(tmp_path / "run"))
@@ -153,10 +159,29 @@ def test_bf16_autocast_runs_the_tail_in_bfloat16_and_the_loss_in_float32(tmp_pat
         return objective(outputs, labels)
 
     trainer.method.objective = spy
-    res = trainer.fit()
-    assert seen == {"conv": torch.bfloat16, "loss_input": torch.float32}
+    with caplog.at_level("WARNING", logger="deephash.train"):
+        res = trainer.fit()
+    assert seen == {"conv": torch.bfloat16 if native else torch.float32, "loss_input": torch.float32}
+    warned = [r.getMessage() for r in caplog.records if "bf16" in r.getMessage()]
+    assert warned == ([] if native else ["bf16 asked for, but no bf16 here: training in float32"])
     assert all(np.isfinite(h["loss"]) for h in res.history)
     assert res.history[-1]["loss"] < res.history[0]["loss"]
+
+
+def test_bf16_is_native_only_where_the_cpu_and_its_libraries_have_it(monkeypatch):
+    from deephash.utils import cpu
+
+    monkeypatch.setenv("ATEN_CPU_CAPABILITY", "avx2")  # the math libraries held below the chip: never native
+    assert "ATEN_CPU_CAPABILITY" in cpu.bf16_unavailable_reason("cpu")
+    monkeypatch.delenv("ATEN_CPU_CAPABILITY")
+    flags = {"avx512_bf16": False, "amx_bf16": False}
+    monkeypatch.setattr(torch._C._cpu, "_get_cpu_capability", lambda: flags)
+    assert "no bfloat16 instructions" in cpu.bf16_unavailable_reason("cpu")
+    flags["avx512_bf16"] = True
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)
+    assert "oneDNN" in cpu.bf16_unavailable_reason("cpu")
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True)
+    assert cpu.bf16_unavailable_reason("cpu") is None
 
 
 def test_fast_maps_come_from_onnx_runtime_and_match_pytorch(digits):

@@ -12,6 +12,7 @@ weights that become NaN or infinite stop the run before the next checkpoint, so 
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import os
 import time
@@ -21,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
+from ..utils.cpu import bf16_unavailable_reason
 from ..utils.progress import tqdm
 
 from .. import distributed
@@ -32,6 +34,9 @@ from ..models import load_matching
 from .augment import mirror_mask, random_crop, to_float
 from .checkpoint import TRAINING_KEYS, load_checkpoint, save_checkpoint
 from .config import TrainConfig
+
+
+log = logging.getLogger("deephash.train")
 
 
 def set_threads(n: int) -> None:
@@ -109,8 +114,11 @@ class Trainer:
         self.device = torch.device(distributed.local_device(cfg.device))
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise InvalidInputError("device cuda requested but torch sees no CUDA device")
-        if cfg.bf16 and self.device.type == "cuda" and not torch.cuda.is_bf16_supported():
-            raise InvalidInputError("bf16 requested but this CUDA device has no bfloat16 support: leave bf16 off")
+        self.bf16 = cfg.bf16
+        if cfg.bf16 and (why := bf16_unavailable_reason(self.device)):
+            self.bf16 = False  # a speed setting: float32 trains the same recipe, at this machine's best speed
+            if self.rank == 0:
+                log.warning("bf16 asked for, but %s: training in float32", why)
         set_threads(cfg.threads)
         self.method = get_method(cfg.method)(cfg)
         self.data = data = self.method.arrays(train_set, progress)
@@ -253,9 +261,9 @@ class Trainer:
         batch = torch.from_numpy(idx)
         x, flipped = self._inputs(batch, gen, lo, hi)
         with self._input_size_check() if check_size else contextlib.nullcontext():
-            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.bf16):
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
                 out = self.forward_module(x, batch[lo:hi], flipped, self.features is not None)
-        if self.cfg.bf16 and isinstance(out, torch.Tensor):
+        if self.bf16 and isinstance(out, torch.Tensor):
             out = out.float()
         out = distributed.gather_outputs(out, counts)
         terms = self.method.objective(out, self.labels[batch].to(self.device))
