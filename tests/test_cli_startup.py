@@ -14,12 +14,14 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 PROBE = r'''
 import sys
 from deephash.cli import app
+code = 0
 try:
     app(args=sys.argv[1:])
 except SystemExit as e:
-    code = e.code
-print("LOADED", ",".join(sorted(m for m in ("torch", "torchvision", "cv2", "matplotlib", "faiss") if m in sys.modules)))
-'''
+    code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+print("EXIT", code)
+print("LOADED", ",".join(sorted(m for m in HEAVY if m in sys.modules)))
+'''.replace("HEAVY", repr(("torch", "torchvision", "cv2", "matplotlib", "faiss", "sklearn", "pymilvus", "milvus_lite")))
 
 
 @pytest.fixture(scope="module")
@@ -32,11 +34,15 @@ def files(tmp_path_factory):
     return d
 
 
-def loaded(*args) -> list[str]:
+def loaded(*args, exit_code: int = 0) -> list[str]:
+    """The heavy modules a command (run in a fresh process) imported; the command must end with ``exit_code``
+    (a command that crashes before reaching its work would otherwise look light)."""
     p = subprocess.run([sys.executable, "-c", PROBE, *map(str, args)], capture_output=True, text=True, timeout=120,
                        env=dict(os.environ, PYTHONPATH=str(SRC)))
-    last = p.stdout.strip().splitlines()[-1]
-    assert last.startswith("LOADED"), p.stdout + p.stderr
+    lines = p.stdout.strip().splitlines()
+    assert len(lines) >= 2 and lines[-2].startswith("EXIT ") and lines[-1].startswith("LOADED"), p.stdout + p.stderr
+    assert int(lines[-2].split()[1]) == exit_code, p.stdout + p.stderr
+    last = lines[-1]
     return [m for m in last.split(" ", 1)[1].split(",") if m] if " " in last else []
 
 
