@@ -73,3 +73,34 @@ def test_cli_errors_are_one_clean_line(tmp_path):
         assert r.exit_code == 2, (args, r.output)
         assert "error:" in r.output and msg in r.output and "Traceback" not in r.output
     assert len(HammingIndex.load(idx)) == 5
+
+
+def test_every_command_takes_the_index_as_argument_or_option(tmp_path):
+    """One convention: IDX or --index IDX wherever a command opens an index; twice or never is one clear error."""
+    write_codes(tmp_path / "codes.npz", 12, 0)
+    write_codes(tmp_path / "more.npz", 3, 100, seed=1)
+    idx = str(tmp_path / "idx")
+    assert runner.invoke(app, ["index", "build", "--codes", str(tmp_path / "codes.npz"), "--out", idx]).exit_code == 0
+    q = ["--query", str(tmp_path / "codes.npz"), "-k", "2", "--json"]
+    for where in ([idx], ["--index", idx]):
+        r = runner.invoke(app, ["index", "info", *where])
+        assert r.exit_code == 0 and json.loads(r.output)["count"] == 12, r.output
+        r = runner.invoke(app, ["search", *where, *q])
+        assert r.exit_code == 0 and len(r.output.splitlines()) == 12, r.output
+        r = runner.invoke(app, ["dupes", *where, "--radius", "0", "--json"])
+        assert r.exit_code == 0 and json.loads(r.output)["images"] == 12, r.output
+    assert runner.invoke(app, ["index", "add", idx, "--codes", str(tmp_path / "more.npz")]).exit_code == 0
+    assert runner.invoke(app, ["index", "remove", "--index", idx, "--ids", "12"]).exit_code == 0
+    assert runner.invoke(app, ["index", "remove", idx, "--ids", "13"]).exit_code == 0
+    assert len(HammingIndex.load(idx)) == 13
+    commands = [["index", "info"], ["index", "add", "--codes", str(tmp_path / "more.npz")], ["index", "remove", "--ids", "1"],
+                ["search", *q], ["dupes", "--radius", "0"], ["serve"]]
+    for cmd in commands:
+        r = runner.invoke(app, [*cmd, "--index", idx, idx])
+        assert r.exit_code == 2 and "error: the index folder is given twice" in r.output, (cmd, r.output)
+        r = runner.invoke(app, cmd)
+        assert r.exit_code == 2 and "error: missing the index folder" in r.output and "--index IDX" in r.output, (
+            cmd, r.output)
+    r = runner.invoke(app, ["search", idx, "--database", str(tmp_path / "codes.npz"), *q])
+    assert r.exit_code == 2 and "not both" in r.output
+    assert len(HammingIndex.load(idx)) == 13  # no refused command changed anything

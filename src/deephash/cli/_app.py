@@ -6,6 +6,9 @@ Each command lives in its own module (``cli/train.py``, ``cli/index.py``, ...) a
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import typer
 from typer.core import TyperGroup
 
@@ -14,7 +17,7 @@ try:
 except ImportError:  # pragma: no cover
     from click.exceptions import UsageError
 
-from ..errors import DeephashError
+from ..errors import DeephashError, InvalidInputError
 
 
 class _Group(TyperGroup):
@@ -40,6 +43,24 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,  # plain click help: reads well at 80 columns
 )
+
+
+INDEX_ARG_HELP = "Index folder (deephash up, deephash index build); or give it as --index."
+INDEX_OPT_HELP = "Index folder, the same as the argument."
+
+
+def index_folder(argument, option, usage: str, other: str = "") -> Path:
+    """The index folder a command was given as its argument or as ``--index``: every command that opens an
+    index takes both spellings, so a user never has to remember which one. Giving it twice, or not at all, is
+    an error that shows ``usage`` (e.g. ``deephash index info IDX``). A value that is not a path (a typer
+    default, when the command is called as a function) counts as not given; ``other`` names another way in."""
+    given = [Path(v) for v in (argument, option) if isinstance(v, (str, os.PathLike))]
+    if len(given) == 2:
+        raise InvalidInputError(f"the index folder is given twice ({given[0]} and --index {given[1]}): give it "
+                                f"once, as in '{usage}' or with --index")
+    if not given:
+        raise InvalidInputError(f"missing the index folder: {usage} (or --index IDX{other})")
+    return given[0]
 
 
 def fail(message: str, code: int = 2) -> None:

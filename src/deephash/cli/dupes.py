@@ -8,12 +8,13 @@ from typing import Optional
 
 import typer
 
-from ._app import app
+from ._app import INDEX_ARG_HELP, INDEX_OPT_HELP, app, index_folder
 
 
 @app.command()
 def dupes(
-    index_dir: Path = typer.Argument(..., help="An index folder (deephash up, deephash index build)."),
+    index_arg: Optional[Path] = typer.Argument(None, metavar="INDEX", help=INDEX_ARG_HELP, show_default=False),
+    index_opt: Optional[Path] = typer.Option(None, "--index", help=INDEX_OPT_HELP),
     radius: int = typer.Option(..., "--radius", "-r", help="Images whose codes differ in at most this many bits "
                                                           "are near-duplicates (groups chain through members)."),
     sheet: Optional[Path] = typer.Option(None, help="Write a PNG contact sheet of the largest groups."),
@@ -31,7 +32,7 @@ def dupes(
     from ..retrieval.dupes import contact_sheet, find_duplicates
     from ..utils.io import display_path
 
-    index = open_index(index_dir)
+    index = open_index(index_folder(index_arg, index_opt, "deephash dupes IDX"))
     groups = find_duplicates(index, radius)
     if as_json:
         typer.echo(json.dumps({"radius": radius, "images": len(index), "groups": [g.to_dict() for g in groups]},

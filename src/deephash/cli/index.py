@@ -9,7 +9,7 @@ from typing import Optional
 import typer
 
 from ..errors import InvalidInputError
-from ._app import app
+from ._app import INDEX_ARG_HELP, INDEX_OPT_HELP, app, index_folder
 
 LOCK_HELP = ("seconds to wait while another process writes the index (default: $DEEPHASH_LOCK_TIMEOUT or 60); "
              "writers take turns, so no change is lost")
@@ -85,7 +85,8 @@ def build(
 
 @index_app.command()
 def add(
-    index_dir: Path = typer.Option(..., "--index", help="index directory"),
+    index_arg: Optional[Path] = typer.Argument(None, metavar="INDEX", help=INDEX_ARG_HELP, show_default=False),
+    index_opt: Optional[Path] = typer.Option(None, "--index", help=INDEX_OPT_HELP),
     codes: Optional[Path] = typer.Option(None, "--codes", help="codes file (.npz) with the codes to add"),
     images: Optional[Path] = typer.Option(None, "--images", help="or a folder of images to encode with the index's "
                                           "model and add (unreadable files are skipped)"),
@@ -99,12 +100,13 @@ def add(
     Example:
 
     \b
-        deephash index add --index idx/ --images new-photos/
+        deephash index add idx/ --images new-photos/
     """
     from ..codes import CodesFile
     from ..data import list_images
     from ..retrieval import update_index
 
+    index_dir = index_folder(index_arg, index_opt, "deephash index add IDX --images FOLDER")
     if (codes is None) == (images is None):
         raise InvalidInputError("give exactly one of --codes or --images")
     if keep_ids and codes is None:
@@ -124,7 +126,8 @@ def add(
 
 @index_app.command()
 def remove(
-    index_dir: Path = typer.Option(..., "--index", help="index directory"),
+    index_arg: Optional[Path] = typer.Argument(None, metavar="INDEX", help=INDEX_ARG_HELP, show_default=False),
+    index_opt: Optional[Path] = typer.Option(None, "--index", help=INDEX_OPT_HELP),
     ids: str = typer.Option(..., "--ids", help="comma-separated ids, e.g. 1,2,3"),
     lock_timeout: Optional[float] = typer.Option(None, "--lock-timeout", help=LOCK_HELP),
 ) -> None:
@@ -133,10 +136,11 @@ def remove(
     Example:
 
     \b
-        deephash index remove --index idx/ --ids 3,17
+        deephash index remove idx/ --ids 3,17
     """
     from ..retrieval import update_index
 
+    index_dir = index_folder(index_arg, index_opt, "deephash index remove IDX --ids 3,17")
     try:
         wanted = [int(s) for s in ids.split(",") if s.strip()]
     except ValueError:
@@ -147,14 +151,18 @@ def remove(
 
 
 @index_app.command()
-def info(index_dir: Path = typer.Option(..., "--index", help="index directory")) -> None:
+def info(
+    index_arg: Optional[Path] = typer.Argument(None, metavar="INDEX", help=INDEX_ARG_HELP, show_default=False),
+    index_opt: Optional[Path] = typer.Option(None, "--index", help=INDEX_OPT_HELP),
+) -> None:
     """Print the index manifest summary as JSON (checksums are verified).
 
     Example:
 
     \b
-        deephash index info --index idx/
+        deephash index info idx/
     """
     from ..retrieval import open_index
 
+    index_dir = index_folder(index_arg, index_opt, "deephash index info IDX")
     typer.echo(json.dumps(open_index(index_dir).info(), indent=2))

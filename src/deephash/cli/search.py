@@ -9,12 +9,15 @@ from typing import List, Optional
 import typer
 
 from ..errors import InvalidInputError
-from ._app import app
+from ._app import INDEX_OPT_HELP, app, index_folder
 
 
 @app.command()
 def search(
-    index: Optional[Path] = typer.Option(None, "--index", help="An index folder (deephash index build)."),
+    index_arg: Optional[Path] = typer.Argument(None, metavar="INDEX", show_default=False,
+                                               help="Index folder (deephash up, deephash index build); or give it "
+                                                    "as --index, or search a codes file with --database."),
+    index_opt: Optional[Path] = typer.Option(None, "--index", help=INDEX_OPT_HELP),
     database: Optional[Path] = typer.Option(None, "--database", help="Or a codes file to search directly."),
     image: List[Path] = typer.Option([], "--image", help="Query image(s); needs a checkpoint."),
     query: Optional[Path] = typer.Option(None, "--query", "--codes", help="Query codes file (batch queries)."),
@@ -37,14 +40,16 @@ def search(
     Example:
 
     \b
-        deephash search --index idx/ --image photo.jpg -k 10 --grid grid.png
+        deephash search idx/ --image photo.jpg -k 10 --grid grid.png
     """
     from ..codes import CodesFile
     from ..utils.io import display_path
     from ..retrieval import ImageIndex, open_index
 
-    if (index is None) == (database is None):
-        raise InvalidInputError("give exactly one of --index (an index folder) or --database (a codes file)")
+    if database is not None and (index_arg is not None or index_opt is not None):
+        raise InvalidInputError("give an index folder or --database (a codes file), not both")
+    index = None if database is not None else index_folder(index_arg, index_opt, "deephash search IDX --image q.jpg",
+                                                           "; or --database FILE, a codes file")
     if bool(image) == (query is not None):
         raise InvalidInputError("give query images (--image) or a query codes file (--query), not both or neither")
     idx = open_index(index) if index is not None else ImageIndex.from_codes(CodesFile.load(database))

@@ -8,12 +8,12 @@ from typing import Optional
 import typer
 
 from ..errors import InvalidInputError
-from ._app import app
+from ._app import INDEX_ARG_HELP, INDEX_OPT_HELP, app, index_folder
 
 
 @app.command()
 def serve(
-    index_dir: Path = typer.Argument(..., help="An index folder (deephash index build)."),
+    index_dir: Optional[Path] = typer.Argument(None, metavar="INDEX", help=INDEX_ARG_HELP, show_default=False),
     host: str = typer.Option("127.0.0.1", help="Address to listen on (127.0.0.1: this machine only)."),
     port: int = typer.Option(8000, help="Port to listen on."),
     token: Optional[str] = typer.Option(None, envvar="DEEPHASH_TOKEN", show_envvar=True,
@@ -24,6 +24,7 @@ def serve(
                                         "others within about a second)."),
     allow_root: Optional[Path] = typer.Option(None, help="Folder whose files POST /v1/items may add by path."),
     access_log: bool = typer.Option(True, help="Log one line per request (off: less work per request)."),
+    index_opt: Optional[Path] = typer.Option(None, "--index", help=INDEX_OPT_HELP),
 ) -> None:
     """Serve an index: a JSON API under /v1 (docs at /docs), /metrics and a search page at /.
 
@@ -32,6 +33,7 @@ def serve(
     \b
         DEEPHASH_TOKEN=secret deephash serve idx/ --port 8000
     """
+    index_dir = index_folder(index_dir, index_opt, "deephash serve IDX")
     if workers < 1:
         raise InvalidInputError(f"--workers must be at least 1, got {workers}")
     if max_upload_mb <= 0:
