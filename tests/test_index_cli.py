@@ -104,3 +104,26 @@ def test_every_command_takes_the_index_as_argument_or_option(tmp_path):
     r = runner.invoke(app, ["search", idx, "--database", str(tmp_path / "codes.npz"), *q])
     assert r.exit_code == 2 and "not both" in r.output
     assert len(HammingIndex.load(idx)) == 13  # no refused command changed anything
+
+
+def test_search_rows_show_rank_distance_path_and_labels_and_json_keeps_the_rest(tmp_path):
+    rng = np.random.default_rng(3)
+    codes = rng.integers(0, 256, (6, 4), dtype=np.uint8)
+    index = HammingIndex(32)
+    index.add(codes, metadata=[{"path": f"/photos/p{i}.jpg", "labels": [f"c{i}", "x"] if i != 5 else [],
+                                "blake2b": f"{i:032x}", "size": 900 + i, "mtime_ns": 10**18} for i in range(6)])
+    index.save(tmp_path / "idx")
+    CodesFile(codes[2:3], 32).save(tmp_path / "q.npz")
+    r = runner.invoke(app, ["search", str(tmp_path / "idx"), "--query", str(tmp_path / "q.npz"), "-k", "3"])
+    assert r.exit_code == 0, r.output
+    head, first, *rest = r.output.splitlines()
+    assert head.endswith(": 3 results") and len(rest) == 2
+    assert first.split() == ["1", "d=0", "/photos/p2.jpg", "c2,x"]
+    for n, row in enumerate(rest, 2):
+        rank, dist, path, *labels = row.split()
+        i = int(path[len("/photos/p"):-len(".jpg")])
+        assert rank == str(n) and dist.startswith("d=") and labels == ([f"c{i},x"] if i != 5 else [])
+    assert not any(word in row for row in [first, *rest] for word in ("blake2b", "size", "mtime_ns", "id"))
+    r = runner.invoke(app, ["search", str(tmp_path / "idx"), "--query", str(tmp_path / "q.npz"), "-k", "3", "--json"])
+    top = json.loads(r.output)["results"][0]
+    assert top["id"] == 2 and top["path"] == "/photos/p2.jpg" and top["blake2b"] == f"{2:032x}" and top["size"] == 902

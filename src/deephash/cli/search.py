@@ -26,7 +26,8 @@ def search(
     radius: Optional[int] = typer.Option(None, help="Return every item within this Hamming distance (inclusive) "
                                          "instead; a radius above the code length finds every item."),
     grid: Optional[Path] = typer.Option(None, help="Write a PNG grid of each query and its results."),
-    as_json: bool = typer.Option(False, "--json", help="One JSON object per query instead of a table."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object per query instead of a table, with each "
+                                 "result's id and every stored field."),
     limit: int = typer.Option(20, help="At most this many rows in the grid."),
     mode: str = typer.Option("semantic", help="semantic: one code per image; category: an IAH index's "
                                               "category-aware codes, grouped by the query's predicted categories."),
@@ -77,12 +78,10 @@ def search(
         for cat, found in qr.groups():
             if cat is not None:
                 typer.echo(f"  [{cat.name} p={cat.prob:.2f}]")
-            for rank, r in enumerate(found, 1):
-                box = f" box {r.box}" if r.box else ""
-                extra = "".join(f" {k}={v}" for k, v in r.metadata.items())
-                extra += f" cos={r.score:.4f}" if r.score is not None else ""
-                typer.echo(display_path(f"  {rank:>3}  id {r.id:>8}  d={r.distance:>3}  {r.path or ''} "
-                                        f"{','.join(r.labels)}{box}{extra}"))
+            for rank, r in enumerate(found, 1):  # what a person reads; ids, boxes and bookkeeping are in --json
+                labels = f"  {','.join(r.labels)}" if r.labels else ""
+                score = f"  cos={r.score:.4f}" if r.score is not None else ""
+                typer.echo(display_path(f"  {rank:>3}  d={r.distance:<3} {r.path or f'id {r.id}'}{labels}{score}"))
     if grid is not None:
         from ..retrieval.grid import draw_results
 
