@@ -56,6 +56,36 @@ def test_light_commands_never_import_torch(files):
     assert loaded("search", "--index", d / "idx", "--query", d / "q.npz", "-k", "3") == []
     assert loaded("search", "--database", d / "db.npz", "--query", d / "q.npz", "--radius", "4", "--json") == []
     assert loaded("evaluate", "--query", d / "q.npz", "--database", d / "db.npz", "--topk", "10") == []
+    assert loaded("index", "info", d / "nowhere", exit_code=2) == []
+
+
+def test_no_optional_engine_and_no_third_party_warning_on_normal_output(files):
+    """milvus (pymilvus, milvus_lite) is imported only by an index that uses it, and warnings raised inside
+    other packages (milvus_lite's pkg_resources deprecation) stay off a command's output; deephash's own show."""
+    from deephash.retrieval import ImageIndex
+
+    ImageIndex.from_codes(CodesFile.load(files / "db.npz")).save(files / "quiet")
+    env = dict(os.environ, PYTHONPATH=str(SRC))
+    env.pop("PYTHONWARNINGS", None)
+    p = subprocess.run([sys.executable, "-m", "deephash", "index", "info", files / "quiet"], capture_output=True,
+                       text=True, timeout=120, env=env)
+    assert p.returncode == 0 and p.stderr == "", p.stderr
+    probe = r"""
+import sys, warnings
+import deephash.index, deephash.retrieval
+print("MILVUS", sorted(m for m in sys.modules if "milvus" in m and not m.startswith("deephash.")))
+from deephash.cli import main
+try:
+    main(["version"])
+except SystemExit:
+    pass
+warnings.warn_explicit("pkg_resources is deprecated as an API", UserWarning, "milvus_lite/__init__.py", 15,
+                       module="milvus_lite")
+warnings.warn_explicit("deephash's own warning", UserWarning, "deephash/x.py", 1, module="deephash.x")
+"""
+    p = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, env=env)
+    assert p.returncode == 0 and "MILVUS []" in p.stdout, p.stdout + p.stderr
+    assert "pkg_resources" not in p.stderr and "deephash's own warning" in p.stderr, p.stderr
 
 
 def test_logs_get_no_progress_bars(tmp_path):
@@ -66,7 +96,7 @@ def test_logs_get_no_progress_bars(tmp_path):
                         tmp_path / "demo"], capture_output=True, text=True, timeout=300, env=env)
     assert p.returncode == 0, p.stderr
     log = p.stdout + p.stderr
-    assert "\r" not in log and "it/s" not in log
+    assert "\r" not in log and "it/s" not in log and "Warning" not in log
     assert len(log.splitlines()) < 20 and "mAP" in log
     env["DEEPHASH_PROGRESS"] = "1"  # forced on: the bars are there
     p = subprocess.run([sys.executable, "-m", "deephash", "train", "--data", "digits", "--bits", "12", "--epochs", "1",
