@@ -246,25 +246,69 @@ def test_concurrent_image_queries_are_encoded_together(served_indexes):
 
 
 def test_micro_batcher_groups_by_key_and_fails_a_batch_together():
+    """One call of ``fn`` per key in a batch; when that call raises, every request in it gets the error (the
+    batcher's promise: a batch fails together), other keys of the same batch and later batches are answered."""
     calls = []
 
     def fn(key, items):
         calls.append((key, list(items)))
-        if key == "bad":
-            raise ValueError("broken model")
+        if "poison" in items:
+            raise ValueError("broken model: cannot encode poison")
         return [f"{key}:{i}" for i in items]
 
     async def go():
         b = MicroBatcher(fn, max_batch=4, max_wait_ms=50)
-        out = await asyncio.gather(*[b.submit("a" if i % 2 else "b", i) for i in range(6)],
-                                   b.submit("bad", 9), return_exceptions=True)
+        # gather queues all six before the batcher's task first runs: batch 1 = the first four, batch 2 = the rest
+        out = await asyncio.wait_for(asyncio.gather(
+            b.submit("k", 0), b.submit("other", "x"), b.submit("k", "poison"), b.submit("k", 1),
+            b.submit("k", 2), b.submit("k", 3), return_exceptions=True), timeout=10)
         await b.close()
-        return out
+        return out, b.batches, b.items
 
-    out = asyncio.run(go())
-    assert out[:6] == ["b:0", "a:1", "b:2", "a:3", "b:4", "a:5"]
-    assert isinstance(out[6], ValueError)
-    assert max(len(items) for _, items in calls) <= 4 and len(calls) <= 5
+    out, batches, items = asyncio.run(go())
+    assert calls == [("k", [0, "poison", 1]), ("other", ["x"]), ("k", [2, 3])]  # the bad item shared a call
+    failed = [out[0], out[2], out[3]]
+    assert all(isinstance(e, ValueError) and str(e) == "broken model: cannot encode poison" for e in failed)
+    assert out[1] == "other:x" and out[4:] == ["k:2", "k:3"]
+    assert (batches, items) == (3, 6)
+
+
+def test_a_failing_image_batch_answers_each_request_with_the_error(served_indexes):
+    """Through the service: a batch of image queries whose encode fails answers every request in it with the
+    error's status and message (not 500, not a hang); the next query is served."""
+    from deephash.errors import InvalidInputError
+
+    idx = open_index(served_indexes["dsh"])
+    images = [Path(md["path"]).read_bytes() for md in idx.semantic.get_metadata(idx.semantic.ids[:3])]
+    blank = io.BytesIO()
+    Image.new("RGB", (8, 8), (0, 0, 0)).save(blank, "PNG")
+    # the batch runs as soon as the four are queued (or 5 s after the first): all four share it
+    app = create_app(Settings(str(served_indexes["dsh"]), max_batch=4, batch_wait_ms=5000, warm_up=False))
+    index = app.state.service.index
+    search, sizes = index.search, []
+
+    def failing_search(images=None, **kw):
+        sizes.append(len(images))
+        if any(np.asarray(im).max() == 0 for im in images):
+            raise InvalidInputError("cannot encode a blank image")
+        return search(images=images, **kw)
+
+    index.search = failing_search
+
+    async def go():
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+            posts = [c.post("/v1/search", files={"image": (f"{n}.png", im)}, data={"k": "3"})
+                     for n, im in enumerate([*images, blank.getvalue()])]
+            batch = await asyncio.gather(*posts)
+            app.state.batcher.max_wait = 0.01                # a lone query need not wait for company
+            after = await c.post("/v1/search", files={"image": ("a.png", images[0])}, data={"k": "3"})
+            return batch, after
+
+    batch, after = asyncio.run(go())
+    assert sizes[0] == 4                                     # the blank image shared its batch with three good ones
+    for r in batch:
+        assert_error(r, 422, "cannot encode a blank image")
+    assert after.status_code == 200 and after.json()["results"][0]["distance"] == 0
 
 
 def test_serve_command_refuses_bad_settings(served_indexes, tmp_path):
