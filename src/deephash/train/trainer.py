@@ -297,11 +297,14 @@ class Trainer:
             return self._fit_closed_form(start, feature_seconds, writer)
         quiet = not (self.progress and writer)
         self.model.train()
+        # the run as a whole (epochs, the last epoch's loss, ETA): in a log, the line a long run writes
+        epochs = tqdm(total=self.epochs, initial=self.epoch, desc=f"{self.cfg.method} training", unit="epoch",
+                      disable=True if quiet else None, leave=False)
         while self.epoch < self.epochs and self.step < self.total_steps:
             gen = epoch_generator(self.cfg.seed, self.epoch)
             batches = self._batches(self.epoch)
-            bar = tqdm(batches, desc=f"{self.cfg.method} epoch {self.epoch + 1}/{self.epochs}",
-                       disable=True if quiet else None, leave=False)  # None: quiet when not a terminal
+            bar = tqdm(batches, desc=f"{self.cfg.method} epoch {self.epoch + 1}/{self.epochs}", unit="batch",
+                       disable=True if quiet else None, leave=False)  # None: log lines when not a terminal
             sums: dict[str, float] = {}
             count = 0
             for idx in bar:
@@ -324,6 +327,9 @@ class Trainer:
             self.history.append({"epoch": self.epoch, "step": self.step,
                                  **{k: s / max(1, count) for k, s in sums.items()},
                                  "seconds": time.perf_counter() - start})
+            epochs.set_postfix(**{k: f"{v:.4f}" for k, v in self.history[-1].items() if k not in ("epoch", "step",
+                                                                                                    "seconds")})
+            epochs.update(1)
             # every rank checks (their weights are equal) so all stop together
             if not all(torch.isfinite(p).all() for p in self.model.parameters()):
                 raise InvalidInputError(f"training diverged: the weights hold NaN or infinity after epoch "
@@ -332,6 +338,7 @@ class Trainer:
             rngs = distributed.gather_objects(torch.get_rng_state()) if self.world > 1 else None
             if writer:
                 save_checkpoint(self.out / "last.ckpt", self._payload(rngs))
+        epochs.close()
         distributed.barrier()  # the other ranks return once rank 0's checkpoint is on disk
         seconds = time.perf_counter() - start
         self.model.eval()
