@@ -56,6 +56,14 @@ def test_itq_matches_the_literal_algorithm(feats):
     np.testing.assert_array_equal(ours >= 0, lit >= 0)
 
 
+def test_pca_of_fewer_images_than_dimensions_is_the_covariance_one(feats):
+    """A small photo folder (N < D) takes the Gram-matrix route: the same directions, each up to its sign."""
+    few = feats[:30]  # 30 images of 40-d features
+    _, w = pca(few, 8)
+    pc = literal_itq(few.copy(), 8, 0, np.eye(8))[0]
+    np.testing.assert_allclose(w, pc * np.sign((w * pc).sum(0)), atol=1e-8)
+
+
 def test_itq_quantisation_loss_decreases(feats):
     _, w = pca(feats, 16)
     _, losses = itq_rotation((feats - feats.mean(0)) @ w, 50, seed=0)

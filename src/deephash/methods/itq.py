@@ -38,8 +38,13 @@ def pca(features: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
         raise InvalidInputError(f"ITQ needs more images than bits to fit: {n} images for {bits} bits")
     mean = x.mean(0)
     xc = x - mean
-    values, vectors = np.linalg.eigh(xc.T @ xc / (n - 1))
-    w = vectors[:, np.argsort(values)[::-1][:bits]]
+    if n < d:  # fewer images than dimensions (a small photo folder): the (N, N) Gram matrix has the covariance's
+        values, vectors = np.linalg.eigh(xc @ xc.T)  # non-zero spectrum, and is far cheaper to decompose
+        w = xc.T @ vectors[:, np.argsort(values)[::-1][:bits]]
+        w /= np.linalg.norm(w, axis=0)
+    else:
+        values, vectors = np.linalg.eigh(xc.T @ xc / (n - 1))
+        w = vectors[:, np.argsort(values)[::-1][:bits]]
     w *= np.sign(w[np.abs(w).argmax(0), np.arange(bits)])
     return mean, w
 
