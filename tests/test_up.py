@@ -20,12 +20,13 @@ from deephash.retrieval import open_index
 from deephash.retrieval.dupes import contact_sheet, find_duplicates
 from deephash.retrieval.ingest import file_digest, scan_photos, sync_folder
 
-COCO = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "coco128" / "images" / "train2017"
-if not COCO.is_dir():
-    COCO = Path("/work/shared/datasets/coco128/images/train2017")
+# the shared data: $DEEPHASH_SHARED, else the folder beside the repository (../shared)
+SHARED = Path(os.environ.get("DEEPHASH_SHARED") or Path(__file__).resolve().parents[1].parent / "shared")
+COCO = SHARED / "datasets" / "coco128" / "images" / "train2017"
 SRC = Path(__file__).resolve().parents[1] / "src"
 FAST = dict(bits=16, image_size=64, progress=False)
-pytestmark = pytest.mark.skipif(not COCO.is_dir(), reason="coco128 photos not available")
+needs_coco = pytest.mark.skipif(not COCO.is_dir(), reason=f"coco128 photos not found at {COCO} (set DEEPHASH_SHARED "
+                                                          "to the folder holding datasets/coco128)")
 
 
 def photos(n, start=0):
@@ -64,6 +65,7 @@ def itq_checkpoint(tmp_path_factory):
     return report.model
 
 
+@needs_coco
 def test_sync_is_incremental(tmp_path, itq_checkpoint):
     root = tmp_path / "photos"
     files = make_folder(root, 14)
@@ -116,6 +118,7 @@ def test_sync_is_incremental(tmp_path, itq_checkpoint):
     assert fifth.total == 20 and sorted(paths_in(first.index_dir)) == sorted(rows)
 
 
+@needs_coco
 def test_scan_skips_the_index_folder(tmp_path):
     root = tmp_path / "photos"
     make_folder(root, 2)
@@ -126,9 +129,11 @@ def test_scan_skips_the_index_folder(tmp_path):
     with pytest.raises(DeephashError, match="cannot be the photo folder"):
         sync_folder(root, index_dir=root, **FAST)
     with pytest.raises(DeephashError, match="more readable photos than bits"):
-        sync_folder(root, index_dir=tmp_path / "x", **FAST)
+        sync_folder(root, index_dir=tmp_path / "x" / "y", **FAST)
+    assert not (tmp_path / "x").exists()  # refused before anything was written
 
 
+@needs_coco
 def test_supervised_trains_the_dsh_head_on_class_folders(tmp_path):
     root = tmp_path / "photos"
     for c, start in (("cats", 0), ("dogs", 10)):
@@ -152,6 +157,7 @@ def run_up(root, *args, env=None, **kw):
                             text=True, env={**os.environ, "PYTHONPATH": str(SRC), **(env or {})}, **kw)
 
 
+@needs_coco
 def test_sigkill_midway_then_the_next_run_completes(tmp_path, itq_checkpoint):
     root = tmp_path / "photos"
     files = make_folder(root, 24)
@@ -180,6 +186,7 @@ def test_sigkill_midway_then_the_next_run_completes(tmp_path, itq_checkpoint):
     assert sorted(indexed) == sorted(map(str, files))  # exactly the photos: none twice, none lost
 
 
+@needs_coco
 def test_dupes_finds_planted_duplicates(tmp_path, itq_checkpoint):
     root = tmp_path / "photos"
     files = make_folder(root, 12)
@@ -207,6 +214,7 @@ def test_dupes_finds_planted_duplicates(tmp_path, itq_checkpoint):
     assert got["groups"][0]["size"] == len(groups[0].ids) and got["images"] == len(index)
 
 
+@needs_coco
 def test_up_command_syncs_then_serves_the_index(tmp_path, itq_checkpoint, monkeypatch):
     import contextlib
     import io
@@ -336,3 +344,136 @@ def test_up_labels_option_errors_cleanly(tmp_path):
                          env={**os.environ, "PYTHONPATH": str(SRC)})
     assert out.returncode == 2 and out.stderr.startswith("error: ") and "image not found" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+# ---- the first hour: failed first runs, settings that conflict, one backbone pass per photo, logs ------------
+
+
+def colour_folder(root: Path, n: int, seed: int = 0) -> list[Path]:
+    """``n`` synthetic photos of random colours (no shared data needed)."""
+    rng = np.random.default_rng(seed)
+    out = [root / f"p{k:02d}.jpg" for k in range(n)]
+    for path in out:
+        synthetic_photo(path, tuple(int(c) for c in rng.integers(0, 256, 3)), rng)
+    return out
+
+
+def run_cli(*args):
+    """``deephash ARGS`` in this process (stderr is not a terminal): (exit code, stdout, stderr)."""
+    import contextlib
+    import io
+
+    from deephash.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), pytest.raises(SystemExit) as e:
+        main([str(a) for a in args])
+    return e.value.code, out.getvalue(), err.getvalue()
+
+
+def test_a_failed_first_run_leaves_nothing_and_conflicting_settings_are_refused(tmp_path):
+    root = tmp_path / "tiny"
+    names = sorted(p.name for p in colour_folder(root, 10))
+    code, _, err = run_cli("up", root, "--no-serve", "--image-size", "64")
+    assert code == 2 and err.startswith("error: ITQ needs more readable photos than bits") and "10 for 48 bits" in err
+    assert "Traceback" not in err and sorted(os.listdir(root)) == names  # no hidden index folder left
+    code, out, _ = run_cli("up", root, "--no-serve", "--image-size", "64", "--bits", "8", "-q")
+    assert code == 0 and "added 10," in out and open_index(root / ".deephash").bits == 8  # the new --bits holds
+    code, _, err = run_cli("up", root, "--no-serve", "--bits", "16", "--image-size", "32")
+    assert code == 2 and err.startswith("error: ") and len(err.splitlines()) == 1
+    assert "--bits 16, but its codes have 8 bits" in err and "--image-size 32, but its model reads 64 px" in err
+    assert "Leave these options out" in err and f"delete {root / '.deephash'}" in err
+    code, out, _ = run_cli("up", root, "--no-serve", "--bits", "8", "-q")  # the index's own value is no conflict
+    assert code == 0 and "skipped 10 unchanged" in out
+    with pytest.raises(DeephashError, match="--supervised, but its codes are unsupervised"):
+        sync_folder(root, supervised=True, progress=False)
+    with pytest.raises(DeephashError, match="--model .* but it was made with the model model/last.ckpt"):
+        sync_folder(root, model=tmp_path / "other.ckpt", progress=False)
+
+
+def test_a_fit_that_fails_midway_is_undone(tmp_path, monkeypatch):
+    from deephash.retrieval import ingest
+
+    def interrupted(cfg, *args):
+        assert (Path(cfg.out).parent / "manifest.json").is_file()  # the empty index was saved: undone below
+        raise KeyboardInterrupt  # Ctrl-C while the model is fitted
+
+    monkeypatch.setattr(ingest, "_fit", interrupted)
+    root = tmp_path / "photos"
+    colour_folder(root, 12)
+    with pytest.raises(KeyboardInterrupt):
+        sync_folder(root, bits=8, image_size=64, progress=False)
+    assert not (root / ".deephash").exists()
+    mine = tmp_path / "a" / "b"  # --index folders that did not exist: all of them go
+    with pytest.raises(KeyboardInterrupt):
+        sync_folder(root, index_dir=mine, bits=8, image_size=64, progress=False)
+    assert not (tmp_path / "a").exists()
+    mine.mkdir(parents=True)  # an empty folder that was there stays, empty
+    with pytest.raises(KeyboardInterrupt):
+        sync_folder(root, index_dir=mine, bits=8, image_size=64, progress=False)
+    assert mine.is_dir() and os.listdir(mine) == []
+
+
+def test_an_index_without_photos_is_built_again_with_the_new_settings(tmp_path):
+    from deephash.retrieval import ImageIndex, ingest
+
+    root = tmp_path / "tiny"
+    colour_folder(root, 10)
+    # what a first run killed while fitting leaves (and an older deephash's failed one): an empty 48-bit index
+    # that names its model, and no model
+    empty = ImageIndex(ingest._empty(48, []), checkpoint=ingest.MODEL_CHECKPOINT)
+    empty.semantic.checkpoint = ingest.MODEL_CHECKPOINT
+    empty.save(root / ".deephash")
+    first = sync_folder(root, bits=8, image_size=64, progress=False)
+    assert first.fitted and first.total == 10 and open_index(first.index_dir).bits == 8
+    held = tmp_path / "held"
+    held.mkdir()
+    for p in root.glob("*.jpg"):
+        p.rename(held / p.name)
+    assert sync_folder(root, progress=False).total == 0  # the photos are gone: the index is empty
+    for p in held.iterdir():
+        p.rename(root / p.name)
+    again = sync_folder(root, bits=4, progress=False)  # it holds no photos: refitted with 4 bits, not refused
+    assert again.fitted and again.total == 10 and open_index(first.index_dir).bits == 4
+
+
+def test_the_fit_features_encode_the_sampled_photos_and_progress_is_logged(tmp_path, monkeypatch, capsys):
+    """The photos the fit decoded are encoded from its backbone features (the backbone runs once per photo);
+    the others, and a photo whose bytes changed after the fit read them, go through the encoder. Both give the
+    encoder's codes. Without a terminal, each long step logs count, rate and ETA lines."""
+    from deephash.retrieval import ingest
+    from deephash.retrieval.encoder import Encoder
+
+    root = tmp_path / "photos"
+    files = colour_folder(root, 14)
+    encoded, sampled = [], []
+    encode_images, fit = Encoder.encode_images, ingest._fit
+
+    def spy(self, images, **kwargs):
+        encoded.extend(map(str, images))
+        return encode_images(self, images, **kwargs)
+
+    def fit_then_edit(cfg, paths, *args):
+        out = fit(cfg, paths, *args)
+        sampled.extend(map(str, paths))
+        synthetic_photo(paths[0], (10, 200, 10), np.random.default_rng(9))  # changed after the fit read it
+        return out
+
+    monkeypatch.setattr(Encoder, "encode_images", spy)
+    monkeypatch.setattr(ingest, "_fit", fit_then_edit)
+    monkeypatch.delenv("DEEPHASH_PROGRESS", raising=False)
+    monkeypatch.setenv("DEEPHASH_PROGRESS_INTERVAL", "1e-9")  # every update logs
+    report = sync_folder(root, bits=8, image_size=64, sample=12, progress=True)
+    assert report.total == 14 and len(sampled) == 12
+    assert sorted(encoded) == sorted({str(p) for p in files} - set(sampled[1:]))  # 2 not sampled + the edited one
+    index = open_index(report.index_dir)
+    ids = index.semantic.ids
+    rows = index.semantic.get_metadata(ids)
+    assert {md["path"]: md["blake2b"] for md in rows}[sampled[0]] == file_digest(sampled[0])
+    fresh = encode_images(index.encoder, [md["path"] for md in rows])
+    stored = np.unpackbits(index.semantic.get_codes(ids), axis=1)[:, :8]
+    assert (np.unpackbits(fresh.codes, axis=1)[:, :8] == stored).mean() >= 0.95  # equal up to rounding
+    err = capsys.readouterr().err
+    for step in ("decode: 12/12 (100%)", "backbone features: ", "up: 14/14 (100%)", "ETA", "img/s"):
+        assert step in err, step
+    assert "\r" not in err and "it/s" not in err

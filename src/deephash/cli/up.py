@@ -22,9 +22,11 @@ def up(
                                           "--supervised): a .csv of 'path,class' rows, or a list file of 'path 0 1 "
                                           "0 ...' lines (classes.txt beside it names the classes); paths relative "
                                           "to PHOTOS. Photos it does not name are indexed but not trained on."),
-    bits: int = typer.Option(48, help="Code length of a new model."),
-    image_size: int = typer.Option(160, help="Input size of a new model, in pixels."),
-    sample: int = typer.Option(2000, help="Photos ITQ is fitted on (a random sample)."),
+    bits: Optional[int] = typer.Option(None, help="Code length of a new model [default: 48]. An index that holds "
+                                       "photos keeps its own: a different value is refused."),
+    image_size: Optional[int] = typer.Option(None, help="Input size of a new model, in pixels [default: 160]; an "
+                                             "existing index keeps its own, as for --bits."),
+    sample: Optional[int] = typer.Option(None, help="Photos ITQ is fitted on (a random sample) [default: 2000]."),
     rehash: bool = typer.Option(False, "--rehash", help="Hash every file, even those whose size and modification "
                                 "time are unchanged."),
     commit_seconds: float = typer.Option(10.0, help="Save the index at most this often while encoding: the work a "

@@ -186,6 +186,15 @@ class ImageIndex:
             ids = self._insert(enc, rows)
         return AddResult(ids, enc.failures)
 
+    def add_encoded(self, enc: Encoded, metadata: list[dict]) -> np.ndarray:
+        """Add images this index's model has already encoded (``enc``, one ``metadata`` dict each, which names the
+        ``path``), e.g. from the backbone features a model fit just computed, so that no image is run through
+        the backbone twice. Returns their ids."""
+        if len(metadata) != len(enc.codes):
+            raise InvalidInputError(f"{len(metadata)} metadata entries for {len(enc.codes)} codes")
+        with self._lock:
+            return self._insert(enc, [dict(m) for m in metadata])
+
     def _insert(self, enc: Encoded, rows: list[dict], ids: np.ndarray | None = None) -> np.ndarray:
         if self.category is not None and enc.category is None:
             raise IncompatibleError("this index holds category-aware codes but the model makes none (not an IAH model)")

@@ -20,14 +20,21 @@ The model of a new index is fitted on the folder: ITQ (``methods/itq.py``) on a 
 EfficientNet-Lite0 over a random sample of the photos, or with ``supervised=True`` and class sub-folders (or
 a label file, ``labels=``), the DSH head of the best CIFAR recipe (``configs/cifar10_best.yaml``) trained on the
 frozen features. The empty index is saved first (it records ``model/last.ckpt``), then the model is fitted into
-it: a sync killed before the model file exists refits it; a model is never replaced once photos are encoded
-with it.
+it. A first sync that fails (or is interrupted) before its model is written removes what it wrote; one killed
+there leaves an index with no photos and no model, which the next sync builds again with its own settings. An
+index that holds photos keeps its model: settings that differ from it (``bits``, ``image_size``, ``model``,
+``backbone``, ``supervised``) are refused, naming them, rather than ignored.
+
+The fit computes each sampled photo's backbone features once, in ONNX Runtime when installed (the encoder's
+fast path), and those photos are then encoded from the stored features by the fitted head alone: each photo
+runs through the backbone once per sync, not once to fit and again to encode.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +48,8 @@ from ..index.storage import MANIFEST, index_lock
 from .image_index import ImageIndex, open_index
 
 DEFAULT_DIR = ".deephash"
+# a new model's settings when the caller gives none (None in ``sync_folder``: "the index's own, or these")
+DEFAULT_BITS, DEFAULT_IMAGE_SIZE, DEFAULT_SAMPLE, DEFAULT_BACKBONE = 48, 160, 2000, "efficientnet_lite0"
 MODEL_DIR = "model"
 MODEL_CHECKPOINT = f"{MODEL_DIR}/last.ckpt"
 BATCH = 256  # images encoded per call: several of the encoder's chunks, so decoding overlaps the model
@@ -100,8 +109,8 @@ def file_digest(path: str | Path) -> str:
 
 
 def sync_folder(photos: str | Path, index_dir: str | Path | None = None, model: str | Path | None = None,
-                supervised: bool = False, bits: int = 48, image_size: int = 160, sample: int = 2000,
-                backbone: str = "efficientnet_lite0", weights: str | None = "imagenet",
+                supervised: bool = False, bits: int | None = None, image_size: int | None = None,
+                sample: int | None = None, backbone: str | None = None, weights: str | None = "imagenet",
                 config: str | Path | None = None, rehash: bool = False, commit_seconds: float = 10.0,
                 batch_size: int = BATCH, seed: int = 0, progress: bool = True, log=None,
                 labels: str | Path | None = None) -> SyncReport:
@@ -109,16 +118,22 @@ def sync_folder(photos: str | Path, index_dir: str | Path | None = None, model: 
     add new and changed files, remove deleted ones, skip unchanged ones (see the module docstring).
 
     A new index needs a model: ``model`` (a checkpoint or run folder) is used as given; otherwise ITQ with
-    ``bits`` bits is fitted on ``sample`` random photos' features from ``backbone`` (``weights``) at
-    ``image_size`` px, or with ``supervised`` the DSH head of ``config`` (default: the best CIFAR recipe) is
-    trained on the class sub-folders' photos, or on the photos a label file ``labels`` names (see
-    ``read_photo_labels``; implies ``supervised``; photos it does not name are indexed, without a class, but
-    not trained on). An existing index keeps its model. Photos are encoded
+    ``bits`` bits (default 48) is fitted on ``sample`` (2,000) random photos' features from ``backbone``
+    (EfficientNet-Lite0, ``weights``) at ``image_size`` (160) px, or with ``supervised`` the DSH head of
+    ``config`` (default: the best CIFAR recipe) is trained on the class sub-folders' photos, or on the photos a
+    label file ``labels`` names (see ``read_photo_labels``; implies ``supervised``; photos it does not name are
+    indexed, without a class, but not trained on). An existing index keeps its model; a ``bits``,
+    ``image_size``, ``model``, ``backbone`` or ``supervised`` given that differs from it is refused
+    (IncompatibleError naming each), unless the index holds no photos yet: then it is built again with the
+    settings given. A new index whose fit fails leaves nothing behind. Photos are encoded
     ``batch_size`` at a time and committed at most every ``commit_seconds`` (the work a crash may cost).
     ``log`` (a callable taking a line) hears what happens."""
     if batch_size < 1 or commit_seconds < 0:
         raise InvalidInputError(f"batch_size must be >= 1 and commit_seconds >= 0, got {batch_size} and "
                                 f"{commit_seconds}")
+    for name, value in (("bits", bits), ("image_size", image_size), ("sample", sample)):
+        if value is not None and value < 1:
+            raise InvalidInputError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
     start = time.perf_counter()
     say = log or (lambda line: None)
     root = Path(photos).resolve()
@@ -131,9 +146,13 @@ def sync_folder(photos: str | Path, index_dir: str | Path | None = None, model: 
     labelled = read_photo_labels(labels, root, files) if labels is not None else None  # refused before any write
     supervised = supervised or labelled is not None
     report = SyncReport(index_dir)
+    asked = _Asked(model, bits, image_size, backbone, supervised)
+    was = _was_there(index_dir)  # what a new index that fails leaves (the lock file included)
     with index_lock(index_dir):  # one writer for the whole sync: a second sync or a service write waits
-        index = _open_or_create(index_dir, root, model, supervised, bits, image_size, sample, backbone, weights,
-                                config, seed, files, progress, say, report, labelled)
+        index, fitted = _open(index_dir, asked, sample, say), None
+        if index is None:
+            settings = (root, asked, sample, backbone, weights, config, seed, files, progress, say, report, labelled)
+            index, fitted = _create_or_undo(index_dir, was, settings)
         if labelled is not None:
             unknown = sorted(set(labelled[2]) - set(index.class_names))
             if unknown:
@@ -160,7 +179,8 @@ def sync_folder(photos: str | Path, index_dir: str | Path | None = None, model: 
             index.remove([i for _, i in gone] + extra)
             report.removed = [path for path, _ in gone]
             _commit(index, report)
-        _ingest(index, root, todo, report, commit_seconds, batch_size, progress, _labeller(index, root, labelled))
+        _ingest(index, root, todo, report, commit_seconds, batch_size, progress, _labeller(index, root, labelled),
+                fitted)
         report.total = len(index)
     report.seconds = time.perf_counter() - start
     return report
@@ -183,7 +203,7 @@ def _entries(index: ImageIndex, root: Path) -> tuple[dict[str, tuple], list]:
 
 
 def _ingest(index: ImageIndex, root: Path, todo: list, report: SyncReport, commit_seconds: float, batch_size: int,
-            progress: bool, label_of) -> None:
+            progress: bool, label_of, fitted: "_Fitted | None" = None) -> None:
     from ..utils.progress import tqdm
 
     if not todo:
@@ -211,9 +231,9 @@ def _ingest(index: ImageIndex, root: Path, todo: list, report: SyncReport, commi
                 meta.append(row)
                 replace.append(entry[0] if entry is not None else None)
             if paths:
-                result = index.add(paths, metadata=meta)
-                failed = {f for f, _ in result.failures}
-                report.unreadable += result.failures
+                failures = _add(index, paths, meta, fitted)
+                failed = {f for f, _ in failures}
+                report.unreadable += failures
                 old = [i for i in replace if i is not None]
                 if old:  # in the same commit as the new entries: never both, never neither (an old entry
                     # whose file now cannot be read goes too: it describes bytes that are no longer there)
@@ -228,6 +248,19 @@ def _ingest(index: ImageIndex, root: Path, todo: list, report: SyncReport, commi
                 last, dirty = time.monotonic(), False
     if dirty:
         _commit(index, report)
+
+
+def _add(index: ImageIndex, paths: list[str], meta: list[dict], fitted: "_Fitted | None") -> list:
+    """Add one batch; photos whose bytes the model fit already ran through the backbone take their codes from
+    those features (head only), the rest are decoded and encoded. Returns the (path, reason) failures."""
+    rows = [fitted.row(p, m["blake2b"]) if fitted is not None else None for p, m in zip(paths, meta)]
+    stored = [k for k, r in enumerate(rows) if r is not None]
+    fresh = [k for k, r in enumerate(rows) if r is None]
+    if stored:
+        index.add_encoded(fitted.encode([rows[k] for k in stored], index.keeps_features), [meta[k] for k in stored])
+    if not fresh:
+        return []
+    return index.add([paths[k] for k in fresh], metadata=[meta[k] for k in fresh]).failures
 
 
 def _labeller(index: ImageIndex, root: Path, labelled):
@@ -287,43 +320,157 @@ def _commit(index: ImageIndex, report: SyncReport) -> None:
 # ---- a new index and its model ----------------------------------------------------------------------------
 
 
-def _open_or_create(index_dir, root, model, supervised, bits, image_size, sample, backbone, weights, config, seed,
-                    files, progress, say, report, labelled) -> ImageIndex:
-    if (index_dir / MANIFEST).is_file():
-        index = open_index(index_dir, mmap=False)
-        recorded = index.checkpoint
-        if model is not None and recorded and Path(model).resolve() != index._checkpoint_path().resolve():
-            raise IncompatibleError(f"the index {index_dir} was made with the model {recorded}, not {model}: "
-                                    "give another --index, or delete this one to rebuild it")
-        if recorded == MODEL_CHECKPOINT and not (index_dir / MODEL_CHECKPOINT).is_file():
-            if len(index):
-                raise MissingFileError(f"the index {index_dir} holds {len(index)} images but its model "
-                                       f"{index_dir / MODEL_CHECKPOINT} is gone: delete the index to rebuild it")
-            index.semantic.class_names = _fit_model(index_dir, root, supervised, index.bits, image_size, sample,
-                                                    backbone, weights, config, seed, files, progress, say, labelled)
-            index.save()
-            report.fitted = True
-        _check_kind(index, supervised, index_dir)
-        return index
-    if model is not None:
+@dataclass
+class _Asked:
+    """The model settings a sync was given; None (False) where not given, so that an existing index's own stand."""
+    model: str | Path | None
+    bits: int | None
+    image_size: int | None
+    backbone: str | None
+    supervised: bool
+
+
+@dataclass
+class _Fitted:
+    """The backbone features the model fit computed, by photo (path -> (blake2b of the bytes decoded, row)): such
+    a photo's code is the fitted head applied to them, so its backbone (the slow part) runs once per sync."""
+    model: object     # the fitted HashingModel
+    features: object  # (N, D) float32 tensor of pooled features
+    rows: dict
+
+    def row(self, path: str, digest: str) -> int | None:
+        """The features' row of this photo if the fit decoded these very bytes, else None."""
+        hit = self.rows.get(path)
+        return hit[1] if hit is not None and hit[0] == digest else None
+
+    def encode(self, rows: list[int], features: bool = False):
+        """``Encoded`` codes (and float16 features, for an index that keeps them) of these rows, by the head alone."""
+        from ..methods import Encoded
+
+        codes, feats = self.model.encode_stored(self.features[rows], features=features)
+        return Encoded(codes, np.arange(len(rows)), [], bits=self.model.bits, features=feats)
+
+
+def _was_there(index_dir: Path) -> tuple[Path | None, set | None]:
+    """(the outermost folder of ``index_dir`` that does not exist yet, None if it does; the names ``index_dir``
+    holds, None if it does not exist): what undoing a new index goes back to."""
+    if index_dir.is_dir():
+        return None, set(os.listdir(index_dir))
+    top = index_dir
+    while not top.parent.exists():
+        top = top.parent
+    return top, None
+
+
+def _open(index_dir: Path, asked: _Asked, sample, say) -> ImageIndex | None:
+    """The index to sync into, or None when one is to be built: there is none, or it holds no photos and has no
+    model (a first sync was killed before writing it) or has its own model but was asked for other settings."""
+    if not (index_dir / MANIFEST).is_file():
+        return None
+    index = open_index(index_dir, mmap=False)
+    own = index.checkpoint == MODEL_CHECKPOINT
+    if own and not (index_dir / MODEL_CHECKPOINT).is_file():
+        if len(index):
+            raise MissingFileError(f"the index {index_dir} holds {len(index)} images but its model "
+                                   f"{index_dir / MODEL_CHECKPOINT} is gone: delete the index to rebuild it")
+        say(f"the index {index_dir} holds no photos and no model yet (an earlier run stopped): building it")
+        return None
+    conflicts = _conflicts(index, asked)
+    if conflicts and own and not len(index):
+        say(f"the index {index_dir} holds no photos yet: building it again ({'; '.join(conflicts)})")
+        return None
+    if conflicts:
+        raise IncompatibleError(f"the index {index_dir} holds {len(index)} images made with other settings: "
+                                f"{'; '.join(conflicts)}. Leave these options out to keep adding to it, give another "
+                                f"--index, or delete {index_dir} to rebuild it with them (every photo is encoded "
+                                "again)")
+    if sample is not None:
+        say(f"--sample only matters when a model is fitted: the index {index_dir} keeps its model")
+    return index
+
+
+def _conflicts(index: ImageIndex, asked: _Asked) -> list[str]:
+    """Each setting asked for that differs from the index's model, as '--option value, but ...'."""
+    out = []
+    if asked.model is not None and index.checkpoint:
+        from ..methods import checkpoint_file  # (imports torch: only when a model is named)
+
+        if checkpoint_file(asked.model).resolve() != checkpoint_file(index._checkpoint_path()).resolve():
+            out.append(f"--model {asked.model}, but it was made with the model {index.checkpoint}")
+    if asked.bits is not None and asked.bits != index.bits:
+        out.append(f"--bits {asked.bits}, but its codes have {index.bits} bits")
+    if asked.image_size is None and asked.backbone is None and not asked.supervised:
+        return out
+    from ..train.checkpoint import load_checkpoint
+
+    cfg = load_checkpoint(index._checkpoint_path()).get("config", {})  # the model's own settings
+    if asked.image_size is not None and asked.image_size != cfg.get("image_size"):
+        out.append(f"--image-size {asked.image_size}, but its model reads {cfg.get('image_size')} px images")
+    if asked.backbone is not None and asked.backbone != cfg.get("model"):
+        out.append(f"backbone {asked.backbone}, but its model's is {cfg.get('model')}")
+    if asked.supervised and cfg.get("method") == "itq":
+        out.append("--supervised, but its codes are unsupervised (ITQ)")
+    return out
+
+
+def _create_or_undo(index_dir: Path, was: tuple, settings: tuple):
+    """``_create``, undone when it fails or is interrupted before the index is complete (so a first run that
+    fails leaves nothing to trip the next one): folders this sync created are removed, one that held no index
+    gets back what it held, and an index being built again is left with no photos and no model (the next sync
+    builds it with its own settings). The lock file goes too, while held (a writer already waiting for it still
+    gets it next; only a third one starting meanwhile could run beside that one)."""
+    made, before = was
+    try:
+        return _create(index_dir, *settings)
+    except BaseException:
+        if made is not None:
+            shutil.rmtree(made, ignore_errors=True)
+        elif MANIFEST not in before:
+            for p in index_dir.iterdir():
+                if p.name not in before:
+                    shutil.rmtree(p, ignore_errors=True) if p.is_dir() and not p.is_symlink() else p.unlink()
+        else:
+            shutil.rmtree(index_dir / MODEL_DIR, ignore_errors=True)
+        raise
+
+
+def _create(index_dir, root, asked: _Asked, sample, backbone, weights, config, seed, files, progress, say, report,
+            labelled):
+    """A new index (none was there, or one without photos is built again) and its model: the one given, or one
+    fitted on the photos. Returns (index, the fit's features as ``_Fitted`` or None)."""
+    if (index_dir / MANIFEST).is_file():  # an index without photos built again: its old model goes first
+        shutil.rmtree(index_dir / MODEL_DIR, ignore_errors=True)
+    if asked.model is not None:
         from .encoder import Encoder
 
-        encoder = Encoder(model)
+        encoder = Encoder(asked.model)
+        _check_given_model(encoder, asked)
         index = ImageIndex(_empty(encoder.bits, encoder.class_names), checkpoint=str(Path(encoder.checkpoint).resolve()))
         index.semantic.checkpoint = index.checkpoint
         index._encoder = encoder
         index.save(index_dir)
-        return index
-    if supervised and labelled is None:
-        _class_folders(root)  # refuse before anything is written
-    index = ImageIndex(_empty(bits, []), checkpoint=MODEL_CHECKPOINT)
+        return index, None
+    plan = _fit_plan(index_dir, root, asked, sample, backbone, weights, config, seed, files, labelled)  # may refuse
+    index = ImageIndex(_empty(plan[0].bits, []), checkpoint=MODEL_CHECKPOINT)
     index.semantic.checkpoint = MODEL_CHECKPOINT  # relative: the folder can move with its model
     index.save(index_dir)
-    index.semantic.class_names = _fit_model(index_dir, root, supervised, bits, image_size, sample, backbone,
-                                            weights, config, seed, files, progress, say, labelled)
+    index.semantic.class_names, fitted = _fit(*plan, progress, say)
     index.save()  # with the class names: a sync killed from here on finds the model and its classes
     report.fitted = True
-    return index
+    return index, fitted
+
+
+def _check_given_model(encoder, asked: _Asked) -> None:
+    conflicts = []
+    if asked.bits is not None and asked.bits != encoder.bits:
+        conflicts.append(f"--bits {asked.bits}, but it makes {encoder.bits}-bit codes")
+    if asked.image_size is not None and asked.image_size != encoder.image_size[0]:
+        conflicts.append(f"--image-size {asked.image_size}, but it reads {encoder.image_size[0]} px images")
+    if asked.backbone is not None and asked.backbone != encoder.config.model:
+        conflicts.append(f"backbone {asked.backbone}, but its backbone is {encoder.config.model}")
+    if conflicts:
+        raise IncompatibleError(f"the model {asked.model} does not match the settings given: {'; '.join(conflicts)}. "
+                                "Leave these options out to use the model as it is")
 
 
 def _empty(bits: int, class_names: list) -> HammingIndex:
@@ -333,39 +480,59 @@ def _empty(bits: int, class_names: list) -> HammingIndex:
     return semantic
 
 
-def _check_kind(index: ImageIndex, supervised: bool, index_dir: Path) -> None:
-    if supervised and index.encoder.method == "itq":
-        raise IncompatibleError(f"the index {index_dir} holds unsupervised (ITQ) codes; for --supervised codes give "
-                                "another --index, or delete this one to rebuild it")
-
-
-def _fit_model(index_dir, root, supervised, bits, image_size, sample, backbone, weights, config, seed, files,
-               progress, say, labelled=None) -> list:
-    """Fit the folder's model into ``<index_dir>/model`` with the one training engine; returns its class names."""
+def _fit_plan(index_dir, root, asked: _Asked, sample, backbone, weights, config, seed, files, labelled):
+    """(config, photos, labels, class names) of the model to fit, every setting checked before anything is
+    written (an ITQ fit on fewer photos than bits, bad bits or image size, missing class sub-folders)."""
+    from ..models.runtime import available
     from ..train.config import TrainConfig
-    from ..train.trainer import train
 
-    out = index_dir / MODEL_DIR
-    if supervised:
+    bits = asked.bits or DEFAULT_BITS
+    image_size = asked.image_size or DEFAULT_IMAGE_SIZE
+    fast = available()  # the fit's features in the encoder's fast runtime: computed once, reused to encode
+    out = str(index_dir / MODEL_DIR)
+    if asked.supervised:
         paths, labels, classes = labelled if labelled is not None else _class_folders(root)
         recipe = TrainConfig.read_yaml(config or _recipe())
         recipe.pop("protocol", None)
-        cfg = TrainConfig.from_dict({**recipe, "bits": bits, "image_size": image_size, "data_size": image_size,
-                                     "data": str(root), "seed": seed, "out": str(out)}).validate()
-        say(f"training the {cfg.method} head on {len(paths)} photos of {len(classes)} classes")
+        if fast and recipe.get("frozen_backbone") and "fast_features" not in recipe:
+            recipe["fast_features"] = True
+        cfg = TrainConfig.from_dict({**recipe, **({"model": backbone} if backbone else {}), "bits": bits,
+                                     "image_size": image_size, "data_size": image_size, "data": str(root),
+                                     "seed": seed, "out": out}).validate()
+        return cfg, paths, labels, classes
+    sample = DEFAULT_SAMPLE if sample is None else sample
+    cfg = TrainConfig(method="itq", model=backbone or DEFAULT_BACKBONE, weights=weights, bits=bits,
+                      image_size=image_size, data_size=image_size, data=str(root), seed=seed, mirror=False,
+                      crop_pad=0, frozen_backbone=fast, fast_features=fast, out=out).validate()
+    n = min(len(files), sample)
+    if n <= bits:
+        raise InvalidInputError(f"ITQ needs more readable photos than bits to fit a model: {n} for {bits} bits ("
+                                + ("raise --sample or lower --bits)" if sample < len(files)
+                                   else "add photos or lower --bits)"))
+    rng = np.random.default_rng(seed)
+    paths = [files[i] for i in np.sort(rng.permutation(len(files))[:sample])]
+    return cfg, paths, np.zeros((len(paths), 0), np.uint8), []
+
+
+def _fit(cfg, paths, labels, classes, progress, say) -> tuple[list, _Fitted | None]:
+    """Fit the folder's model into ``cfg.out`` with the one training engine; returns its class names and the
+    backbone features it computed (``_Fitted``; None when the model cannot be applied to them)."""
+    from ..train.trainer import Trainer
+
+    if cfg.method == "itq":
+        say(f"fitting ITQ ({cfg.bits} bits) on the {cfg.model} features of {len(paths)} photos")
     else:
-        rng = np.random.default_rng(seed)
-        paths = [files[i] for i in np.sort(rng.permutation(len(files))[:sample])]
-        labels, classes = np.zeros((len(paths), 0), np.uint8), []
-        cfg = TrainConfig(method="itq", model=backbone, weights=weights, bits=bits, image_size=image_size,
-                          data_size=image_size, data=str(root), seed=seed, mirror=False, out=str(out)).validate()
-        say(f"fitting ITQ ({bits} bits) on the {backbone} features of {len(paths)} photos")
-    data = _decode(paths, labels, classes, image_size, progress)
-    if not cfg.method_class().needs_labels and len(data) <= bits:
-        raise InvalidInputError(f"ITQ needs more readable photos than bits to fit a model: {len(data)} for {bits} "
+        say(f"training the {cfg.method} head on {len(paths)} photos of {len(classes)} classes")
+    data, digests = _decode(paths, labels, classes, cfg.image_size, progress)
+    if not cfg.method_class().needs_labels and len(data) <= cfg.bits:
+        raise InvalidInputError(f"ITQ needs more readable photos than bits to fit a model: {len(data)} for {cfg.bits} "
                                 "bits (add photos or lower --bits)")
-    train(cfg, data, progress=progress)
-    return classes
+    trainer = Trainer(cfg, data, progress=progress)
+    model = trainer.fit().model
+    if trainer.features is None or model.mirror_average or getattr(model, "train_blocks", 0):
+        return classes, None  # no pooled store of the original view: every photo is encoded from its pixels
+    rows = {path: (digest, i) for i, (path, digest) in enumerate(zip(data.paths, digests))}
+    return classes, _Fitted(model, trainer.features[0], rows)
 
 
 def _recipe() -> Path:
@@ -392,17 +559,30 @@ def _class_folders(root: Path):
 
 
 def _decode(paths, labels, classes, size: int, progress: bool):
-    """The photos as an in-memory array at ``size`` px; unreadable ones left out (the sync lists them later)."""
-    from ..data import ArrayDataset, load_image
+    """(the photos as an in-memory array at ``size`` px, the blake2b digest of the bytes each was decoded from);
+    unreadable ones left out (the sync lists them later). Each file is read once, for both, by a pool of threads
+    (Pillow releases the GIL while decoding), so the digest names exactly the pixels that were fitted on."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ..data import ArrayDataset
+    from ..data.images import decode_image
     from ..utils.progress import tqdm
 
-    images, keep = [], []
-    for i, p in enumerate(tqdm(paths, desc="decode", disable=not progress, leave=False)):
+    def read(path):
         try:
-            images.append(load_image(p, (size, size)))
-            keep.append(i)
-        except DeephashError:
-            continue
+            data = Path(path).read_bytes()
+            return decode_image(data, (size, size), str(path)), hashlib.blake2b(data, digest_size=16).hexdigest()
+        except (DeephashError, OSError):
+            return None
+
+    images, digests, keep = [], [], []
+    with ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="deephash-decode") as pool:
+        for i, got in enumerate(tqdm(pool.map(read, paths), total=len(paths), desc="decode", unit="img",
+                                     disable=not progress, leave=False)):
+            if got is not None:
+                images.append(got[0])
+                digests.append(got[1])
+                keep.append(i)
     if not images:
         raise InvalidInputError(f"none of the {len(paths)} photos sampled to fit the model could be read")
-    return ArrayDataset(np.stack(images), labels[keep], classes, [str(paths[i]) for i in keep], name="photos")
+    return ArrayDataset(np.stack(images), labels[keep], classes, [str(paths[i]) for i in keep], name="photos"), digests
