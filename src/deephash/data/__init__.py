@@ -12,21 +12,43 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import InvalidInputError, MissingFileError
-from .base import ArrayDataset, DecodedImages, FileDataset, HashDataset, one_hot, to_tensor
-from .cifar import is_cifar_python, load_cifar10_python
-from .detection import (BoxArrayDataset, BoxFileDataset, is_box_source, load_box_source, load_box_split, load_coco,
-                        load_voc, load_yolo)
-from .digits import load_digits_dataset
-from .folder import load_image_folder, load_image_folder_archive
 from .images import decode_image, display_path, list_images, load_image, max_pixels
-from .listfile import is_list_dir, load_list_dir, read_label_csv, read_list_file
-from .multiobject import cached_multiobject, generate_multiobject
-from .protocols import PROTOCOLS, Split, make_split, split_indices
+
+# The datasets are torch Datasets: their modules are imported on first use of one of their names, so decoding
+# an image (a one-photo search, a contact sheet) does not pay for importing torch.
+_LAZY = {name: module for module, names in {
+    "base": ("ArrayDataset", "DecodedImages", "FileDataset", "HashDataset", "one_hot", "to_tensor"),
+    "cifar": ("is_cifar_python", "load_cifar10_python"),
+    "detection": ("BoxArrayDataset", "BoxFileDataset", "is_box_source", "load_box_source", "load_box_split",
+                  "load_coco", "load_voc", "load_yolo"),
+    "digits": ("load_digits_dataset",),
+    "folder": ("load_image_folder", "load_image_folder_archive"),
+    "listfile": ("is_list_dir", "load_list_dir", "read_label_csv", "read_list_file"),
+    "multiobject": ("cached_multiobject", "generate_multiobject"),
+    "protocols": ("PROTOCOLS", "Split", "make_split", "split_indices"),
+}.items() for name in names}
+
+
+def __getattr__(name: str):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from importlib import import_module
+
+    value = getattr(import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
 
 
 def load_source(spec: str | Path, image_size: int | tuple[int, int] | None = None,
                 images_root: str | Path | None = None, progress: bool = True) -> dict[str, HashDataset]:
     """Open a dataset by name or path and return its splits (e.g. {"train", "test"} or {"all"})."""
+    from .cifar import is_cifar_python, load_cifar10_python
+    from .detection import is_box_source, load_box_source
+    from .digits import load_digits_dataset
+    from .folder import load_image_folder, load_image_folder_archive
+    from .listfile import is_list_dir, load_list_dir, read_list_file
+
     if str(spec) == "digits":
         return load_digits_dataset(image_size if isinstance(image_size, int) else 32)
     path = Path(spec).expanduser()
@@ -62,6 +84,8 @@ def _protocol_split_names(splits: dict) -> dict:
 def load_split(spec: str | Path, protocol: str | None, seed: int, image_size: int | None = None,
                progress: bool = True) -> Split:
     """A dataset's train / query / database sets under a split protocol (``make_split`` over ``load_source``)."""
+    from .protocols import make_split
+
     return make_split(load_source(spec, image_size=image_size, progress=progress), protocol, seed)
 
 

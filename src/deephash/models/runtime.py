@@ -66,15 +66,9 @@ class OnnxRunner:
 
     def __init__(self, model_bytes: bytes, threads: int | None = None, outputs=("codes", "features"),
                  spin: bool = False):
-        import onnxruntime as ort
+        from ..utils.onnx import onnx_session
 
-        opts = ort.SessionOptions()
-        if threads:
-            opts.intra_op_num_threads = threads
-        if not spin:  # idle model threads sleep instead of spinning: the decoding threads get the cores
-            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        opts.log_severity_level = 3
-        self.session = ort.InferenceSession(model_bytes, opts, providers=["CPUExecutionProvider"])
+        self.session = onnx_session(model_bytes, threads, spin)
         self.version = version_name("onnxruntime")
         self.outputs = tuple(outputs)
         self._lock = threading.Lock()  # one run at a time: the session already uses every core
@@ -115,13 +109,11 @@ RUNNERS = {"onnxruntime": OnnxRunner, "openvino": OpenVinoRunner}
 def backend() -> str | None:
     """The runtime ``onnx_runner`` uses: ``DEEPHASH_RUNTIME`` if set (None for ``torch`` or one not installed),
     else the first of ``BACKENDS`` installed; None when there is none (or no ``onnx``, which the export needs)."""
+    from importlib.util import find_spec
+
     choice = os.environ.get(RUNTIME_ENV, "").lower()
-    if choice == "torch":
-        return None
-    try:
-        import onnx  # noqa: F401  (torch's exporter needs it)
-    except ImportError:
-        return None
+    if choice == "torch" or find_spec("onnx") is None:  # torch's exporter needs onnx (installed: not imported
+        return None                                     # here, which takes 0.6 s, most of a cached model's load)
     for name in ((choice,) if choice in RUNNERS else BACKENDS):
         try:
             __import__(name)
@@ -184,13 +176,18 @@ def onnx_runner(model, threads: int | None = None, part: str = "forward") -> Onn
         path = cache_dir() / "onnx" / f"{graph_key(model, part)}.onnx"
         if path.is_file():
             try:
-                return runner(path.read_bytes(), threads, outputs)
+                return _with_graph(runner(path.read_bytes(), threads, outputs), path)
             except Exception:  # noqa: BLE001 - a damaged cache entry is exported again
                 pass
         data = export(model, part)
         with atomic_open(path) as fh:
             fh.write(data)
-        return runner(data, threads, outputs)
+        return _with_graph(runner(data, threads, outputs), path)
     except Exception as e:  # noqa: BLE001 - any failure here only means the slower PyTorch path
         log.warning("%s not used (running in PyTorch): %s", name, str(e).splitlines()[0][:200] if str(e) else e)
         return None
+
+
+def _with_graph(runner, path):
+    runner.graph = path  # the cached graph file it runs (``retrieval.query_graph`` runs it again without torch)
+    return runner

@@ -45,6 +45,13 @@ class Encoder:
 
             if isinstance(self.model, HashingModel) and self.model.runtime is None:
                 self.model.use_runtime(onnx_runner(self.model))
+                from ..methods import get_method
+                from ..methods.dsh import DSH
+
+                if self.model.runtime is not None and get_method(self.method).encode is DSH.encode:
+                    from .query_graph import remember  # later queries run this graph without torch
+
+                    remember(self.checkpoint, self.model.runtime, self.model)
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
 

@@ -60,6 +60,7 @@ class ImageIndex:
         self.codes_file = codes_file  # the source when built in memory from a codes file (for drawing)
         self.failures: list = []  # inputs ``build`` could not read
         self._encoder: Encoder | None = None
+        self._graph = None  # the model's recorded ONNX graph for queries (QueryGraph), False when it has none
         self._legacy = False
         self._lock = threading.RLock()
 
@@ -147,7 +148,7 @@ class ImageIndex:
     def use_checkpoint(self, checkpoint: str | Path) -> None:
         """Encode queries with this checkpoint instead of the recorded one."""
         with self._lock:
-            self.checkpoint, self._encoder = str(checkpoint), None
+            self.checkpoint, self._encoder, self._graph = str(checkpoint), None, None
 
     def _checkpoint_path(self) -> Path:
         if not self.checkpoint:
@@ -265,8 +266,7 @@ class ImageIndex:
         qfeats = None
         if images is not None:
             images = list(images)
-            enc = self.encode(images, features=rerank is not None)
-            qcodes, qfeats = enc.codes, enc.features
+            qcodes, qfeats = self._encode_queries(images, rerank is not None)
             qnames = [str(im) if isinstance(im, (str, Path)) else f"image {n}" for n, im in enumerate(images)]
         elif isinstance(codes, CodesFile):
             if codes.bits != self.bits:
@@ -306,6 +306,32 @@ class ImageIndex:
                 r.score = round(float(s), 6)
             out.append(QueryResult(qn, results))
         return out
+
+    def _encode_queries(self, images: list, features: bool) -> tuple[np.ndarray, np.ndarray | None]:
+        """Query images' codes (and features): through the model's recorded ONNX graph when it has one and is
+        not loaded yet (``query_graph``: the same bits without importing torch, so a one-shot search starts in
+        about a second), else through the model."""
+        graph = self._query_graph(images)
+        if graph is not None:
+            return graph.encode(images, features)
+        enc = self.encode(images, features=features)
+        return enc.codes, enc.features
+
+    def _query_graph(self, images: list):
+        if (self._encoder is not None or self._graph is False or self.category is not None or not self.checkpoint
+                or not all(isinstance(im, (str, Path)) for im in images)):
+            return None
+        with self._lock:
+            if self._graph is None:
+                from .query_graph import QueryGraph
+
+                ckpt = self._checkpoint_path()
+                graph = QueryGraph.find(ckpt)
+                if graph is not None and graph.bits != self.bits:
+                    raise IncompatibleError(f"checkpoint {ckpt} makes {graph.bits}-bit codes but the index holds "
+                                            f"{self.bits}-bit codes")
+                self._graph = graph or False
+        return self._graph or None
 
     def _check_rerank(self, rerank, mode: str, codes) -> None:
         if isinstance(rerank, bool) or not isinstance(rerank, (int, np.integer)) or rerank < 1:
