@@ -29,9 +29,9 @@ def _tile(img: np.ndarray, size: int, border: tuple, boxes=None) -> Image.Image:
 def result_grid(queries: Sequence[np.ndarray], results: Sequence[Sequence[np.ndarray]], path: str | Path,
                 distances: Sequence[Sequence[int]] | None = None, relevant: Sequence[Sequence[bool]] | None = None,
                 row_titles: Sequence[str] | None = None, tile: int = 72,
-                query_boxes=None, result_boxes=None) -> Path:
-    """One row per query: the query (grey frame), then its results framed green (relevant), red
-    (not relevant) or grey (unknown), each captioned with its Hamming distance."""
+                query_boxes=None, result_boxes=None, query_caption: str = "query") -> Path:
+    """One row per query: the query (grey frame, captioned ``query_caption``), then its results framed green
+    (relevant), red (not relevant) or grey (unknown), each captioned with its Hamming distance."""
     k = max((len(r) for r in results), default=0)
     cell_w, cell_h = tile + 10, tile + 24
     title_h = 14 if row_titles else 0
@@ -43,7 +43,7 @@ def result_grid(queries: Sequence[np.ndarray], results: Sequence[Sequence[np.nda
             draw.text((4, y), row_titles[r], fill=(0, 0, 0))
             y += title_h
         canvas.paste(_tile(q, tile, GREY, query_boxes[r] if query_boxes else None), (2, y))
-        draw.text((4, y + tile + 8), "query", fill=(0, 0, 0))
+        draw.text((4, y + tile + 8), query_caption, fill=(0, 0, 0))
         for c, img in enumerate(results[r]):
             ok = None if relevant is None else bool(relevant[r][c])
             border = GREY if ok is None else (GREEN if ok else RED)

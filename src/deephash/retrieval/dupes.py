@@ -4,6 +4,9 @@ Every indexed code is a radius query against the index itself (the index's inclu
 batches); the pairs found are the edges of a graph whose connected components of two or more images are the
 groups. A group is therefore transitive: two members may differ by more than the radius when a chain of
 members within it joins them.
+
+Without a radius, ``default_radius`` derives one from the code length and the index's own distances, and
+``chaining_warning`` says when a radius lets chains merge an implausible share of the collection into one group.
 """
 
 from __future__ import annotations
@@ -18,6 +21,11 @@ from ..errors import InvalidInputError
 from .image_index import ImageIndex
 
 BATCH = 1024  # queries per range search
+BITS_FRACTION = 16   # the default radius is at most 1/16 of the code length (3 of 48 bits)
+NEAR_SHARE = 0.05    # ... and at most this share of images may have their nearest neighbour within it
+SAMPLE = 2000        # images whose nearest neighbour is looked up to measure that share
+CHAIN_SHARE = 0.05   # a group holding more than this share of the collection (and CHAIN_MIN images) is chaining
+CHAIN_MIN = 10
 
 
 @dataclass
@@ -70,10 +78,70 @@ def find_duplicates(index: ImageIndex, radius: int, batch: int = BATCH) -> list[
     return groups
 
 
+@dataclass
+class RadiusChoice:
+    radius: int
+    reason: str          # one line: why this radius
+    near_share: float    # share of the sampled images whose nearest neighbour lies within ``radius``
+    sampled: int         # images sampled
+
+
+def nearest_neighbour_distances(index: ImageIndex, sample: int = SAMPLE, seed: int = 0) -> np.ndarray:
+    """Hamming distance from each of up to ``sample`` images (a seeded random sample) to its nearest other image."""
+    semantic = index.semantic
+    ids = np.asarray(semantic.ids)
+    if len(ids) < 2:
+        return np.empty(0, np.int64)
+    chosen = np.sort(np.random.default_rng(seed).choice(ids, min(sample, len(ids)), replace=False))
+    D, I = semantic.search(semantic.get_codes(chosen), 2)
+    # the image itself comes first unless an exact copy inserted before it does (then the nearest is at 0)
+    return np.where(I[:, 0] == chosen, D[:, 1], D[:, 0]).astype(np.int64)
+
+
+def default_radius(index: ImageIndex, sample: int = SAMPLE, seed: int = 0) -> RadiusChoice:
+    """A radius for ``find_duplicates`` when none is given: 1/``BITS_FRACTION`` of the code length, lowered
+    until at most ``NEAR_SHARE`` of the images (measured on a sample) have their nearest neighbour that close.
+    Near-duplicates are rare in a collection, so a radius within which most images have a neighbour groups
+    look-alikes, not copies; exact copies (distance 0) are found at any radius."""
+    bits = int(index.bits)
+    cap = bits // BITS_FRACTION
+    nn = nearest_neighbour_distances(index, sample, seed)
+    if not len(nn):
+        return RadiusChoice(0, "fewer than two images in the index", 0.0, 0)
+    share = lambda r: float(np.mean(nn <= r))  # noqa: E731
+    radius = cap
+    while radius > 0 and share(radius) > NEAR_SHARE:
+        radius -= 1
+    n = f"{len(nn):,} sampled images" if len(nn) < len(index) else f"the {len(nn):,} images"
+    why = f"1/{BITS_FRACTION} of the {bits}-bit codes is {cap}"
+    if radius < cap:
+        why += (f", but {share(cap):.0%} of {n} have their nearest neighbour within {cap} bits; within {radius}, "
+                f"{share(radius):.1%} do (near-duplicates are rare: at most {NEAR_SHARE:.0%})")
+    else:
+        why += f"; {share(radius):.1%} of {n} have their nearest neighbour within it (at most {NEAR_SHARE:.0%})"
+    return RadiusChoice(radius, why, share(radius), len(nn))
+
+
+def chaining_warning(groups: list[DuplicateGroup], images: int, radius: int,
+                     suggested: int | None = None) -> str | None:
+    """A warning when the largest group holds more than ``CHAIN_SHARE`` of the images (and at least ``CHAIN_MIN``):
+    copies come in small groups, so one that large is codes chained a few bits at a time through look-alikes.
+    It suggests ``suggested`` (e.g. ``default_radius``) when smaller than ``radius``, else ``radius - 1``."""
+    if not groups or len(groups[0].ids) < max(CHAIN_MIN, CHAIN_SHARE * images):
+        return None
+    size = len(groups[0].ids)
+    smaller = suggested if suggested is not None and suggested < radius else radius - 1
+    advice = (f"try a smaller radius (--radius {smaller})" if radius > 0 else
+              "at radius 0 these codes are identical: the model does not tell these images apart")
+    return (f"the largest group holds {size:,} of {images:,} images ({size / images:.0%}): at radius {radius} "
+            f"chains of near codes join images that are not near-duplicates; {advice}")
+
+
 def contact_sheet(groups: list[DuplicateGroup], path: str | Path, max_groups: int = 12, max_members: int = 8,
                   tile: int = 96) -> Path:
-    """A PNG with one row per group (the largest ``max_groups``): its first member, then up to ``max_members``
-    others captioned with their distance to it. Members whose file cannot be read are drawn grey."""
+    """A PNG with one row per group (the largest ``max_groups``): its first member, captioned "keep?" (the
+    suggested copy to keep, the first indexed), then up to ``max_members`` others captioned with their distance
+    to it. Members whose file cannot be read are drawn grey."""
     from ..data import load_image
     from ..errors import DeephashError
     from ..viz import result_grid
@@ -92,7 +160,7 @@ def contact_sheet(groups: list[DuplicateGroup], path: str | Path, max_groups: in
     others = [[pixels(p) for p in g.paths[1:max_members + 1]] for g in rows]
     dists = [g.distances[1:max_members + 1] for g in rows]
     titles = [f"{len(g.ids)} images: {Path(g.paths[0]).name if g.paths[0] else f'id {g.ids[0]}'}" for g in rows]
-    return result_grid(firsts, others, path, distances=dists, row_titles=titles, tile=tile)
+    return result_grid(firsts, others, path, distances=dists, row_titles=titles, tile=tile, query_caption="keep?")
 
 
 def _blank(tile: int) -> np.ndarray:
