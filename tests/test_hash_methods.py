@@ -1,5 +1,6 @@
 """DPSH, HashNet, GreedyHash and CSQ: each loss (and the gradients autograd does not give: GreedyHash's
-straight-through sign) against a literal loop, and each method through the engine, checkpoint and encoder."""
+straight-through sign) against a literal loop, and what HashNet and GreedyHash keep in a checkpoint (every
+method through the engine, checkpoint and encoder: tests/test_conformance.py)."""
 
 import math
 
@@ -10,7 +11,7 @@ import torch
 from deephash import DeephashError
 from deephash.losses import CSQLoss, DPSHLoss, GreedyHashLoss, HashNetLoss, hash_centers
 from deephash.miners import AllPairsMiner, ItemsMiner
-from deephash.methods import encode, load_trained
+from deephash.methods import load_trained
 from deephash.train import TrainConfig, Trainer
 
 
@@ -145,19 +146,17 @@ def test_hash_centres():
         TrainConfig(method="csq", method_options={"centers": "sobol"})
 
 
-@pytest.mark.parametrize("method", ["dpsh", "hashnet", "greedyhash", "csq"])
-def test_methods_train_checkpoint_and_encode(tmp_path, method, digits_small):
+@pytest.mark.parametrize("method", ["hashnet", "greedyhash"])
+def test_what_hashnet_and_greedyhash_keep_in_the_checkpoint(tmp_path, method, digits_small):
+    """Beyond the contract every method meets (tests/test_conformance.py): HashNet's tanh scale β rises with the
+    steps and the checkpoint keeps it; GreedyHash's checkpoint holds its classifier."""
     cfg = TrainConfig(method=method, bits=16, epochs=2, batch_size=50, threads=1, out=str(tmp_path / method))
     trainer = Trainer(cfg, digits_small, progress=False)
     res = trainer.fit()
-    assert all(math.isfinite(h["loss"]) for h in res.history) and len(res.history) == 2
     trained = load_trained(res.checkpoint)
-    assert trained.method == method
-    codes = encode(trained, digits_small, progress=False).codes
-    assert codes.shape == (len(digits_small), 2)
-    if method == "hashnet":  # β rose with the steps, and the checkpoint keeps it
+    if method == "hashnet":
         steps = trainer.step
-        assert trained.model.activation.beta.item() == pytest.approx((1 + 0.005 * (steps - 1)) ** 0.5)
+        assert steps > 1 and trained.model.activation.beta.item() == pytest.approx((1 + 0.005 * (steps - 1)) ** 0.5)
     if method == "greedyhash":
         assert "classifier.weight" in trained.model.state_dict()
 

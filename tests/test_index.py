@@ -5,10 +5,25 @@ import pytest
 
 from deephash.codes import hamming_distances
 from deephash.errors import DeephashError
-from deephash.index import HammingIndex
+from deephash.index import HammingIndex, create_engine, list_engines
 from deephash.index import hamming_index as hi_mod
+from deephash.index.engines import engine_class
 
-EXACT_ENGINES = ["flat", "mih", "auto"]
+
+def _needs_no_settings(name) -> bool:
+    try:
+        create_engine(name, 64)
+    except DeephashError:  # e.g. a server's uri: tests/test_conformance.py gives it one
+        return False
+    return True
+
+
+# From the registry: every exact engine a HammingIndex can search with engine=... and no settings, by its tie
+# rule, and "auto", HammingIndex's own policy. (Every engine, approximate and remote ones too, against a brute
+# force: tests/test_conformance.py.)
+_EXACT = [n for n in list_engines() if engine_class(n).exact is True and _needs_no_settings(n)]
+EXACT_ENGINES = [n for n in _EXACT if engine_class(n).ties == "position"] + ["auto"]  # ties by insertion position
+OWN_TIES = [n for n in _EXACT if engine_class(n).ties != "position"]  # e.g. faiss-flat: FAISS's order in ties
 
 
 def ref_knn(q, db, ids, k):
@@ -40,7 +55,7 @@ def check_knn(index, q, db, ids, k, engine):
     assert D.shape == I.shape == (len(q), k) and D.dtype == np.int32 and I.dtype == np.int64
     kk = min(k, len(db))
     rd, ri = ref_knn(q, db, ids, kk)
-    if engine == "faiss-flat":  # FAISS orders ties its own way: compare distance multisets
+    if engine in OWN_TIES:  # ties in the engine's own order: compare distance multisets
         np.testing.assert_array_equal(np.sort(D[:, :kk], 1), rd)
     else:
         np.testing.assert_array_equal(D[:, :kk], rd)
@@ -53,7 +68,7 @@ def check_range(index, q, db, ids, r, engine):
     assert lims.shape == (len(q) + 1,) and lims[0] == 0 and lims[-1] == len(I) == len(D)
     for i, (rd, ri) in enumerate(ref_range(q, db, ids, r)):
         got_d, got_i = D[lims[i] : lims[i + 1]], I[lims[i] : lims[i + 1]]
-        if engine == "faiss-flat":
+        if engine in OWN_TIES:
             assert sorted(got_i.tolist()) == sorted(ri.tolist())
         else:
             np.testing.assert_array_equal(got_d, rd)
@@ -61,7 +76,7 @@ def check_range(index, q, db, ids, r, engine):
 
 
 @pytest.mark.parametrize("bits", [8, 16, 24, 64, 128, 256])
-@pytest.mark.parametrize("engine", EXACT_ENGINES + ["faiss-flat"])
+@pytest.mark.parametrize("engine", EXACT_ENGINES + OWN_TIES)
 def test_knn_and_range_match_brute_force(bits, engine):
     rng = np.random.default_rng(bits)
     n = 700

@@ -1,5 +1,6 @@
-"""The engine interface and registry: every engine alike at the id level, settings validated and persisted,
-and a mutable engine (the shape of a remote collection) kept up to date by add/remove instead of rebuilt."""
+"""The engine interface and registry: settings validated and persisted, and a mutable engine (the shape of a
+remote collection) kept up to date by add/remove instead of rebuilt. Every registered engine's search against
+a brute force, empty engines and bad input: tests/test_conformance.py."""
 
 import json
 
@@ -27,36 +28,6 @@ def test_registry_lists_the_builtins_and_refuses_duplicates_and_non_engines():
         register_engine("not-an-engine")(dict)
     with pytest.raises(DeephashError, match="unknown engine 'hnsw'"):
         create_engine("hnsw", 64)
-
-
-@pytest.mark.parametrize("name", ["flat", "mih", "faiss-flat", "faiss-ivf"])
-def test_every_builtin_engine_searches_at_the_id_level(name):
-    rng = np.random.default_rng(0)
-    codes = rng.integers(0, 256, (500, 8), dtype=np.uint8)
-    ids = rng.permutation(5000)[:500].astype(np.int64)
-    q = np.concatenate([codes[:3], rng.integers(0, 256, (3, 8), dtype=np.uint8)])
-    eng = create_engine(name, 64, **({"nlist": 4, "nprobe": 4} if name == "faiss-ivf" else {}))
-    assert len(eng) == 0 and eng.exact == (name != "faiss-ivf")
-    with pytest.raises(DeephashError, match="not built"):
-        eng.search(q, 3)
-    eng.build(codes, ids)
-    assert len(eng) == 500
-    D, I = eng.search(q, 600)  # k > n: -1 padded
-    assert D.dtype == np.int32 and I.dtype == np.int64 and D.shape == I.shape == (6, 600)
-    assert (I[:, 500:] == -1).all() and (D[:, 500:] == -1).all()
-    rd, ri = brute(q, codes, ids, 500)
-    np.testing.assert_array_equal(D[:, :500], rd)  # nprobe = nlist: even faiss-ivf is exact
-    if name in ("flat", "mih"):
-        np.testing.assert_array_equal(I[:, :500], ri)
-    lims, D, I = eng.range_search(q, 20)
-    assert lims.dtype == np.int64 and lims.shape == (7,)
-    for i in range(6):
-        want = hamming_distances(q[i:i + 1], codes)[0]
-        assert sorted(I[lims[i]:lims[i + 1]].tolist()) == sorted(ids[want <= 20].tolist())  # r inclusive
-    with pytest.raises(DeephashError, match="already built"):
-        eng.build(codes, ids)
-    with pytest.raises(DeephashError, match="one snapshot"):
-        eng.add(codes, ids)
 
 
 @pytest.mark.parametrize("name, settings, msg", [

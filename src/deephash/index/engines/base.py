@@ -41,6 +41,12 @@ class IndexEngine(ABC):
     stores_metadata: ClassVar[bool] = False  # mutable engines that also keep each code's metadata dict
     persistent: ClassVar[bool] = False  # built structures a saved index stores (``tables``/``restore``)
     defaults: ClassVar[dict[str, Any]] = {}
+    # How results order codes at equal distance (tests/test_conformance.py checks each engine's claim):
+    # "position": by insertion position, also choosing which codes tied at the k-th distance come back, so an
+    # exact engine's rows equal a brute force's; "found-position" / "found-id": the codes returned are ordered
+    # by insertion position / by id, but the engine picks which of those tied at the k-th distance come back;
+    # "engine": the engine's own order. Distances are exact whatever the rule.
+    ties: ClassVar[str] = "position"
 
     def __init__(self, bits: int, **settings):
         self.bits = check_bits(bits)

@@ -19,6 +19,7 @@ class FaissFlatEngine(SnapshotEngine):
     """faiss.IndexBinaryFlat. Exact distances; among equal distances FAISS's own order."""
 
     exact = True
+    ties = "engine"
 
     def _build(self, codes, words) -> None:
         import faiss
@@ -43,6 +44,7 @@ class FaissIVFEngine(SnapshotEngine):
     the codes found."""
 
     exact = False
+    ties = "found-position"
     defaults = {"nlist": None, "nprobe": 16}
     SEED = 0
 
