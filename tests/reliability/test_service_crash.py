@@ -16,13 +16,13 @@ import uuid
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from deephash.retrieval import open_index
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 TOKEN = "crash-test-token"
-KILLS = 20
 
 
 def _free_port() -> int:
@@ -49,15 +49,17 @@ def _add(url: str, data: bytes) -> list[int]:
         return json.loads(r.read())["ids"]
 
 
-def test_sigkill_during_writes_keeps_every_acknowledged_write(served_indexes, tmp_path):
+# a few kills in the default suite; the full loop with the slow tests (.ci/run runs both)
+@pytest.mark.parametrize("kills", [2, pytest.param(20, marks=pytest.mark.slow)])
+def test_sigkill_during_writes_keeps_every_acknowledged_write(served_indexes, tmp_path, kills):
     index_dir = tmp_path / "idx"
     shutil.copytree(served_indexes["dsh"], index_dir)
     rng = np.random.default_rng(0)
     env = dict(os.environ, PYTHONPATH=str(SRC))
     env.pop("DEEPHASH_TOKEN", None)
     acknowledged: list[int] = []
-    kills = 0
-    for round_ in range(KILLS):
+    killed = 0
+    for round_ in range(kills):
         port = _free_port()
         url = f"http://127.0.0.1:{port}"
         proc = subprocess.Popen([sys.executable, "-m", "deephash", "serve", str(index_dir), "--port", str(port),
@@ -88,7 +90,7 @@ def test_sigkill_during_writes_keeps_every_acknowledged_write(served_indexes, tm
             time.sleep(float(rng.uniform(0.05, 1.0)))  # a random point among the writes
             if proc.poll() is None:
                 proc.send_signal(signal.SIGKILL)
-                kills += 1
+                killed += 1
             proc.wait(10)
             stop.set()
             for t in threads:
@@ -102,4 +104,4 @@ def test_sigkill_during_writes_keeps_every_acknowledged_write(served_indexes, tm
         missing = set(acknowledged) - set(index.semantic.ids.tolist())
         assert not missing, f"round {round_}: acknowledged writes lost: {sorted(missing)[:5]}"
         assert all(md and md.get("path") for md in index.semantic.get_metadata(acknowledged)), round_
-    assert kills == KILLS and len(acknowledged) > KILLS  # writes were acknowledged throughout
+    assert killed == kills and len(acknowledged) > kills  # writes were acknowledged throughout
