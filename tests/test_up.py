@@ -379,6 +379,11 @@ def test_a_failed_first_run_leaves_nothing_and_conflicting_settings_are_refused(
     assert "Traceback" not in err and sorted(os.listdir(root)) == names  # no hidden index folder left
     code, out, _ = run_cli("up", root, "--no-serve", "--image-size", "64", "--bits", "8", "-q")
     assert code == 0 and "added 10," in out and open_index(root / ".deephash").bits == 8  # the new --bits holds
+    from deephash.models.runtime import available
+    from deephash.retrieval.query_graph import QueryGraph
+
+    if available():  # encoded from the fit's features, yet the model's graph is recorded for one-photo searches
+        assert QueryGraph.find(root / ".deephash" / "model" / "last.ckpt") is not None
     code, _, err = run_cli("up", root, "--no-serve", "--bits", "16", "--image-size", "32")
     assert code == 2 and err.startswith("error: ") and len(err.splitlines()) == 1
     assert "--bits 16, but its codes have 8 bits" in err and "--image-size 32, but its model reads 64 px" in err

@@ -181,6 +181,8 @@ def sync_folder(photos: str | Path, index_dir: str | Path | None = None, model: 
             _commit(index, report)
         _ingest(index, root, todo, report, commit_seconds, batch_size, progress, _labeller(index, root, labelled),
                 fitted)
+        if fitted is not None:
+            _record_graph(index)
         report.total = len(index)
     report.seconds = time.perf_counter() - start
     return report
@@ -261,6 +263,16 @@ def _add(index: ImageIndex, paths: list[str], meta: list[dict], fitted: "_Fitted
     if not fresh:
         return []
     return index.add([paths[k] for k in fresh], metadata=[meta[k] for k in fresh]).failures
+
+
+def _record_graph(index: ImageIndex) -> None:
+    """Load the fitted model's encoder once, as encoding would have: it exports the model's fast graph and records
+    it (``query_graph``), so the first one-photo search after ``up`` runs without torch too. (The photos encoded
+    from the fit's features never needed the encoder; ``deephash serve`` would load it anyway.)"""
+    from ..models.runtime import available
+
+    if available():
+        index.encoder
 
 
 def _labeller(index: ImageIndex, root: Path, labelled):
