@@ -164,7 +164,7 @@ def _computed(model, fn, images_u8: np.ndarray, mirror: bool, path, ndim: int, d
 
     def rows(lo: int, hi: int) -> torch.Tensor:
         chunks = []
-        for s in tqdm(range(lo, hi, BATCH), desc=desc + (" (mirrored)" if mirror else ""),
+        for s in tqdm(range(lo, hi, BATCH), desc=desc + (" (mirrored)" if mirror else ""), unit="batch",
                       disable=not progress, leave=False):
             x = resize_batch(images[s:min(s + BATCH, hi)].permute(0, 3, 1, 2).float().div_(255.0), model.image_size)
             chunks.append(fn((x.flip(-1) if mirror else x).to(model.mean.device)).to(dtype).cpu().contiguous())
@@ -200,7 +200,7 @@ def feature_maps(model, images_u8: np.ndarray, mirror: bool, progress: bool = Tr
     for flip in ([False, True] if mirror else [False]):
         def rows(lo: int, hi: int, flip=flip) -> torch.Tensor:
             maps = []
-            for s in tqdm(range(lo, hi, batch), desc="feature maps" + (" (mirrored)" if flip else ""),
+            for s in tqdm(range(lo, hi, batch), desc="feature maps" + (" (mirrored)" if flip else ""), unit="batch",
                           disable=not progress, leave=False):
                 x = images[s:min(s + batch, hi)].permute(0, 3, 1, 2).float().div_(255.0)
                 maps.append(model.feature_map((x.flip(-1) if flip else x).to(model.mean.device)))
