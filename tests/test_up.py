@@ -479,6 +479,7 @@ def test_the_fit_features_encode_the_sampled_photos_and_progress_is_logged(tmp_p
     stored = np.unpackbits(index.semantic.get_codes(ids), axis=1)[:, :8]
     assert (np.unpackbits(fresh.codes, axis=1)[:, :8] == stored).mean() >= 0.95  # equal up to rounding
     err = capsys.readouterr().err
-    for step in ("decode: 12/12 (100%)", "backbone features: ", "up: 14/14 (100%)", "ETA", "img/s"):
+    for step in ("decode: 12/12 (100%)", "backbone features: ", "encode: 3/3 (100%)", "up: 14/14 (100%)", "ETA",
+                 "img/s"):
         assert step in err, step
     assert "\r" not in err and "it/s" not in err

@@ -233,7 +233,7 @@ def _ingest(index: ImageIndex, root: Path, todo: list, report: SyncReport, commi
                 meta.append(row)
                 replace.append(entry[0] if entry is not None else None)
             if paths:
-                failures = _add(index, paths, meta, fitted)
+                failures = _add(index, paths, meta, fitted, progress)
                 failed = {f for f, _ in failures}
                 report.unreadable += failures
                 old = [i for i in replace if i is not None]
@@ -252,9 +252,10 @@ def _ingest(index: ImageIndex, root: Path, todo: list, report: SyncReport, commi
         _commit(index, report)
 
 
-def _add(index: ImageIndex, paths: list[str], meta: list[dict], fitted: "_Fitted | None") -> list:
+def _add(index: ImageIndex, paths: list[str], meta: list[dict], fitted: "_Fitted | None", progress: bool) -> list:
     """Add one batch; photos whose bytes the model fit already ran through the backbone take their codes from
-    those features (head only), the rest are decoded and encoded. Returns the (path, reason) failures."""
+    those features (head only), the rest are decoded and encoded (with the encoder's own progress: a batch can
+    take minutes on a busy machine). Returns the (path, reason) failures."""
     rows = [fitted.row(p, m["blake2b"]) if fitted is not None else None for p, m in zip(paths, meta)]
     stored = [k for k, r in enumerate(rows) if r is not None]
     fresh = [k for k, r in enumerate(rows) if r is None]
@@ -262,7 +263,11 @@ def _add(index: ImageIndex, paths: list[str], meta: list[dict], fitted: "_Fitted
         index.add_encoded(fitted.encode([rows[k] for k in stored], index.keeps_features), [meta[k] for k in stored])
     if not fresh:
         return []
-    return index.add([paths[k] for k in fresh], metadata=[meta[k] for k in fresh]).failures
+    enc = index.encoder.encode_images([paths[k] for k in fresh], skip_unreadable=True, progress=progress,
+                                      features=index.keeps_features)
+    if len(enc.indices):
+        index.add_encoded(enc, [meta[fresh[i]] for i in enc.indices])
+    return enc.failures
 
 
 def _record_graph(index: ImageIndex) -> None:
