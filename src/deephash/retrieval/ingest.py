@@ -277,7 +277,7 @@ def _record_graph(index: ImageIndex) -> None:
     from ..models.runtime import available
 
     if available():
-        index.encoder
+        index.encoder  # noqa: B018 - loading it is the point
 
 
 def _labeller(index: ImageIndex, root: Path, labelled):
@@ -339,7 +339,8 @@ def _commit(index: ImageIndex, report: SyncReport) -> None:
 
 @dataclass
 class _Asked:
-    """The model settings a sync was given; None (False) where not given, so that an existing index's own stand."""
+    """The model settings a sync was given; None (False) where not given, so that an existing index's own stand
+    and only a value the caller chose can conflict with them."""
     model: str | Path | None
     bits: int | None
     image_size: int | None
@@ -371,8 +372,8 @@ class _Fitted:
 def _was_there(index_dir: Path) -> tuple[Path | None, set | None]:
     """(the outermost folder of ``index_dir`` that does not exist yet, None if it does; the names ``index_dir``
     holds, None if it does not exist): what undoing a new index goes back to."""
-    if index_dir.is_dir():
-        return None, set(os.listdir(index_dir))
+    if index_dir.exists():  # (a file there is refused by the lock before anything is written)
+        return None, set(os.listdir(index_dir)) if index_dir.is_dir() else set()
     top = index_dir
     while not top.parent.exists():
         top = top.parent
