@@ -1,5 +1,5 @@
-"""The fast ingest path gives the codes of the plain one: ONNX Runtime against PyTorch on a tiny model, and the
-threaded decoder against decoding one image after another."""
+"""The fast ingest path gives the codes of the plain one up to rounding: ONNX Runtime (and OpenVINO) against
+PyTorch, on a tiny model and on a trained one, and the threaded decoder against decoding one image after another."""
 
 import numpy as np
 import pytest
@@ -9,6 +9,18 @@ from PIL import Image
 from deephash.codes import encode_outputs
 from deephash.models import create_model
 from deephash.models import runtime as rt
+
+
+# What docs/ingest.md promises of the fast path ("Codes equal up to rounding"): at least this share of bits
+# equal to PyTorch's codes, and mAP within this of PyTorch's. Measured 100% and 0 on 6,000 CIFAR-10 images
+# (benchmarks/runtime_agreement.py); the margin covers other CPUs' kernels (AVX2 or AVX-512), whose rounding
+# differs, flipping only outputs within about 1e-5 of zero.
+BITS_EQUAL_MIN = 0.999
+MAP_DIFF_MAX = 0.002
+
+
+def _bits_equal(a, b) -> float:
+    return float((np.unpackbits(a, axis=1) == np.unpackbits(b, axis=1)).mean())
 
 
 def _tiny():
@@ -26,7 +38,7 @@ def test_onnx_runtime_gives_the_codes_and_features_of_pytorch(tmp_path, monkeypa
     assert runner is not None
     codes, feats = model.use_runtime(runner).encode(x, features=True)
     bits = lambda c: np.unpackbits(c, axis=1)  # noqa: E731
-    assert (bits(codes) == bits(want_codes)).mean() >= 0.99
+    assert _bits_equal(codes, want_codes) >= BITS_EQUAL_MIN
     assert np.allclose(feats.astype(np.float32), want_feats.astype(np.float32), rtol=1e-2, atol=1e-2)
     # a second runner reads the cached graph; other weights make another graph
     assert rt.graph_key(model) == rt.graph_key(_tiny())
@@ -38,6 +50,41 @@ def test_onnx_runtime_gives_the_codes_and_features_of_pytorch(tmp_path, monkeypa
     assert (bits(flipped) != bits(codes)).mean() > 0.9     # the cache did not hand back the first model's graph
     monkeypatch.setenv(rt.RUNTIME_ENV, "torch")
     assert rt.onnx_runner(model) is None
+
+
+def test_onnx_runtime_codes_of_a_trained_model_keep_the_bound(tmp_path, monkeypatch):
+    """The stated bound on a trained model and real images (digits): bits equal, and mAP of ONNX Runtime's codes,
+    alone and as queries against PyTorch's database codes, within MAP_DIFF_MAX of PyTorch's."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    from deephash.data import load_source, make_split
+    from deephash.evaluation import evaluate
+    from deephash.methods import encode
+    from deephash.train import TrainConfig, train
+
+    monkeypatch.setenv(rt.RUNTIME_ENV, "onnxruntime")
+    split = make_split(load_source("digits"), "holdout", 0)
+    db = split.train.subset(np.arange(500))
+    cfg = TrainConfig(bits=48, epochs=3, batch_size=100, optimizer="adam", schedule="cosine", threads=1,
+                      out=str(tmp_path / "run"))
+    model = train(cfg, db, progress=False).model.eval()
+
+    def codes(runner):
+        model.use_runtime(runner)
+        return [encode((model, cfg), part, progress=False).codes for part in (split.query, db)]
+
+    tq, tdb = codes(None)
+    runner = rt.onnx_runner(model)
+    assert isinstance(runner, rt.OnnxRunner)
+    oq, odb = codes(runner)
+    assert _bits_equal(oq, tq) >= BITS_EQUAL_MIN and _bits_equal(odb, tdb) >= BITS_EQUAL_MIN
+
+    def map_(q, d):
+        return evaluate(q, d, split.query.labels, db.labels, bits=48, progress=False)["metrics"]["mAP"]["tie_aware"]
+
+    want = map_(tq, tdb)
+    assert want > 0.5  # a trained ranking, not noise
+    assert abs(map_(oq, odb) - want) <= MAP_DIFF_MAX and abs(map_(oq, tdb) - want) <= MAP_DIFF_MAX
 
 
 def _without(monkeypatch, *modules):
@@ -78,7 +125,7 @@ def test_openvino_gives_the_codes_and_features_of_pytorch_in_fp32(tmp_path, monk
     # fp32 (not the bf16 OpenVINO picks by default on CPUs with AVX512-BF16): rounding-level differences only
     assert torch.allclose(y, want_y, atol=1e-4) and torch.allclose(f, want_f, rtol=1e-4, atol=1e-4)
     codes = model.use_runtime(runner).encode(x)
-    assert (np.unpackbits(codes, axis=1) == np.unpackbits(encode_outputs(want_y), axis=1)).mean() >= 0.99
+    assert _bits_equal(codes, encode_outputs(want_y)) >= BITS_EQUAL_MIN
     y2, _ = runner(x[:5])  # another batch size, and outputs not overwritten by the next run
     assert torch.allclose(y2, want_y[:5], atol=1e-4) and torch.allclose(y, want_y, atol=1e-4)
 

@@ -24,8 +24,8 @@ class Encoder:
 
     Image files are decoded by a pool of ``decode_threads`` threads (default: one per core; Pillow releases
     the GIL while decoding and resizing) a batch ahead of the model, so decoding overlaps inference. With
-    ``fast`` (the default) a pooled model runs in ONNX Runtime when it is installed (same codes, several times
-    faster on CPU: ``deephash.models.runtime``)."""
+    ``fast`` (the default) a pooled model runs in ONNX Runtime when it is installed (codes equal to PyTorch's up
+    to rounding: at least 99.9% of bits, mAP within 0.002; several times faster on CPU: ``deephash.models.runtime``)."""
 
     def __init__(self, checkpoint: str | Path, batch_size: int | None = None, workers: int = 0,
                  decode_threads: int | None = None, fast: bool = True):
