@@ -47,6 +47,8 @@ class IndexEngine(ABC):
     # by insertion position / by id, but the engine picks which of those tied at the k-th distance come back;
     # "engine": the engine's own order. Distances are exact whatever the rule.
     ties: ClassVar[str] = "position"
+    # Where list_engines() (and so the CLI's help and errors) names the engine: lower first, ties by registration.
+    rank: ClassVar[int] = 100
 
     def __init__(self, bits: int, **settings):
         self.bits = check_bits(bits)
@@ -125,13 +127,13 @@ def register_engine(name: str):
 
 
 def list_engines() -> tuple[str, ...]:
-    """Registered engine names, in registration order."""
-    return tuple(_REGISTRY)
+    """Registered engine names by rank, then registration order (module discovery order is the file system's)."""
+    return tuple(sorted(_REGISTRY, key=lambda name: _REGISTRY[name].rank))
 
 
 def engine_class(name: str) -> type[IndexEngine]:
     if name not in _REGISTRY:
-        raise InvalidInputError(f"unknown engine {name!r}; choose one of {', '.join(_REGISTRY)}")
+        raise InvalidInputError(f"unknown engine {name!r}; choose one of {', '.join(list_engines())}")
     return _REGISTRY[name]
 
 

@@ -19,6 +19,7 @@ class FaissFlatEngine(SnapshotEngine):
     """faiss.IndexBinaryFlat. Exact distances; among equal distances FAISS's own order."""
 
     exact = True
+    rank = 2
     ties = "engine"
 
     def _build(self, codes, words) -> None:
@@ -44,6 +45,7 @@ class FaissIVFEngine(SnapshotEngine):
     the codes found."""
 
     exact = False
+    rank = 3
     ties = "found-position"
     defaults = {"nlist": None, "nprobe": 16}
     SEED = 0

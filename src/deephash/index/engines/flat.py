@@ -14,6 +14,7 @@ class FlatEngine(SnapshotEngine):
     """Brute force with a numba XOR+popcount kernel; queries are split over threads. Ties by insertion order."""
 
     exact = True
+    rank = 0
 
     def _build(self, codes, words) -> None:
         self.db = words.reshape(-1)

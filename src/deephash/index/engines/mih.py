@@ -52,6 +52,7 @@ class MIHEngine(SnapshotEngine):
     policy) and ``stats`` (a caller's dict) to learn how many did."""
 
     exact = True
+    rank = 1
     persistent = True  # a saved index stores the tables (``tables``), a load restores them
     defaults = {"m": None}
 

@@ -60,6 +60,7 @@ class MilvusEngine(IndexEngine):
     mutable = True
     stores_metadata = True
     ties = "found-id"
+    rank = 4
     defaults = {"uri": None, "collection": None, "db_name": "", "index_type": "BIN_FLAT", "nlist": 1024,
                 "nprobe": 16, "timeout": 10.0}
 
