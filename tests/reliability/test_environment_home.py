@@ -101,7 +101,7 @@ def test_commands_run_without_a_usable_home(shared_dir, as_nobody):
 
 
 def test_kernels_fall_back_to_a_private_folder(tmp_path):
-    from deephash.index import kernels
+    from deephash.index.kernels import cache as kernels
 
     blocked = tmp_path / "file"
     blocked.write_text("")

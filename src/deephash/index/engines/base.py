@@ -21,7 +21,7 @@ import numpy as np
 
 from ...codes import check_bits
 from ...errors import InvalidInputError
-from .. import kernels
+from ..kernels import flat as kernels
 
 MISSING = -1  # id and distance of an empty result slot (k larger than the engine's content)
 

@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 
-from ..kernels import EMPTY_KEY, POS_BITS
+from ..kernels.flat import EMPTY_KEY, POS_BITS
 from .base import SnapshotEngine, positive_int, register_engine
 
 IVF_MIN_POINTS_PER_LIST = 39  # FAISS warns below this many training codes per list

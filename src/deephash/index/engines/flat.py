@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import kernels
+from ..kernels import flat as kernels
 from ..threads import run_parallel
 from .base import SnapshotEngine, register_engine
 

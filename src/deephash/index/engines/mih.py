@@ -6,13 +6,13 @@ query's; more precisely, writing r = m*a + b, of ANY b+1 tables one is within a,
 of the others within a-1. So probing, at step r = 0, 1, 2, ..., the (r mod m)-th table of
 a per-query order at substring radius (r div m) has found every code within r after step
 r: exact range search, and exact k-NN by growing r until k codes lie within it. The order
-puts the query's smallest exact buckets first (``kernels._table_order``).
+puts the query's smallest exact buckets first (``kernels.mih._table_order``).
 
 Tables are CSR buckets built by a counting sort over substring values (no dicts), and
 each table keeps its own copy of the codes in bucket order when memory allows, so a
 bucket is verified by a contiguous scan instead of random reads. A radius below m needs only
 exact buckets (substring radius 0), so those searches take a batched kernel that loads the
-bucket offsets of many queries before verifying any (``kernels.mih_range_exact_buckets``).
+bucket offsets of many queries before verifying any (``kernels.mih.mih_range_exact_buckets``).
 
 A saved index stores each table's order and reordered codes (``tables``), so a load restores the tables
 instead of building them (seconds at 10M codes) on its first search.
@@ -25,7 +25,7 @@ import math
 import numpy as np
 
 from ...errors import InvalidInputError
-from .. import kernels
+from ..kernels import mih as kernels
 from ..threads import run_parallel
 from .base import SnapshotEngine, register_engine
 from .flat import concat_ranges, flat_knn_keys, flat_range_keys
