@@ -155,7 +155,7 @@ def iah_demo(data: str | Path, bits: int = 32, epochs: int | None = None, image_
     index = ImageIndex.build(res.checkpoint, train_set, progress=progress)
     index.save(out / "index")
     q = index.encoder.encode_dataset(query_set)
-    db = index.semantic.get_codes(np.arange(len(train_set)))  # ids are the training set's positions
+    db = index.get_codes(np.arange(len(train_set)))  # ids are the training set's positions
     m = evaluate(q.codes, db, query_set.labels[q.indices], train_set.labels, bits=bits, topk=(100,), ndcg_k=(100,),
                  progress=False)["metrics"]
     images = [Path(p) for p in query_set.paths[:queries]]

@@ -77,9 +77,9 @@ def build(
         index = ImageIndex.build(checkpoint, dataset, threshold=threshold, progress=not quiet, features=features,
                                  **settings)
     index.save(out)
-    padded = f" (padded to {index.semantic.bits})" if index.semantic.bits != index.bits else ""
+    padded = f" (padded to {8 * index.nbytes})" if 8 * index.nbytes != index.bits else ""
     extra = f", {len(index.category)} category codes" if index.category is not None else ""
-    extra += f", {index.semantic.feature_dim}-value features" if index.keeps_features else ""
+    extra += f", {index.feature_dim}-value features" if index.keeps_features else ""
     typer.echo(f"indexed {len(index)} codes of {index.bits} bits{extra} into {out}{padded}")
 
 

@@ -23,14 +23,14 @@ from ..errors import CorruptFileError, IncompatibleError, InvalidInputError
 from ..index import CategoryIndex, HammingIndex, index_from_codes
 from ..index.storage import MANIFEST, check_target, index_lock, read_manifest
 from .results import CategoryQuery, QueryResult, SearchResult
+from .search_args import check_search_args
 
 if TYPE_CHECKING:
-    from ..methods import Encoded
+    from ..runs import Encoded
     from .encoder import Encoder
 
 CATEGORY_DIR = "category"
 LEGACY_IAH_MANIFEST = "iah.json"
-MODES = ("semantic", "category")
 
 
 @dataclass
@@ -125,6 +125,46 @@ class ImageIndex:
         if self._encoder is not None:
             return self._encoder.method
         return "iah" if self.category is not None else "dsh"
+
+    @property
+    def model_name(self) -> str | None:
+        """The loaded model's backbone; None until the model is loaded (naming it is not worth loading it)."""
+        return self._encoder.config.model if self._encoder is not None else None
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes per packed code: ``bits`` rounded up to whole bytes (the padding bits are zero)."""
+        return self.semantic.nbytes
+
+    @property
+    def feature_dim(self) -> int | None:
+        """Length of the feature vector kept per image, or None when the index keeps none."""
+        return self.semantic.feature_dim
+
+    # ---- contents ----------------------------------------------------------------------------------
+    # What callers read of the indexed images, so that none reaches into the semantic ``HammingIndex``.
+
+    @property
+    def ids(self) -> np.ndarray:
+        """Ids of the indexed images, in index order."""
+        return self.semantic.ids
+
+    def get_codes(self, ids) -> np.ndarray:
+        """Packed semantic codes of indexed images, in the order asked (an unknown id: ``NotFoundError``)."""
+        return self.semantic.get_codes(ids)
+
+    def get_metadata(self, ids) -> list[dict | None]:
+        """What is stored with each image (path, labels, free-form fields); None for an unknown id."""
+        return self.semantic.get_metadata(ids)
+
+    def get_features(self, ids) -> np.ndarray:
+        """(len(ids), feature_dim) float16 feature vectors of indexed images (an index that keeps them)."""
+        return self.semantic.get_features(ids)
+
+    def item(self, item_id: int) -> dict:
+        """One indexed image: ``{"id", "code"`` (packed uint8), ``**metadata}`` (an unknown id: ``NotFoundError``)."""
+        code = self.semantic.get_codes([item_id])[0]
+        return {"id": int(item_id), "code": code, **(self.semantic.get_metadata([item_id])[0] or {})}
 
     @property
     def encoder(self) -> Encoder:
@@ -249,19 +289,13 @@ class ImageIndex:
         that takes the ``k * f`` nearest by Hamming distance and returns the k of them most similar to the
         query by cosine similarity of their feature vectors (``SearchResult.score``); with ``radius`` it
         orders everything within the radius by that similarity."""
-        if mode not in MODES:
-            raise InvalidInputError(f"mode must be semantic or category, got {mode!r}")
         if sum(x is not None for x in (images, codes, ids)) != 1:
             raise InvalidInputError("give exactly one kind of query: images, codes or ids")
-        if radius is not None and (not isinstance(radius, (int, np.integer)) or radius < 0):
-            raise InvalidInputError(f"radius must be a non-negative integer, got {radius!r}")
-        if radius is None and (not isinstance(k, (int, np.integer)) or k < 1):
-            raise InvalidInputError(f"k must be a positive integer, got {k!r}")
-        if rerank is not None:
-            self._check_rerank(rerank, mode, codes)
+        self.check_search("images" if images is not None else "codes" if codes is not None else "ids", k, radius,
+                          mode, rerank)
         k = min(int(k), max(len(self.semantic), 1))  # never more results than images: bounded memory for any k
         if mode == "category":
-            return self._search_category(images, ids, k, radius, threshold, max_categories, names)
+            return self._search_category(images, ids, k, threshold, max_categories, names)
         semantic = self.semantic  # one state throughout, even if refresh() swaps in a newer one meanwhile
         qfeats = None
         if images is not None:
@@ -333,16 +367,13 @@ class ImageIndex:
                 self._graph = graph or False
         return self._graph or None
 
-    def _check_rerank(self, rerank, mode: str, codes) -> None:
-        if isinstance(rerank, bool) or not isinstance(rerank, (int, np.integer)) or rerank < 1:
-            raise InvalidInputError(f"rerank must be a positive integer (candidates per result), got {rerank!r}")
-        if mode != "semantic":
-            raise InvalidInputError("rerank re-orders a semantic search; category mode does not take it")
-        if not self.keeps_features:
-            raise InvalidInputError("this index keeps no feature vectors to re-rank by: build it with features "
-                                    "(deephash index build --features)")
-        if codes is not None:
-            raise InvalidInputError("rerank needs query images or ids of indexed images: a code has no features")
+    def check_search(self, query: str, k=10, radius=None, mode: str = "semantic", rerank=None,
+                     max_k: int | None = None, max_rerank: int | None = None) -> None:
+        """Refuse (``InvalidInputError``) search settings this index cannot answer for a ``query`` of kind
+        "images", "codes" or "ids"; ``search`` runs it, and a server runs it before queueing a request, with
+        its own ``max_k`` / ``max_rerank``."""
+        check_search_args(query, k, radius, mode, rerank, keeps_features=self.keeps_features,
+                          has_category=self.category is not None, max_k=max_k, max_rerank=max_rerank)
 
     def _rerank(self, semantic, query: np.ndarray, found: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(order of ``found`` by decreasing cosine similarity to ``query``, equal ones in Hamming order; the
@@ -353,22 +384,16 @@ class ImageIndex:
         sim = np.where(np.isnan(sim), -np.inf, sim)
         return np.argsort(-sim, kind="stable"), sim
 
-    def _search_category(self, images, ids, k, radius, threshold, max_categories, names) -> list[QueryResult]:
-        if self.category is None:
-            raise InvalidInputError("category mode needs an IAH index (this one holds no category-aware codes)")
-        if radius is not None:
-            raise InvalidInputError("category mode searches the k nearest per category; radius search is semantic only")
+    def _search_category(self, images, ids, k, threshold, max_categories, names) -> list[QueryResult]:
         if images is not None:
             images = list(images)
             enc = self.encode(images)
             semantic, category, probs, boxes = enc.codes, enc.category, enc.probs, enc.boxes
             qnames = [str(im) if isinstance(im, (str, Path)) else f"image {n}" for n, im in enumerate(images)]
-        elif ids is not None:
+        else:  # check_search refused codes
             ids = _id_list(ids)
             semantic, category, probs, boxes = self._stored_category_codes(ids)
             qnames = [f"id {i}" for i in ids]
-        else:
-            raise InvalidInputError("category mode takes query images or ids of indexed images, not codes")
         qnames = list(names) if names is not None else qnames
         pairs = [(n, c) for n in range(len(qnames))
                  for c in CategoryIndex.choose_categories(probs[n], threshold, max_categories)]

@@ -99,9 +99,7 @@ class ServiceState:
     # ---- item images --------------------------------------------------------------------------------
 
     def item_path(self, item_id: int) -> Path:
-        self.index.semantic.get_codes([item_id])  # unknown ids: 404
-        md = self.index.semantic.get_metadata([item_id])[0] or {}
-        path = md.get("path")
+        path = self.index.item(item_id).get("path")  # unknown ids: 404
         if not path or not Path(path).is_file():
             raise MissingFileError(f"item {item_id} has no image file on the server")
         return Path(path)
@@ -111,7 +109,7 @@ class ServiceState:
         if not 16 <= size <= 512:
             raise InvalidInputError(f"thumbnail size must be 16 to 512 pixels, got {size}")
         key = (item_id, size)
-        self.index.semantic.get_codes([item_id])  # removed ids are not served from the cache
+        self.index.get_codes([item_id])  # removed ids are not served from the cache
         with self._thumbs_lock:
             if key in self._thumbs:
                 self._thumbs.move_to_end(key)
