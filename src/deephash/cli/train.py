@@ -70,7 +70,8 @@ def train(
                                                "(EfficientNet-Lite backbones)."),
     bf16: Optional[bool] = typer.Option(None, "--bf16/--no-bf16",
                                         help="bfloat16 autocast of the forward pass (about 1.5-2x faster backbone "
-                                        "blocks on CPUs with AVX512-BF16; the loss stays float32)."),
+                                        "blocks on CPUs with AVX512-BF16 or AMX; elsewhere float32, with a log line "
+                                        "saying why; the loss stays float32)."),
     mirror_average: Optional[bool] = typer.Option(None, "--mirror-average/--no-mirror-average",
                                                   help="Encode each image as the mean of its and its mirror's "
                                                   "outputs (test-time mirroring; two passes per image)."),
@@ -91,7 +92,8 @@ def train(
         torchrun --standalone --nproc-per-node 2 -m deephash train --threads 1
     """
     from .. import distributed
-    from ..train.trainer import train as run_train
+    from ..runs import Run, TrainConfig
+    from ..train.trainer import Trainer
 
     flags = {k: v for k, v in dict(
         method=method, device=device, data=data, protocol=protocol, bits=bits, model=model, epochs=epochs,
@@ -106,21 +108,20 @@ def train(
     options = parse_options(option)
     if options:
         flags["method_options"] = options
-    from ..train.config import TrainConfig
-
-    cfg = TrainConfig.assemble(config, flags, resume)
+    run = Run.open(resume) if resume is not None else None  # the checkpoint's one read
+    cfg = TrainConfig.assemble(config, flags, run)
     distributed.init_from_env(cfg.device)  # under torchrun: DDP over every rank, gloo on CPU and NCCL on CUDA
     try:
         lead = distributed.rank() == 0
-        if resume is not None:  # refused before the data is loaded
-            from ..train.checkpoint import load_checkpoint
-            from ..train.trainer import check_world_size
-
-            check_world_size(load_checkpoint(resume), resume)
+        if run is not None:  # refused before the data is loaded
+            run.check_resume(cfg)
         split = cfg.load_split(progress=not quiet and lead)
         if lead:
             typer.echo(f"data {cfg.data}: {split.describe()}")
-        result = run_train(cfg, split.train, resume=resume, progress=not quiet)
+        trainer = Trainer(cfg, split.train, progress=not quiet)
+        if run is not None:
+            trainer.restore(run)
+        result = trainer.fit()
     finally:
         distributed.close()
     last = result.history[-1] if result.history else {}
