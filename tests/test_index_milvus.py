@@ -213,13 +213,13 @@ def test_cli_and_service_answer_like_the_in_memory_index(lite, served_indexes, t
     opened = open_index(out)
     assert opened.semantic.engine == "milvus" and opened.semantic.settings_of()["collection"] == "digits_milvus"
     memory = open_index(dsh)
-    query = Path(memory.semantic.get_metadata([int(memory.semantic.ids[7])])[0]["path"])
+    query = Path(memory.get_metadata([int(memory.ids[7])])[0]["path"])
     for args in (["--image", str(query), "-k", "54"], ["--image", str(query), "-k", "5"],
                  ["--image", str(query), "--radius", "3"]):
         assert search_json(out, *args) == search_json(dsh, *args)
     with TestClient(create_app(Settings(str(out)))) as c, TestClient(create_app(Settings(str(dsh)))) as m:
-        for body in ({"id": int(memory.semantic.ids[3]), "k": 54}, {"id": 5, "radius": 2},
-                     {"code": memory.semantic.codes[9].tobytes().hex(), "k": 5}):
+        for body in ({"id": int(memory.ids[3]), "k": 54}, {"id": 5, "radius": 2},
+                     {"code": memory.codes[9].tobytes().hex(), "k": 5}):
             got, want = c.post("/v1/search", json=body), m.post("/v1/search", json=body)
             assert got.status_code == want.status_code == 200 and got.json() == want.json()
 

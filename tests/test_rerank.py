@@ -81,7 +81,7 @@ def test_rerank_orders_the_hamming_candidates_by_cosine(feature_index, tmp_path)
     assert {r.id for r in ranked} <= {r.id for r in plain}     # the 10 best of the 40 Hamming nearest
     enc = index.encode([query], features=True)
     cand = np.array([r.id for r in plain])
-    f = index.semantic.get_features(cand).astype(np.float32)
+    f = index.get_features(cand).astype(np.float32)
     q = enc.features[0].astype(np.float32)
     cos = f @ q / (np.linalg.norm(f, axis=1) * np.linalg.norm(q))
     assert [r.id for r in ranked] == cand[np.argsort(-cos, kind="stable")[:10]].tolist()
@@ -103,8 +103,8 @@ def test_rerank_orders_the_hamming_candidates_by_cosine(feature_index, tmp_path)
     r = runner.invoke(app, ["index", "add", "--index", str(copy), "--images", str(tmp_path)])
     assert r.exit_code == 0, r.output
     grown = open_index(copy)
-    new_id = int(grown.semantic.ids[-1])
-    assert np.allclose(grown.semantic.get_features([new_id])[0], enc.features[0], atol=1e-2)
+    new_id = int(grown.ids[-1])
+    assert np.allclose(grown.get_features([new_id])[0], enc.features[0], atol=1e-2)
     assert grown.search(images=[query], k=1, rerank=5)[0].results[0].id in (new_id, *[x.id for x in ranked])
 
     for kw, word in (({"codes": enc.codes}, "a code has no features"), ({"images": [query], "rerank": 0}, "positive"),
@@ -136,7 +136,7 @@ def test_http_search_takes_rerank(feature_index):
         assert [x["id"] for x in r.json()["results"]] == want and "score" in r.json()["results"][0]
         r = c.post("/v1/search", json={"id": 3, "k": 5, "rerank": 3})
         assert r.status_code == 200 and r.json()["results"][0]["id"] == 3
-        code = index.semantic.get_codes([3])[0].tobytes().hex()
+        code = index.get_codes([3])[0].tobytes().hex()
         r = c.post("/v1/search", json={"code": code, "k": 5, "rerank": 3})
         assert r.status_code == 422 and "code has no features" in r.json()["detail"]
         r = c.post("/v1/search", json={"id": 3, "rerank": 1000})

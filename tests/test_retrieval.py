@@ -45,7 +45,7 @@ def test_dsh_index_searches_by_images_codes_and_ids(dsh_run, tmp_path):
     db = enc.dataset(split="database")
     index = ImageIndex.build(dsh_run, db)
     assert len(index) == len(db) and index.method == "dsh" and index.bits == 16
-    stored = index.semantic.get_codes(np.arange(len(db)))
+    stored = index.get_codes(np.arange(len(db)))
     queries = enc.dataset(split="query")
     pixels = [queries.image_u8(i) for i in range(6)]
     by_image = index.search(images=pixels, k=7)
@@ -114,6 +114,35 @@ def test_bad_queries_name_the_problem(dsh_run):
     for kwargs, msg in cases:
         with pytest.raises(DeephashError, match=msg):
             index.search(**kwargs)
+
+
+def test_image_index_answers_what_callers_read_of_it():
+    """Items, codes, ids, code size and one check of search arguments are public: no caller needs ``.semantic``."""
+    from deephash.codes import CodesFile
+
+    codes = np.random.default_rng(0).integers(0, 256, (6, 2), dtype=np.uint8)
+    codes[:, 1] &= 0xF0  # 12-bit codes: the last 4 bits are padding
+    index = ImageIndex.from_codes(CodesFile(codes=codes, bits=12, ids=np.arange(10, 16),
+                                            paths=[f"img{i}.png" for i in range(6)]))
+    assert index.ids.tolist() == list(range(10, 16)) and (index.codes == codes).all()
+    assert index.nbytes == 2 and index.bits == 12 and index.feature_dim is None and index.model_name is None
+    assert (index.get_codes([12, 10]) == codes[[2, 0]]).all()
+    assert index.get_metadata([11])[0]["path"] == "img1.png"
+    item = index.item(13)
+    assert item["id"] == 13 and item["path"] == "img3.png" and (item["code"] == codes[3]).all()
+    with pytest.raises(DeephashError, match="not in the index"):
+        index.item(99)
+    # the one check of search arguments: search() runs it, and a server adds its own limits
+    index.check_search("ids", k=5)
+    for args, kw, msg in [(("ids",), dict(k=0), "k must be a positive integer"),
+                          (("ids",), dict(k=50, max_k=20), "k must be 1 to 20"),
+                          (("codes",), dict(rerank=500, max_rerank=100), "rerank must be 1 to 100"),
+                          (("ids",), dict(rerank=2), "keeps no feature vectors"),
+                          (("codes",), dict(mode="category"), "needs an IAH index"),
+                          (("ids",), dict(radius=-1), "radius must be a non-negative integer"),
+                          (("pixels",), {}, "query must be one of")]:
+        with pytest.raises(DeephashError, match=msg):
+            index.check_search(*args, **kw)
 
 
 def test_iah_codes_files_are_scored_by_evaluate(iah_run, tmp_path):
@@ -210,7 +239,7 @@ def test_category_search_while_a_writer_adds_and_removes(iah_run, tmp_path):
         for _ in range(6):
             added = index.add(images)
             index.remove(added.ids)
-            index.remove([int(index.semantic.ids[0])])
+            index.remove([int(index.ids[0])])
     finally:
         stop.set()
         for t in threads:

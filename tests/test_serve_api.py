@@ -36,8 +36,8 @@ def client(index_dir, **kw) -> TestClient:
 def unique_items(index_dir) -> list[tuple[int, Path]]:
     """(id, path) of indexed images whose code no other image shares: their own copy must rank first."""
     idx = open_index(index_dir)
-    codes, ids = idx.semantic.codes, idx.semantic.ids
-    return [(int(i), Path(idx.semantic.get_metadata([i])[0]["path"])) for n, i in enumerate(ids)
+    codes, ids = idx.codes, idx.ids
+    return [(int(i), Path(idx.get_metadata([i])[0]["path"])) for n, i in enumerate(ids)
             if (codes == codes[n]).all(1).sum() == 1]
 
 
@@ -143,7 +143,7 @@ def test_a_running_server_picks_up_what_other_writers_save(dsh):
     with client(idx, token=TOKEN, refresh_s=0.05) as c:
         first = c.get("/v1/info").json()["count"]
         with update_index(idx) as other:
-            gone = int(other.semantic.ids[0])
+            gone = int(other.ids[0])
             other.remove([gone])
         for _ in range(100):
             if c.get("/v1/info").json()["count"] == first - 1:
@@ -153,7 +153,7 @@ def test_a_running_server_picks_up_what_other_writers_save(dsh):
         assert_error(c.get(f"/v1/items/{gone}"), 404, str(gone))
         r = c.post("/v1/items", headers=AUTH, files=[("image", ("b.png", png()))])
         assert r.status_code == 201 and r.json()["count"] == first
-    assert len(open_index(idx)) == first and gone not in open_index(idx).semantic.ids
+    assert len(open_index(idx)) == first and gone not in open_index(idx).ids
 
 
 def test_every_refusal_is_json_with_its_status(dsh, tmp_path):
@@ -227,7 +227,7 @@ def test_every_refusal_is_json_with_its_status(dsh, tmp_path):
 
 def test_concurrent_image_queries_are_encoded_together(served_indexes):
     idx = open_index(served_indexes["dsh"])
-    images = [Path(md["path"]).read_bytes() for md in idx.semantic.get_metadata(idx.semantic.ids[:8])]
+    images = [Path(md["path"]).read_bytes() for md in idx.get_metadata(idx.ids[:8])]
     app = create_app(Settings(str(served_indexes["dsh"]), batch_wait_ms=300))
 
     async def go():
@@ -279,7 +279,7 @@ def test_a_failing_image_batch_answers_each_request_with_the_error(served_indexe
     from deephash.errors import InvalidInputError
 
     idx = open_index(served_indexes["dsh"])
-    images = [Path(md["path"]).read_bytes() for md in idx.semantic.get_metadata(idx.semantic.ids[:3])]
+    images = [Path(md["path"]).read_bytes() for md in idx.get_metadata(idx.ids[:3])]
     blank = io.BytesIO()
     Image.new("RGB", (8, 8), (0, 0, 0)).save(blank, "PNG")
     # the batch runs as soon as the four are queued (or 5 s after the first): all four share it
@@ -311,6 +311,21 @@ def test_a_failing_image_batch_answers_each_request_with_the_error(served_indexe
     assert after.status_code == 200 and after.json()["results"][0]["distance"] == 0
 
 
+def test_http_and_cli_refuse_bad_search_arguments_in_the_same_words(served_indexes, tmp_path):
+    """One check of search arguments (``ImageIndex.check_search``) serves both entry points."""
+    index = served_indexes["dsh"]
+    query = tmp_path / "q.png"
+    query.write_bytes(png())
+    cases = [(["--radius", "-1"], {"radius": "-1"}), (["--mode", "fuzzy"], {"mode": "fuzzy"}),
+             (["--mode", "category"], {"mode": "category"}), (["--rerank", "2"], {"rerank": "2"})]
+    with client(index, warm_up=False) as c:
+        for flags, form in cases:
+            r = CliRunner().invoke(cli, ["search", str(index), "--image", str(query), *flags])
+            assert r.exit_code == 2, r.output
+            detail = c.post("/v1/search", files={"image": ("q.png", png())}, data=form).json()["detail"]
+            assert r.output.strip() == f"error: {detail}", (flags, r.output)
+
+
 def test_serve_command_refuses_bad_settings(served_indexes, tmp_path):
     run = CliRunner().invoke
     r = run(cli, ["serve", str(served_indexes["dsh"]), "--workers", "0"])
@@ -323,7 +338,7 @@ def test_serve_command_refuses_bad_settings(served_indexes, tmp_path):
 
 def test_concurrent_code_queries_share_one_scan(served_indexes):
     app = create_app(Settings(str(served_indexes["dsh"]), batch_wait_ms=300, warm_up=False))
-    codes = [open_index(served_indexes["dsh"]).semantic.codes[i].tobytes().hex() for i in range(6)]
+    codes = [open_index(served_indexes["dsh"]).codes[i].tobytes().hex() for i in range(6)]
 
     async def go():
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:

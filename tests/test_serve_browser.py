@@ -65,10 +65,10 @@ def browser():
 def unique_query(index_dir):
     """An indexed image whose code no other image shares, so its own copy must rank first at distance 0."""
     idx = open_index(index_dir)
-    codes, ids = idx.semantic.codes, idx.semantic.ids
+    codes, ids = idx.codes, idx.ids
     for n, i in enumerate(ids):
         if (codes == codes[n]).all(1).sum() == 1:
-            return int(i), Path(idx.semantic.get_metadata([i])[0]["path"])
+            return int(i), Path(idx.get_metadata([i])[0]["path"])
     pytest.skip("every code of this tiny index is shared")
 
 

@@ -51,7 +51,7 @@ def make_folder(root: Path, n: int, start: int = 0) -> list[Path]:
 
 def paths_in(index_dir: Path) -> list[str]:
     index = open_index(index_dir)
-    return [md["path"] for md in index.semantic.get_metadata(index.semantic.ids)]
+    return [md["path"] for md in index.get_metadata(index.ids)]
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +94,7 @@ def test_sync_is_incremental(tmp_path, itq_checkpoint):
 
     # a changed file replaces its entry; a touched file with the same bytes is hashed and kept
     index = open_index(first.index_dir)
-    old_id = [i for i, md in zip(index.semantic.ids, index.semantic.get_metadata(index.semantic.ids))
+    old_id = [i for i, md in zip(index.ids, index.get_metadata(index.ids))
               if md["path"] == str(files[0])][0]
     small_copy(photos(1, 70)[0], files[0])
     os.utime(files[5], ns=(time.time_ns(), time.time_ns() + 10**9))
@@ -102,10 +102,10 @@ def test_sync_is_incremental(tmp_path, itq_checkpoint):
     assert fourth.replaced == [str(files[0])] and not fourth.added and not fourth.removed
     assert fourth.total == 20 and fourth.skipped == 19
     index = open_index(first.index_dir)
-    rows = {md["path"]: (i, md) for i, md in zip(index.semantic.ids, index.semantic.get_metadata(index.semantic.ids))}
+    rows = {md["path"]: (i, md) for i, md in zip(index.ids, index.get_metadata(index.ids))}
     assert len(rows) == 20 == len(index)
     assert rows[str(files[0])][0] != old_id and rows[str(files[0])][1]["blake2b"] == file_digest(files[0])
-    code = index.semantic.get_codes([rows[str(files[0])][0]])
+    code = index.get_codes([rows[str(files[0])][0]])
     assert (index.encode([str(files[0])]).codes == code).all()  # the new bytes' code, not the old one
 
     # a path another writer added a second time is cleaned up
@@ -147,7 +147,7 @@ def test_supervised_trains_the_dsh_head_on_class_folders(tmp_path):
     index = open_index(report.index_dir)
     assert report.fitted and report.total == 12 and index.class_names == ["cats", "dogs"]
     assert index.encoder.method == "dsh" and index.encoder.config.model_kwargs["hidden"] == 1024  # the best recipe
-    labels = {Path(md["path"]).parent.name: md["labels"] for md in index.semantic.get_metadata(index.semantic.ids)}
+    labels = {Path(md["path"]).parent.name: md["labels"] for md in index.get_metadata(index.ids)}
     assert labels == {"cats": ["cats"], "dogs": ["dogs"]}
 
 
@@ -278,14 +278,14 @@ def test_supervised_with_a_label_file_on_a_flat_folder(tmp_path, flat_folder):
     index = open_index(report.index_dir)
     assert report.fitted and report.total == 19 and index.class_names == ["blue", "red"]
     assert index.encoder.method == "dsh"
-    ids = index.semantic.ids
-    meta = {Path(md["path"]).name: md.get("labels") for md in index.semantic.get_metadata(ids)}
+    ids = index.ids
+    meta = {Path(md["path"]).name: md.get("labels") for md in index.get_metadata(ids)}
     assert meta == {**{n: [c] for n, c in names.items()}, "g0.jpg": None, "g1.jpg": None, "g2.jpg": None}
     # the codes separate the two classes: every photo's Hamming distance to its own class is below its distance
     # to the other class on average, and so by a wide margin overall
-    bits = np.unpackbits(index.semantic.get_codes(ids), axis=1)[:, :16].astype(int)
+    bits = np.unpackbits(index.get_codes(ids), axis=1)[:, :16].astype(int)
     cls = np.array([{"red": 0, "blue": 1}.get(names.get(Path(md["path"]).name), -1)
-                    for md in index.semantic.get_metadata(ids)])
+                    for md in index.get_metadata(ids)])
     d = (bits[:, None, :] != bits[None, :, :]).sum(2)
     same, other = cls[:, None] == cls[None, :], cls[:, None] != cls[None, :]
     lab = cls >= 0
@@ -308,7 +308,7 @@ def test_label_list_file_with_a_multi_label_row(tmp_path, flat_folder):
     report = sync_folder(root, labels=lst, config=short, **FAST)
     index = open_index(report.index_dir)
     assert index.class_names == ["red", "blue", "green"] and report.total == 19
-    meta = {Path(md["path"]).name: md.get("labels") for md in index.semantic.get_metadata(index.semantic.ids)}
+    meta = {Path(md["path"]).name: md.get("labels") for md in index.get_metadata(index.ids)}
     assert meta["g0.jpg"] == ["red", "green"] and meta["b03.jpg"] == ["blue"] and meta["g1.jpg"] is None
 
 
@@ -472,11 +472,11 @@ def test_the_fit_features_encode_the_sampled_photos_and_progress_is_logged(tmp_p
     assert report.total == 14 and len(sampled) == 12
     assert sorted(encoded) == sorted({str(p) for p in files} - set(sampled[1:]))  # 2 not sampled + the edited one
     index = open_index(report.index_dir)
-    ids = index.semantic.ids
-    rows = index.semantic.get_metadata(ids)
+    ids = index.ids
+    rows = index.get_metadata(ids)
     assert {md["path"]: md["blake2b"] for md in rows}[sampled[0]] == file_digest(sampled[0])
     fresh = encode_images(index.encoder, [md["path"] for md in rows])
-    stored = np.unpackbits(index.semantic.get_codes(ids), axis=1)[:, :8]
+    stored = np.unpackbits(index.get_codes(ids), axis=1)[:, :8]
     assert (np.unpackbits(fresh.codes, axis=1)[:, :8] == stored).mean() >= 0.95  # equal up to rounding
     err = capsys.readouterr().err
     for step in ("decode: 12/12 (100%)", "backbone features: ", "encode: 3/3 (100%)", "up: 14/14 (100%)", "ETA",

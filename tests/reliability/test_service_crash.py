@@ -101,7 +101,7 @@ def test_sigkill_during_writes_keeps_every_acknowledged_write(served_indexes, tm
                 proc.wait(10)
             proc.stderr.close()
         index = open_index(index_dir)  # loads and verifies every checksum
-        missing = set(acknowledged) - set(index.semantic.ids.tolist())
+        missing = set(acknowledged) - set(index.ids.tolist())
         assert not missing, f"round {round_}: acknowledged writes lost: {sorted(missing)[:5]}"
-        assert all(md and md.get("path") for md in index.semantic.get_metadata(acknowledged)), round_
+        assert all(md and md.get("path") for md in index.get_metadata(acknowledged)), round_
     assert killed == kills and len(acknowledged) > kills  # writes were acknowledged throughout

@@ -149,6 +149,11 @@ class ImageIndex:
         """Ids of the indexed images, in index order."""
         return self.semantic.ids
 
+    @property
+    def codes(self) -> np.ndarray:
+        """Packed semantic codes of every indexed image, in ``ids`` order."""
+        return self.semantic.codes
+
     def get_codes(self, ids) -> np.ndarray:
         """Packed semantic codes of indexed images, in the order asked (an unknown id: ``NotFoundError``)."""
         return self.semantic.get_codes(ids)
@@ -189,6 +194,14 @@ class ImageIndex:
         """Encode queries with this checkpoint instead of the recorded one."""
         with self._lock:
             self.checkpoint, self._encoder, self._graph = str(checkpoint), None, None
+
+    def use_encoder(self, encoder: Encoder) -> None:
+        """Encode with this already loaded model (e.g. one set up with other runtime settings) instead of
+        loading the recorded checkpoint; it must make this index's codes."""
+        if encoder.bits != self.bits:
+            raise IncompatibleError(f"the model makes {encoder.bits}-bit codes but the index holds {self.bits}-bit codes")
+        with self._lock:
+            self._encoder, self._graph = encoder, None
 
     def _checkpoint_path(self) -> Path:
         if not self.checkpoint:
