@@ -13,9 +13,10 @@ import pytest
 
 from deephash.errors import DeephashError
 from deephash.index import HammingIndex
-from deephash.index.storage import PAUSE_ENV
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
+HELPERS = str(Path(__file__).resolve().parent / "reliability")  # save_pause.py
+PAUSE_ENV = "DEEPHASH_TEST_SAVE_PAUSE"  # read by save_pause
 
 
 def small_index(n=200, bits=64, seed=0):
@@ -127,7 +128,8 @@ def test_save_refuses_to_clobber_foreign_paths(tmp_path):
 
 SAVER = """
 import sys, numpy as np
-sys.path.insert(0, {src!r})
+sys.path[:0] = [{src!r}, {helpers!r}]
+import save_pause
 from deephash.index import HammingIndex
 index = HammingIndex.load({path!r}, mmap=False)
 index.remove([1000, 1001])
@@ -140,7 +142,7 @@ def test_sigkill_during_save_leaves_previous_index_loadable(tmp_path):
     index, codes = small_index()
     path = index.save(tmp_path / "idx")
     env = dict(os.environ, **{PAUSE_ENV: "30"})
-    proc = subprocess.Popen([sys.executable, "-c", SAVER.format(src=SRC, path=str(path))], env=env)
+    proc = subprocess.Popen([sys.executable, "-c", SAVER.format(src=SRC, helpers=HELPERS, path=str(path))], env=env)
     try:
         deadline = time.time() + 60
         # Wait until the new version's data files are fully written (the save is paused just before the manifest swap).

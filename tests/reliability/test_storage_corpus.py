@@ -192,12 +192,12 @@ def test_write_error_during_add_keeps_the_index(idx, monkeypatch, stage, code):
         raise OSError(code, os.strerror(code))
 
     if stage == "codes":
-        monkeypatch.setattr(storage, "_save_npy", fail)
+        monkeypatch.setattr(storage.manifest, "_save_npy", fail)
     elif stage in ("metadata", "sqlite"):
         monkeypatch.setattr(storage.MetadataStore, "write", fail)
     else:
-        real = storage.atomic_write
-        monkeypatch.setattr(storage, "atomic_write", lambda p, w: fail() if p.name == "manifest.json" else real(p, w))
+        real = storage.manifest.atomic_write
+        monkeypatch.setattr(storage.manifest, "atomic_write", lambda p, w: fail() if p.name == "manifest.json" else real(p, w))
     line = expect_refusal(add_args(idx), idx, f"cannot save index {idx}")
     assert "space" in line or "large" in line or "full" in line
     assert len(HammingIndex.load(idx)) == 30

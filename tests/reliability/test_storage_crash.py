@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import os
 import threading
 import time
 from pathlib import Path
@@ -19,9 +20,10 @@ import pytest
 from deephash.codes import CodesFile
 from deephash.errors import DeephashError
 from deephash.index import CategoryIndex, HammingIndex
-from deephash.index.storage import PAUSE_ENV, IndexLockedError, index_lock
+from deephash.index.storage import IndexLockedError, index_lock
 from deephash.retrieval import open_index, update_index
-from forkserver import ForkServer
+from forkserver import SRC, ForkServer
+from save_pause import ENV as PAUSE_ENV
 
 BITS = 64
 BASE = 20_000  # codes in the index: big enough that a save takes a measurable while
@@ -37,7 +39,10 @@ class Zygote(ForkServer):
 @pytest.fixture(scope="module")
 def zygote(tmp_path_factory):
     # one per module: the CLI import costs seconds; what the commands import lazily is preloaded, not timed per run
-    z = Zygote(tmp_path_factory.mktemp("logs"), preload=("deephash.codes", "deephash.data", "deephash.retrieval"))
+    # save_pause: each save pauses for $DEEPHASH_TEST_SAVE_PAUSE seconds before its manifest swap (0: none)
+    z = Zygote(tmp_path_factory.mktemp("logs"), preload=("deephash.codes", "deephash.data", "deephash.retrieval",
+                                                        "save_pause"),
+               env={"PYTHONPATH": os.pathsep.join([SRC, str(Path(__file__).resolve().parent)])})
     yield z
     z.close()
 
