@@ -170,7 +170,7 @@ def run_dataset(name, db, q, ks, radii, nsample, rows, nq_knn, nq_range=None, iv
     q = q[:nq_range]
     ivf = None
     if ivf_nprobe:
-        ivf = HammingIndex(bits, engine="faiss-ivf", ivf_nprobe=ivf_nprobe)
+        ivf = HammingIndex(bits, engine="faiss-ivf", engine_settings={"nprobe": ivf_nprobe})
         ivf.add(db)
         t = time.perf_counter()
         eng = ivf._engine(None)

@@ -113,7 +113,7 @@ def test_mih_any_number_of_substrings(m):
     db = make(rng, 2000, 64, distinct=400)
     q = make(rng, 10, 64)
     ids = np.arange(2000, dtype=np.int64)
-    index = HammingIndex(64, engine="mih", mih_m=m)
+    index = HammingIndex(64, engine="mih", engine_settings={"m": m})
     index.add(db)
     assert index._engine(None).m == m
     for k in (1, 10, 300):
@@ -209,8 +209,8 @@ def test_empty_index_and_empty_queries():
         (lambda: HammingIndex(0), "multiple of 8"),
         (lambda: HammingIndex(1032), "multiple of 8"),
         (lambda: HammingIndex(64, engine="hnsw"), "unknown engine"),
-        (lambda: HammingIndex(64, mih_m=65), "mih setting m"),
-        (lambda: HammingIndex(64, mih_m=2), "setting m must be between 3 and 64"),
+        (lambda: HammingIndex(64, engine_options={"mih": {"m": 65}}), "mih setting m"),
+        (lambda: HammingIndex(64, engine_options={"mih": {"m": 2}}), "setting m must be between 3 and 64"),
         (lambda: HammingIndex(64).add(np.zeros((3, 4), np.uint8)), "do not match"),
         (lambda: HammingIndex(64).add(np.zeros((3, 64), np.float32)), "packed uint8"),
         (lambda: HammingIndex(64).add(np.zeros((3, 8), np.uint8), ids=[1, 1, 2]), "duplicate ids"),
@@ -258,7 +258,7 @@ def test_mih_per_query_table_order_on_clustered_codes(m):
 
     db, q = draw(6000), draw(30)
     ids = np.arange(6000, dtype=np.int64)[::-1].copy()
-    index = HammingIndex(64, engine="mih", mih_m=m)
+    index = HammingIndex(64, engine="mih", engine_settings={"m": m})
     index.add(db, ids=ids)
     eng = index._engine(None)
     sizes = np.array([[np.diff(eng.offs[eng.offs_base[j] + key:][:2])[0] for j, key in enumerate(row)]
@@ -276,7 +276,7 @@ def test_faiss_ivf_is_approximate_but_never_wrong_and_exact_when_every_list_is_s
     db = centres[rng.integers(0, 20, 4000)] ^ (make(rng, 4000, 64) & make(rng, 4000, 64) & make(rng, 4000, 64))
     q = np.concatenate([make(rng, 10, 64), db[:10]])
     ids = np.arange(4000, dtype=np.int64)
-    index = HammingIndex(64, engine="faiss-ivf", ivf_nlist=50, ivf_nprobe=2)
+    index = HammingIndex(64, engine="faiss-ivf", engine_settings={"nlist": 50, "nprobe": 2})
     index.add(db, ids=ids)
     D, I = index.search(q, 20)
     true = hamming_distances(q, db)
@@ -294,6 +294,6 @@ def test_faiss_ivf_is_approximate_but_never_wrong_and_exact_when_every_list_is_s
     check_range(index, q, db, ids, 6, None)
     index.save(tmp_path / "ivf")
     loaded = HammingIndex.load(tmp_path / "ivf")
-    assert (loaded.engine, loaded.ivf_nlist, loaded.ivf_nprobe) == ("faiss-ivf", 50, 50)
+    assert (loaded.engine, loaded.settings_of()) == ("faiss-ivf", {"nlist": 50, "nprobe": 50})
     with pytest.raises(DeephashError, match="setting nprobe must be a positive integer"):
-        HammingIndex(64, ivf_nprobe=0)
+        HammingIndex(64, engine_options={"faiss-ivf": {"nprobe": 0}})

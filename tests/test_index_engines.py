@@ -45,15 +45,20 @@ def test_engine_settings_are_validated_when_the_engine_is_created(name, settings
         HammingIndex(64, engine=name, engine_settings=settings)
 
 
-def test_engine_settings_and_the_older_keywords_configure_the_same_engines(tmp_path):
+def test_engine_settings_and_engine_options_configure_the_same_engines(tmp_path):
     a = HammingIndex(64, engine="mih", engine_settings={"m": 4})
-    b = HammingIndex(64, engine="mih", mih_m=4)
-    assert a.settings_of() == b.settings_of() == {"m": 4} and a.mih_m == 4
-    auto = HammingIndex(64, engine_settings={"m": 5}, ivf_nprobe=3)  # auto's settings are its MIH engine's
+    b = HammingIndex(64, engine="mih", engine_options={"mih": {"m": 4}})
+    assert a.settings_of() == b.settings_of() == b.settings_of("mih") == {"m": 4}
+    auto = HammingIndex(64, engine_settings={"m": 5}, engine_options={"faiss-ivf": {"nprobe": 3}})  # auto's: MIH's
     assert auto.settings_of() == {"m": 5} and auto.settings_of("faiss-ivf") == {"nlist": None, "nprobe": 3}
+    assert HammingIndex(64, engine_options={"auto": {"m": 5}}).settings_of("mih") == {"m": 5}
     assert HammingIndex(64).settings_of("faiss-ivf") == {"nlist": None, "nprobe": 16}
     with pytest.raises(DeephashError, match="given twice"):
-        HammingIndex(64, engine="mih", mih_m=4, engine_settings={"m": 5})
+        HammingIndex(64, engine="mih", engine_options={"mih": {"m": 4}}, engine_settings={"m": 5})
+    with pytest.raises(DeephashError, match="unknown engine"):
+        HammingIndex(64, engine_options={"no-such-engine": {}})
+    with pytest.raises(DeephashError, match="must be a dict"):
+        HammingIndex(64, engine_options={"mih": 4})
     auto.add(np.random.default_rng(0).integers(0, 256, (300, 8), dtype=np.uint8))
     assert auto._engine("mih").m == 5
     auto.save(tmp_path / "i")
@@ -61,7 +66,7 @@ def test_engine_settings_and_the_older_keywords_configure_the_same_engines(tmp_p
     assert manifest["engine"] == {"default": "auto", "settings": {"mih": {"m": 5},
                                                                   "faiss-ivf": {"nlist": None, "nprobe": 3}}}
     loaded = HammingIndex.load(tmp_path / "i")
-    assert loaded.settings_of("mih") == {"m": 5} and loaded.ivf_nprobe == 3
+    assert loaded.settings_of("mih") == {"m": 5} and loaded.settings_of("faiss-ivf")["nprobe"] == 3
     assert loaded.info()["engine_settings"] == manifest["engine"]["settings"]
 
 
@@ -74,7 +79,10 @@ def test_manifests_with_the_older_engine_keys_still_load(tmp_path):
     manifest["engine"] = {"default": "faiss-ivf", "mih_m": 6, "ivf_nlist": 2, "ivf_nprobe": 7}  # as written before
     path.write_text(json.dumps(manifest))
     loaded = HammingIndex.load(tmp_path / "i")
-    assert (loaded.engine, loaded.mih_m, loaded.ivf_nlist, loaded.ivf_nprobe) == ("faiss-ivf", 6, 2, 7)
+    assert (loaded.engine, loaded.settings_of("mih"), loaded.settings_of()) == ("faiss-ivf", {"m": 6},
+                                                                              {"nlist": 2, "nprobe": 7})
+    info = loaded.info()
+    assert (info["mih_m"], info["ivf_nlist"], info["ivf_nprobe"]) == (6, 2, 7)
 
 
 class MemoryCollection(IndexEngine):

@@ -58,7 +58,9 @@ def build(
         raise InvalidInputError("give exactly one of --codes (a codes file) or --checkpoint (a model to encode --data)")
     if features and checkpoint is None:
         raise InvalidInputError("--features keeps the model's features of the images: it goes with --checkpoint")
-    settings = dict(engine=engine, mih_m=mih_m, ivf_nlist=ivf_nlist, ivf_nprobe=ivf_nprobe)
+    options = {"mih": {"m": mih_m}, "faiss-ivf": {"nlist": ivf_nlist, "nprobe": ivf_nprobe}}
+    options = {name: {k: v for k, v in given.items() if v is not None} for name, given in options.items()}
+    settings = dict(engine=engine, engine_options={name: given for name, given in options.items() if given})
     if engine == "milvus":
         from ..index.engines.milvus import collection_name
 

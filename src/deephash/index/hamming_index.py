@@ -28,6 +28,7 @@ ENGINES = (AUTO, *list_engines())  # the built-in choices; engines registered la
 SMALL_N = 20_000  # auto: below this a linear scan is already cheap
 MAX_PADDED = 1 << 26  # k > len(index): the -1 padded result may hold at most this many cells (~0.75 GB)
 log = logging.getLogger("deephash.index")
+# manifests written before per-engine settings held these keys beside "default"; load still reads them
 _LEGACY_SETTINGS = {"mih_m": ("mih", "m"), "ivf_nlist": ("faiss-ivf", "nlist"), "ivf_nprobe": ("faiss-ivf", "nprobe")}
 
 
@@ -63,10 +64,11 @@ class HammingIndex:
     (``engine_settings={"uri": ..., "collection": ...}``, docs/scale.md): as the default engine it
     receives every add and remove, the folder staying the source of truth.
 
-    ``engine_settings`` configures the default engine (for ``auto``, its MIH engine), e.g.
-    ``HammingIndex(64, "mih", engine_settings={"m": 4})``; the older keywords ``mih_m``,
-    ``ivf_nlist`` and ``ivf_nprobe`` set the ``mih`` and ``faiss-ivf`` settings whatever the default,
-    so a search may pick either with ``engine=``. In-memory engines are built on first use after
+    Engines own their settings (``IndexEngine.defaults``); the index only passes them on.
+    ``engine_options`` maps engine names to their settings, for any engine a search may pick with ``engine=``
+    (the shape a manifest stores), e.g. ``HammingIndex(64, engine_options={"mih": {"m": 4}, "faiss-ivf":
+    {"nprobe": 8}})``; ``engine_settings`` is the default engine's (for ``auto``, its MIH engine's), e.g.
+    ``HammingIndex(64, "mih", engine_settings={"m": 4})``. In-memory engines are built on first use after
     add or remove; ``save`` also stores the default engine's tables (MIH's) so that ``load`` restores them
     instead of building on the first search. Safe for many concurrent
     searches and one writer in one process.
@@ -75,22 +77,23 @@ class HammingIndex:
     removed with it; ``get_features``), which a two-stage search re-ranks candidates by.
     """
 
-    def __init__(self, bits: int, engine: str = AUTO, mih_m: int | None = None, threads: int | None = None,
-                 ivf_nlist: int | None = None, ivf_nprobe: int | None = None, engine_settings: dict | None = None):
+    def __init__(self, bits: int, engine: str = AUTO, threads: int | None = None, engine_settings: dict | None = None,
+                 engine_options: dict[str, dict] | None = None):
         self.bits = check_bits(bits)
         self.nbytes = self.bits // 8
         self.engine = _check_engine(engine)
+        if engine_options is not None and not isinstance(engine_options, dict):
+            raise InvalidInputError(f"engine_options must map engine names to settings, got {engine_options!r:.100}")
         per: dict[str, dict] = {}
-        for key, value in (("mih_m", mih_m), ("ivf_nlist", ivf_nlist), ("ivf_nprobe", ivf_nprobe)):
-            if value is not None:
-                name, setting = _LEGACY_SETTINGS[key]
-                per.setdefault(name, {})[setting] = value
+        for name, given in (engine_options or {}).items():
+            if not isinstance(given, dict):
+                raise InvalidInputError(f"engine_options[{name!r}] must be a dict of settings, got {given!r:.100}")
+            per.setdefault(_settings_target(_check_engine(name)), {}).update(given)
         if engine_settings:
-            target = _settings_target(self.engine)
-            given = per.setdefault(target, {})
+            given = per.setdefault(_settings_target(self.engine), {})
             for key, value in dict(engine_settings).items():
                 if key in given:
-                    raise InvalidInputError(f"engine setting {key!r} given twice (engine_settings and a keyword)")
+                    raise InvalidInputError(f"engine setting {key!r} given twice (engine_settings and engine_options)")
                 given[key] = value
         self._settings = self._check_settings(per)
         self.threads = threads or default_threads()
@@ -112,18 +115,6 @@ class HammingIndex:
         """Settings an engine is built with (default engine when None; ``auto``: its MIH engine)."""
         name = _settings_target(_check_engine(engine or self.engine))
         return {**engine_class(name).defaults, **self._settings.get(name, {})}
-
-    @property
-    def mih_m(self) -> int | None:
-        return self.settings_of("mih")["m"]
-
-    @property
-    def ivf_nlist(self) -> int | None:
-        return self.settings_of("faiss-ivf")["nlist"]
-
-    @property
-    def ivf_nprobe(self) -> int:
-        return self.settings_of("faiss-ivf")["nprobe"]
 
     # ---- contents -------------------------------------------------------------------
 
@@ -276,7 +267,7 @@ class HammingIndex:
                                                                         "nprobe": nprobe}}))
             eng = self._snap.engines.get("faiss-ivf")
             if eng is not None:
-                eng.set_nprobe(self.ivf_nprobe)
+                eng.set_nprobe(self.settings_of("faiss-ivf")["nprobe"])
 
     # ---- search ---------------------------------------------------------------------
 
@@ -451,9 +442,10 @@ class HammingIndex:
             "count": len(self),
             "engine": self.engine,
             "engine_settings": self._settings,
-            "mih_m": self.mih_m,
-            "ivf_nlist": self.ivf_nlist,
-            "ivf_nprobe": self.ivf_nprobe,
+            # the settings of the two built-in tunable engines, as `index info` has always shown them
+            "mih_m": self.settings_of("mih")["m"],
+            "ivf_nlist": self.settings_of("faiss-ivf")["nlist"],
+            "ivf_nprobe": self.settings_of("faiss-ivf")["nprobe"],
             "next_id": self._next_id,
             "checkpoint": self.checkpoint,
             "class_names": self.class_names,
