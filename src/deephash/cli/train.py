@@ -83,7 +83,7 @@ def train(
                                           "may change."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
-    """Train a hashing network (dsh or iah); a checkpoint is written atomically after every epoch.
+    """Train a hashing network by any registered method (--method); a checkpoint is saved atomically every epoch.
 
     Example:
 

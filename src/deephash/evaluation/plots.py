@@ -1,4 +1,7 @@
-"""PNG plots of evaluation results, drawn on bare ``Figure`` objects (Agg, no pyplot state)."""
+"""PNG plots of evaluation results, drawn on bare ``Figure`` objects (Agg, no pyplot state).
+
+The caller (``report.write_report``) names each result's curve (``labels``), so this module imports nothing
+of ``report``, which imports it lazily (matplotlib only when a report is written)."""
 
 from __future__ import annotations
 
@@ -7,7 +10,6 @@ from pathlib import Path
 from matplotlib.figure import Figure
 
 from ..utils.io import atomic_write
-from .report import label
 
 
 def _save(fig: Figure, path: Path) -> Path:
@@ -16,27 +18,27 @@ def _save(fig: Figure, path: Path) -> Path:
     return path
 
 
-def pr_curve(results: list[dict], path: Path) -> Path:
+def pr_curve(results: list[dict], path: Path, labels: list[str]) -> Path:
     """Precision vs recall as the Hamming radius grows 0..bits (a set metric: no tie rule)."""
     fig = Figure(figsize=(4.5, 3.6))
     ax = fig.add_subplot()
-    for r in results:
+    for r, name in zip(results, labels):
         c = r["curves"]["pr_radius"]
-        ax.plot(c["recall"], c["precision"], marker=".", label=label(r))
+        ax.plot(c["recall"], c["precision"], marker=".", label=name)
     ax.set(xlabel="recall", ylabel="precision", title="PR over Hamming radius", xlim=(0, 1), ylim=(0, 1.02))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return _save(fig, path)
 
 
-def precision_at_k(results: list[dict], path: Path) -> Path:
+def precision_at_k(results: list[dict], path: Path, labels: list[str]) -> Path:
     """P@K against K: tie-aware solid, deterministic (stable order) dashed."""
     fig = Figure(figsize=(4.5, 3.6))
     ax = fig.add_subplot()
-    for r in results:
+    for r, name in zip(results, labels):
         c = r["curves"]["precision_at_k"]
-        (line,) = ax.plot(c["k"], c["tie_aware"], label=f"{label(r)} tie-aware")
-        ax.plot(c["k"], c["deterministic"], linestyle="--", color=line.get_color(), label=f"{label(r)} stable")
+        (line,) = ax.plot(c["k"], c["tie_aware"], label=f"{name} tie-aware")
+        ax.plot(c["k"], c["deterministic"], linestyle="--", color=line.get_color(), label=f"{name} stable")
     ax.set(xlabel="K (top returned)", ylabel="precision@K", title="Precision@K", ylim=(0, 1.02))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)

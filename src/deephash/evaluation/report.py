@@ -110,7 +110,9 @@ def write_report(results, out_dir: str | os.PathLike) -> Path:
     atomic_write(out / "report.json", lambda fh: fh.write(json.dumps(results, indent=2).encode()))
     from . import plots  # matplotlib: only when a report is written
 
-    images = [plots.pr_curve(results, out / "pr_curve.png"), plots.precision_at_k(results, out / "precision_at_k.png")]
+    labels = [label(r) for r in results]
+    images = [plots.pr_curve(results, out / "pr_curve.png", labels),
+              plots.precision_at_k(results, out / "precision_at_k.png", labels)]
     if len({r["bits"] for r in results}) > 1:
         images.append(plots.precision_radius_vs_bits(results, out / "precision_radius_vs_bits.png"))
     figures = "".join(f'<img src="{p.name}" width="420"><br>' for p in images)
