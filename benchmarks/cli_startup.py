@@ -15,10 +15,10 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import tarfile
 import statistics
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 from pathlib import Path

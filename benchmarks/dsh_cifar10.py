@@ -39,7 +39,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from deephash.data import make_split, load_source  # noqa: E402
+from deephash.data import load_source, make_split  # noqa: E402
 from deephash.data.protocols import Split  # noqa: E402
 from deephash.encode import encode_dataset  # noqa: E402
 from deephash.evaluation import evaluate  # noqa: E402

@@ -88,7 +88,6 @@ def scores(qcodes, dbcodes, qlab, dblab, views: dict, k_map: int = 1000, k_p: in
 def cifar10(args) -> dict:
     from deephash.data.base import resize_batch
     from deephash.features import stored_features
-
     from deephash.retrieval import Encoder
 
     enc = Encoder(args.checkpoint)  # ONNX Runtime when installed: the same codes, faster

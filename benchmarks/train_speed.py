@@ -67,7 +67,8 @@ def measure(name: str, channels_last: bool, iterations: int, out: str) -> dict:
 
 def profile(name: str, channels_last: bool, out: str, rows: int = 12) -> None:
     """Where a training step's time goes: torch.profiler over 5 Trainer iterations, top ops by self CPU time."""
-    from torch.profiler import ProfilerActivity, profile as torch_profile
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
 
     spec = NETWORKS[name]
     rng = np.random.default_rng(0)

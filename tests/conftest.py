@@ -92,11 +92,11 @@ def served_indexes(tmp_path_factory):
 
 
 def _build_served(d: Path) -> None:
+    from test_iah_e2e import _yolo_squares
     from typer.testing import CliRunner
 
     from deephash.cli import app
     from deephash.data import load_split
-    from test_iah_e2e import _yolo_squares
 
     run = CliRunner().invoke
     sp = load_split("digits", "holdout", 0, 32, progress=False).query

@@ -5,8 +5,7 @@ import pytest
 from PIL import Image
 
 from deephash import DeephashError
-from deephash.data import (ArrayDataset, FileDataset, load_image, load_source, make_split, read_list_file,
-                           split_indices)
+from deephash.data import ArrayDataset, FileDataset, load_image, load_source, make_split, read_list_file, split_indices
 from deephash.data.base import one_hot
 
 
@@ -23,8 +22,9 @@ def test_cifar_python_folder_and_archive_agree(cifar_dir, cifar_tar):
 
 
 def test_cifar_pixels_are_in_chw_order(tmp_path):
-    from tests.conftest import make_cifar_batches
     import pickle
+
+    from tests.conftest import make_cifar_batches
 
     d = make_cifar_batches(tmp_path)
     with open(d / "test_batch", "rb") as fh:

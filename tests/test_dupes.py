@@ -13,8 +13,14 @@ from deephash.cli import app
 from deephash.codes import pack_bits
 from deephash.index import HammingIndex
 from deephash.retrieval import open_index
-from deephash.retrieval.dupes import (DuplicateGroup, chaining_warning, contact_sheet, default_radius,
-                                      find_duplicates, nearest_neighbour_distances)
+from deephash.retrieval.dupes import (
+    DuplicateGroup,
+    chaining_warning,
+    contact_sheet,
+    default_radius,
+    find_duplicates,
+    nearest_neighbour_distances,
+)
 
 runner = CliRunner()
 BITS = 48

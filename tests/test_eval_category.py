@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import eval_reference as ref
 from deephash.errors import DeephashError
 from deephash.evaluation import evaluate_category
+
+import eval_reference as ref
 
 # 2 categories, 8-bit codes, 2 queries, 3 database images; codes[i, c] is image i's code for category c.
 HAND = dict(

@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 from deephash.cli import app
 from deephash.codes import CodesFile
 from deephash.evaluation import evaluate, evaluate_category, format_table, mean_average_precision, write_report
+
 from eval_reference import random_case
 
 

@@ -7,10 +7,11 @@ import math
 import numpy as np
 import pytest
 
-import eval_reference as ref
-from eval_reference import random_case
 from deephash.errors import DeephashError
 from deephash.evaluation import mean_average_precision
+
+import eval_reference as ref
+from eval_reference import random_case
 
 
 def reference_mean(kind, metric, q, db, ql, dl, empty, *args, **kw):

@@ -7,9 +7,10 @@ import json
 import numpy as np
 import pytest
 
-import eval_reference as ref
 from deephash.errors import DeephashError
 from deephash.evaluation import evaluate
+
+import eval_reference as ref
 from eval_reference import random_case
 
 RANKED = {  # metric name prefix -> reference on the ranked gains

@@ -6,8 +6,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from deephash.data import (ArrayDataset, cached_multiobject, generate_multiobject, load_box_source, load_coco, load_voc,
-                           load_yolo)
+from deephash.data import (
+    ArrayDataset,
+    cached_multiobject,
+    generate_multiobject,
+    load_box_source,
+    load_coco,
+    load_voc,
+    load_yolo,
+)
 from deephash.errors import DeephashError
 
 

@@ -14,8 +14,7 @@ from PIL import Image
 
 from deephash.errors import IncompatibleError
 from deephash.index import HammingIndex
-from deephash.retrieval import ImageIndex, open_index
-from deephash.retrieval import query_graph
+from deephash.retrieval import ImageIndex, open_index, query_graph
 from deephash.retrieval.query_graph import QueryGraph
 
 pytest.importorskip("onnxruntime")

@@ -3,14 +3,13 @@
 import numpy as np
 import pytest
 from PIL import Image
+from test_iah_e2e import _yolo_squares
 from typer.testing import CliRunner
 
 from deephash.cli import app
 from deephash.codes import hamming_distances
 from deephash.errors import DeephashError
 from deephash.retrieval import Encoder, ImageIndex, open_index
-
-from test_iah_e2e import _yolo_squares
 
 runner = CliRunner()
 

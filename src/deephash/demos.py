@@ -54,10 +54,10 @@ def dsh_demo(data: str = "digits", bits: list[int] = (12, 24, 32, 48), epochs: i
     """Train DSH at each code length, encode query and database, evaluate, write ``results.json`` and a result
     grid of the length closest to 32 bits. ``log`` receives one line per step."""
     from .codes import hamming_distances
+    from .data import load_split
     from .evaluation import evaluate
     from .retrieval import Encoder
     from .train import TrainConfig, train
-    from .data import load_split
     from .viz import result_grid
 
     out = Path(out)

@@ -8,13 +8,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
-from .utils.progress import tqdm
 
 from .codes import encode_outputs
 from .data import ArrayDataset, FileDataset, HashDataset
 from .data.base import DecodedImages, resize_batch
 from .errors import DeephashError, InvalidInputError
 from .models import HashingModel
+from .utils.progress import tqdm
 
 
 @dataclass

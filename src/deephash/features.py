@@ -24,13 +24,13 @@ import logging
 
 import numpy as np
 import torch
-from .utils.progress import tqdm
 
 from . import distributed
 from .data.base import resize_batch
 from .data.cache import cache_dir
 from .models import HashingModel
 from .utils.io import atomic_open
+from .utils.progress import tqdm
 
 log = logging.getLogger(__name__)
 

@@ -20,8 +20,7 @@ from typer.testing import CliRunner
 from deephash.cli import app
 from deephash.codes import CodesFile
 from deephash.errors import DeephashError
-from deephash.index import CategoryIndex, HammingIndex
-from deephash.index import storage
+from deephash.index import CategoryIndex, HammingIndex, storage
 from deephash.utils.io import sha256_file
 
 runner = CliRunner()

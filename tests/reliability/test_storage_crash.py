@@ -22,6 +22,7 @@ from deephash.errors import DeephashError
 from deephash.index import CategoryIndex, HammingIndex
 from deephash.index.storage import IndexLockedError, index_lock
 from deephash.retrieval import open_index, update_index
+
 from forkserver import SRC, ForkServer
 from save_pause import ENV as PAUSE_ENV
 

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from ._app import app, fail
-
 # Command modules register themselves on ``app`` when imported.
 from . import demo, dupes, encode, evaluate, iah, index, search, serve, train, up, version  # noqa: F401,E402
+from ._app import app, fail
 
 
 def main(argv: list[str] | None = None) -> None:

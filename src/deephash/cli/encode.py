@@ -51,8 +51,8 @@ def encode(
     """
     from .. import distributed
     from ..codes import CodesFile, merge_shards
-    from ..utils.io import display_path
     from ..retrieval import Encoder
+    from ..utils.io import display_path
 
     part = parse_shard(shard) if shard is not None else None
     CodesFile.check_destination(out)  # before the model is loaded and the images encoded

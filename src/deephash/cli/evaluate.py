@@ -10,6 +10,7 @@ import typer
 
 from ._app import app
 
+
 @app.command()
 def evaluate(
     query: Path = typer.Option(..., "--query", help="Codes file (.npz) of the queries, with labels."),

@@ -44,8 +44,8 @@ def search(
         deephash search idx/ --image photo.jpg -k 10 --grid grid.png
     """
     from ..codes import CodesFile
-    from ..utils.io import display_path
     from ..retrieval import ImageIndex, open_index
+    from ..utils.io import display_path
 
     if database is not None and (index_arg is not None or index_opt is not None):
         raise InvalidInputError("give an index folder or --database (a codes file), not both")

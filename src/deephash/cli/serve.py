@@ -41,7 +41,8 @@ def serve(
     if allow_root is not None and not allow_root.is_dir():
         raise InvalidInputError(f"--allow-root {allow_root} is not a folder")
     from ..retrieval import open_index  # fails early, with one error line, on a folder that is not an index
-    from ..service import Settings, serve as run
+    from ..service import Settings
+    from ..service import serve as run
 
     open_index(index_dir)
     if host not in ("127.0.0.1", "localhost", "::1"):

@@ -14,10 +14,10 @@ import json
 import numpy as np
 import torch
 import torch.nn.functional as F
-from ..utils.progress import tqdm
 
 from ..errors import InvalidInputError
 from ..utils.io import atomic_write
+from ..utils.progress import tqdm
 from .base import ArrayDataset
 from .cache import cache_dir
 from .detection import BoxArrayDataset

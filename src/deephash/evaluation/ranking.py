@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from typing import Iterator
 
 import numpy as np
-from ..utils.progress import tqdm
 
 from ..codes import hamming_distances
 from ..errors import IncompatibleError, InvalidInputError
+from ..utils.progress import tqdm
 
 # Queries per chunk are chosen so a chunk's (queries x database) arrays hold about this many
 # elements: a few tens of MB per float64 array, whatever the database size.

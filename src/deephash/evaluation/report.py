@@ -14,7 +14,6 @@ from ..errors import InvalidInputError
 from ..utils.io import atomic_write
 
 
-
 def label(result: dict) -> str:
     """Legend text for one result: code length, and the protocol when one was given."""
     return f"{result['bits']} bits" + (f" ({result['protocol']})" if result.get("protocol") else "")

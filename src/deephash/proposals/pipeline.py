@@ -6,9 +6,9 @@ from typing import Sequence
 
 import numpy as np
 import torch
-from ..utils.progress import tqdm
 
 from ..errors import InvalidInputError
+from ..utils.progress import tqdm
 from .boxes import select_top
 from .cache import ProposalCache, image_key
 

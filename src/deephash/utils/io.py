@@ -8,7 +8,7 @@ import os
 import stat
 import tempfile
 from pathlib import Path
-from typing import Callable, Iterator, IO
+from typing import IO, Callable, Iterator
 
 
 def _fsync_dir(directory: Path) -> None:
