@@ -19,7 +19,7 @@ import tempfile
 import time
 
 from deephash import distributed
-from deephash.methods import encode, get_method
+from deephash.runs import encode, get_method
 from deephash.retrieval import Encoder
 from deephash.train import TrainConfig, Trainer
 

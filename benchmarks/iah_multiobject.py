@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from deephash.data import cached_multiobject, load_source  # noqa: E402
 from deephash.evaluation import evaluate, evaluate_category  # noqa: E402
-from deephash.methods import encode  # noqa: E402
+from deephash.runs import encode  # noqa: E402
 from deephash.train import TrainConfig  # noqa: E402
 from deephash.train import train as run_train  # noqa: E402
 from deephash.utils.io import atomic_write  # noqa: E402

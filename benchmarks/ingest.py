@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from deephash.data import ArrayDataset, list_images, load_image  # noqa: E402
 from deephash.index import HammingIndex  # noqa: E402
-from deephash.methods import encode, load_trained  # noqa: E402
+from deephash.runs import encode, load_trained  # noqa: E402
 from deephash.models.runtime import RUNNERS, RUNTIME_ENV  # noqa: E402
 from deephash.retrieval import Encoder, ImageIndex  # noqa: E402
 
@@ -70,11 +70,11 @@ def after(ckpt: str, fast: bool = True, decode_threads: int | None = None, runti
     semantic = HammingIndex(-(-enc.bits // 8) * 8)
     semantic.code_bits = enc.bits
     index = ImageIndex(semantic, checkpoint=ckpt)
-    index._encoder = enc
+    index.use_encoder(enc)
 
     def add(paths):
         ids = index.add(paths).ids
-        return index.semantic.get_codes(ids)
+        return index.get_codes(ids)
 
     return add
 

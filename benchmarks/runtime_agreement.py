@@ -93,7 +93,7 @@ def runner(model, variant: str):
 
 
 def encode_variant(ckpt: str, variant: str, train, query) -> dict:
-    from deephash.methods import load_trained
+    from deephash.runs import load_trained
 
     model = load_trained(ckpt).model.eval()
     model.use_runtime(None)

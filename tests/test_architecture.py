@@ -52,3 +52,66 @@ def test_nothing_outside_retrieval_reaches_into_an_image_index():
     check_search, ...), so its parts can change behind it."""
     assert _image_index_privates(SRC) >= {"_encoder", "_checkpoint_path"}
     assert _image_index_leaks(SRC) == []
+
+
+def _import_cycles(src: Path) -> list[list[str]]:
+    """The import cycles (strongly connected components of more than one module) among deephash's modules,
+    counting every import statement (also inside functions and ``if TYPE_CHECKING``) and that importing
+    ``a.b.c`` first runs the package ``a.b``."""
+    modules = {}
+    for path in src.rglob("*.py"):
+        parts = ("deephash", *path.relative_to(src).with_suffix("").parts)
+        modules[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    edges = {}
+    for name, path in modules.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        targets = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                targets.update(a.name for a in node.names)
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    up = package.split(".")[:len(package.split(".")) - node.level + 1]
+                    base = ".".join(up + ([node.module] if node.module else []))
+                targets.update(f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base for a in node.names)
+        deps = set()
+        for target in targets:
+            while target.startswith("deephash.") and target not in modules:  # e.g. a name from a module
+                target = target.rpartition(".")[0]
+            parts = target.split(".")
+            deps.update(".".join(parts[:i]) for i in range(2, len(parts) + 1))  # the packages on the way too
+        edges[name] = {d for d in deps if d in modules and d != name and not name.startswith(d + ".")}
+    index, low, stack, on_stack, cycles = {}, {}, [], set(), []
+
+    def visit(v):  # Tarjan's strongly connected components
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in edges[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while not component or component[-1] != v:
+                component.append(stack.pop())
+                on_stack.discard(component[-1])
+            if len(component) > 1:
+                cycles.append(sorted(component))
+
+    for v in sorted(edges):
+        if v not in index:
+            visit(v)
+    return cycles
+
+
+def test_training_methods_and_runs_import_no_cycle():
+    """``deephash.runs`` (checkpoints, config, the method contract and registry, trained runs) is the floor both
+    the training engine and the method plug-ins build on; the registry finds the plug-ins by a package scan, so
+    neither imports the other's way back."""
+    layered = ("deephash.runs", "deephash.train", "deephash.methods")
+    cycles = _import_cycles(SRC)
+    assert [c for c in cycles if any(m == p or m.startswith(p + ".") for m in c for p in layered)] == []

@@ -133,6 +133,23 @@ def test_cli_resume_uses_the_checkpoint_settings(trained, tmp_path):
     assert code == 2 and "lr: checkpoint 0.001, now 0.5" in err
 
 
+def test_cli_resume_reads_the_checkpoint_once(trained, tmp_path, monkeypatch):
+    """``train --resume`` opens one ``deephash.runs.Run``: its config, the resume checks and the restored state
+    all come from a single read and sha256 check of the file."""
+    import shutil
+
+    from deephash.runs import checkpoint
+
+    reads = []
+    check = checkpoint.check_payload  # runs once per verified read, whoever reads
+    monkeypatch.setattr(checkpoint, "check_payload", lambda payload, path: reads.append(path) or check(payload, path))
+    run_dir = tmp_path / "copy"
+    shutil.copytree(trained / "run", run_dir)
+    code, _, err = run("train", "--resume", run_dir, "--epochs", "1", "-q", cwd=tmp_path)
+    assert code == 0, err
+    assert reads == [run_dir / "last.ckpt"]
+
+
 def test_mixed_code_lengths_are_refused(trained, tmp_path):
     from deephash.codes import pack_bits
 

@@ -32,7 +32,7 @@ from deephash.data import load_source
 from deephash.errors import DeephashError, InvalidInputError, NotFoundError
 from deephash.index import HammingIndex, create_engine, list_engines
 from deephash.index.engines import engine_class
-from deephash.methods import encode, get_method, list_methods, load_trained, supports_features
+from deephash.runs import encode, get_method, list_methods, load_trained
 from deephash.train import TrainConfig, train
 
 BITS = 12  # codes of 1.5 bytes: the padding bits must come out zero
@@ -105,7 +105,7 @@ def test_method_shards_are_the_rows_of_the_whole_encode(run, digits60):
 
 def test_method_features_come_from_the_same_pass(run, digits60):
     name, cfg, res, t, e = run
-    if not supports_features(name):
+    if not get_method(name).gives_features:
         with pytest.raises(DeephashError, match="no feature vectors"):
             encode(t, digits60, progress=False, features=True)
         return

@@ -24,7 +24,7 @@ from deephash.distributed import batch_counts, shard_range
 from deephash.evaluation import mean_average_precision
 from deephash.retrieval import Encoder
 from deephash.train import TrainConfig, Trainer, train
-from deephash.train.checkpoint import load_checkpoint
+from deephash.runs.checkpoint import load_checkpoint
 from deephash.train.trainer import epoch_generator
 
 WORLD = 2

@@ -10,7 +10,7 @@ from deephash.errors import (CorruptFileError, DeephashError, IncompatibleError,
                              MissingFileError, NotFoundError)
 from deephash.index import HammingIndex
 from deephash.retrieval import ImageIndex
-from deephash.train.checkpoint import load_checkpoint, save_checkpoint
+from deephash.runs.checkpoint import load_checkpoint, save_checkpoint
 
 
 def _codes(n=4, bits=16):

@@ -59,7 +59,7 @@ def test_onnx_runtime_codes_of_a_trained_model_keep_the_bound(tmp_path, monkeypa
     pytest.importorskip("onnx")
     from deephash.data import load_source, make_split
     from deephash.evaluation import evaluate
-    from deephash.methods import encode
+    from deephash.runs import encode
     from deephash.train import TrainConfig, train
 
     monkeypatch.setenv(rt.RUNTIME_ENV, "onnxruntime")

@@ -11,7 +11,7 @@ import torch
 from deephash import DeephashError
 from deephash.losses import CSQLoss, DPSHLoss, GreedyHashLoss, HashNetLoss, hash_centers
 from deephash.miners import AllPairsMiner, ItemsMiner
-from deephash.methods import load_trained
+from deephash.runs import load_trained
 from deephash.train import TrainConfig, Trainer
 
 

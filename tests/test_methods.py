@@ -9,9 +9,9 @@ import torch
 
 from deephash import DeephashError
 from deephash.data import generate_multiobject, load_source, make_split
-from deephash.methods import Encoded, Method, encode, get_method, list_methods, load_trained, register_method
+from deephash.runs import Encoded, Method, encode, get_method, list_methods, load_trained, register_method
 from deephash.train import TrainConfig, Trainer, train
-from deephash.train.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+from deephash.runs import load_checkpoint, model_from_checkpoint, save_checkpoint
 
 
 def state_hash(model) -> str:
@@ -82,7 +82,7 @@ def test_dsh_engine_equals_a_textbook_loop(tmp_path):
 
     from deephash.data.samplers import epoch_batches
     from deephash.losses import DSHLoss
-    from deephash.train.augment import mirror_mask, to_float
+    from deephash.data.augment import mirror_mask, to_float
     from deephash.train.trainer import epoch_generator
 
     split = make_split(load_source("digits"), "holdout", 0)

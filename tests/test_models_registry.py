@@ -179,8 +179,8 @@ def test_scaled_tanh_beta_is_settable_and_travels_in_the_state_dict():
 
 def test_train_config_activation_is_rebuilt_from_the_checkpoint(tmp_path):
     from deephash.data import load_source
-    from deephash.train.checkpoint import model_from_checkpoint
-    from deephash.train.config import TrainConfig
+    from deephash.runs import model_from_checkpoint
+    from deephash.runs import TrainConfig
     from deephash.train.trainer import train
 
     data = load_source("digits")["all"].subset(np.arange(80))

@@ -78,7 +78,7 @@ def test_bad_interval_is_refused(monkeypatch):
 def test_training_logs_epochs_with_their_loss(tmp_path, monkeypatch, capsys):
     """The training engine's loops go through the same helper: a log shows each epoch's loss and an ETA."""
     from deephash.data import load_source
-    from deephash.train.config import TrainConfig
+    from deephash.runs import TrainConfig
     from deephash.train.trainer import train
 
     monkeypatch.delenv("DEEPHASH_PROGRESS", raising=False)

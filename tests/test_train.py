@@ -4,9 +4,10 @@ import torch
 
 from deephash import DeephashError
 from deephash.data import load_source, make_split
-from deephash.train.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
-from deephash.train.config import TrainConfig
-from deephash.train.trainer import Trainer, lr_factor, train
+from deephash.runs import load_checkpoint, model_from_checkpoint, save_checkpoint
+from deephash.runs import TrainConfig
+from deephash.runs.schedule import lr_factor
+from deephash.train.trainer import Trainer, train
 
 
 @pytest.fixture(scope="module")

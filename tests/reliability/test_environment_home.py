@@ -133,7 +133,7 @@ def test_written_files_get_the_mode_a_plain_open_gives(tmp_path, umask, mode):
 @pytest.mark.skipif(not CAN_SWITCH_USER, reason="needs root and setpriv to act as another account")
 def test_another_account_can_search_an_index_and_encode_with_a_checkpoint(shared_dir):
     from deephash.data import load_source
-    from deephash.train.config import TrainConfig
+    from deephash.runs import TrainConfig
     from deephash.train.trainer import train
 
     codes, index = codes_and_index(shared_dir)
@@ -141,7 +141,7 @@ def test_another_account_can_search_an_index_and_encode_with_a_checkpoint(shared
                  load_source("digits")["all"].subset(np.arange(40)), progress=False).checkpoint
     files = [p for p in index.rglob("*") if p.is_file()] + [ckpt]
     assert all(stat.S_IMODE(p.stat().st_mode) & 0o004 for p in files), [oct(p.stat().st_mode) for p in files]
-    load = f"from deephash.methods import load_trained; print(load_trained({str(ckpt)!r}).config.bits)"
+    load = f"from deephash.runs import load_trained; print(load_trained({str(ckpt)!r}).config.bits)"
     searches = [["search", "--index", str(index), "--query", str(codes), "-k", "2", "--json"]]
     r = run(["-c", CHILD.replace("print(cache_dir())", load), json.dumps(searches)], bare_env("/nonexistent"),
             as_nobody=True)

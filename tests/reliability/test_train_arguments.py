@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from deephash.cli import app
 from deephash.data import load_source
 from deephash.errors import DeephashError
-from deephash.train.config import TrainConfig
+from deephash.runs import TrainConfig
 from deephash.train.trainer import Trainer
 from corpus import assert_refused
 

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from deephash.train.checkpoint import load_checkpoint
+from deephash.runs.checkpoint import load_checkpoint
 from forkserver import ForkServer
 
 EPOCHS = 6

@@ -53,7 +53,8 @@ def iah_train(
         deephash iah-train --data coco128 --proposals selective --out runs/iah
     """
     from ..data import load_box_split
-    from ..train import TrainConfig, train
+    from ..runs import Run, TrainConfig
+    from ..train import Trainer
 
     flags = {k: v for k, v in dict(data=data, bits=bits, model=backbone, weights=str(weights) if weights else None,
                                    image_size=image_size, epochs=epochs, batch_size=batch_size, lr=lr, margin=margin,
@@ -64,12 +65,18 @@ def iah_train(
         flags = {"method": "iah", **IAH_TRAIN_DEFAULTS, **flags}
     if options:
         flags["method_options"] = options
-    cfg = TrainConfig.assemble(None, flags, resume)
+    run = Run.open(resume) if resume is not None else None
+    cfg = TrainConfig.assemble(None, flags, run)
     if cfg.method != "iah":
         raise InvalidInputError(f"{resume} is a {cfg.method} run; resume it with deephash train --resume")
     if not cfg.data or cfg.data == "digits":
         raise InvalidInputError("iah-train needs --data: a YOLO folder, VOC folder or COCO JSON with labels")
-    res = train(cfg, load_box_split(cfg.data, split, cfg.image_size), resume=resume, progress=not quiet)
+    if run is not None:  # refused before the data is loaded
+        run.check_resume(cfg)
+    trainer = Trainer(cfg, load_box_split(cfg.data, split, cfg.image_size), progress=not quiet)
+    if run is not None:
+        trainer.restore(run)
+    res = trainer.fit()
     last = res.history[-1]
     typer.echo(f"trained {cfg.bits}-bit IAH in {res.seconds:.0f} s (bce {last['bce']:.3f}, semantic triplet "
                f"{last['semantic']:.3f}, category triplet {last['category']:.3f}); checkpoint {res.checkpoint}")

@@ -7,9 +7,8 @@ from dataclasses import dataclass
 
 from ..errors import InvalidInputError
 from ..losses import CSQLoss, hash_centers
-from .base import register_method
-from .dsh import DSH
-from .pooled import PooledMethod
+from ..runs.method import register_method
+from .pooled import PAPER_RECIPE, PooledMethod
 
 
 @dataclass
@@ -26,7 +25,7 @@ class CSQOptions:
 class CSQ(PooledMethod):
     name = "csq"
     Options = CSQOptions
-    defaults = {**DSH.defaults, "out": "runs/csq"}
+    defaults = {**PAPER_RECIPE, "out": "runs/csq"}
     activation = "tanh"
 
     def make_loss(self, model, num_classes):

@@ -5,9 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..losses import DPSHLoss
-from .dsh import DSH
-from .base import register_method
-from .pooled import PooledMethod
+from ..runs.method import register_method
+from .pooled import PAPER_RECIPE, PooledMethod
 
 
 @dataclass
@@ -20,7 +19,8 @@ class DPSH(PooledMethod):
     name = "dpsh"
     Options = DPSHOptions
     # raw outputs in θ = ½uᵀu make larger steps diverge on the paper net (DSH's lr 1e-3 gives NaN on digits)
-    defaults = {**DSH.defaults, "lr": 1e-4, "out": "runs/dpsh"}
+    defaults = {**PAPER_RECIPE, "lr": 1e-4, "out": "runs/dpsh"}
+    activation = "identity"
 
     def make_loss(self, model, num_classes):
         return DPSHLoss(self.cfg.bits, self.options.eta)

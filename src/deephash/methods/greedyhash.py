@@ -8,9 +8,8 @@ from dataclasses import dataclass
 from torch import nn
 
 from ..losses import GreedyHashLoss
-from .base import register_method
-from .dsh import DSH
-from .pooled import PooledMethod
+from ..runs.method import register_method
+from .pooled import PAPER_RECIPE, PooledMethod
 
 
 @dataclass
@@ -23,7 +22,8 @@ class GreedyHash(PooledMethod):
     name = "greedyhash"
     Options = GreedyHashOptions
     # the cubic penalty on the paper net's large initial outputs overflows at DSH's lr 1e-3 (digits)
-    defaults = {**DSH.defaults, "lr": 1e-4, "out": "runs/greedyhash"}
+    defaults = {**PAPER_RECIPE, "lr": 1e-4, "out": "runs/greedyhash"}
+    activation = "identity"
 
     def extend_model(self, model, num_classes):
         """The classifier on the codes trains with the network and is saved with it (unused when encoding)."""

@@ -6,9 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..losses import HashNetLoss
-from .base import register_method
-from .dsh import DSH
-from .pooled import PooledMethod
+from ..runs.method import register_method
+from .pooled import PAPER_RECIPE, PooledMethod
 
 
 @dataclass
@@ -23,7 +22,7 @@ class HashNetOptions:
 class HashNet(PooledMethod):
     name = "hashnet"
     Options = HashNetOptions
-    defaults = {**DSH.defaults, "out": "runs/hashnet"}
+    defaults = {**PAPER_RECIPE, "out": "runs/hashnet"}
     activation = "scaled_tanh"
 
     def make_loss(self, model, num_classes):

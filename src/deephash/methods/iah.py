@@ -21,9 +21,10 @@ from ..utils.progress import tqdm
 from ..errors import InvalidInputError
 from ..losses import TripletRankingLoss
 from ..miners import CategoryTripletMiner, TripletMiner
-from .base import Encoded, Method, register_method
+from ..runs.method import Encoded, Method, register_method
 
 PROPOSALS = ("grid", "selective", "gt")
+LEGACY_KEYS = {"backbone": "model"}  # IAHConfig (checkpoint format deephash-iah/1) → TrainConfig
 
 
 @dataclass
@@ -63,6 +64,7 @@ class IAH(Method):
     defaults = dict(bits=32, image_size=64, epochs=10, batch_size=64, optimizer="adamw", lr=3e-3, weight_decay=1e-4,
                     schedule="cosine", alpha=0.0, out="runs/iah")
     encode_batch_size = 128
+    gives_features = True
 
     def __init__(self, cfg):
         super().__init__(cfg)
@@ -91,6 +93,15 @@ class IAH(Method):
             raise InvalidInputError("method iah takes no model_kwargs; its head width is the option hidden "
                                 "(method_options: {hidden: 256}, or -o hidden=256)")
 
+    @classmethod
+    def legacy_config(cls, saved: dict) -> dict:
+        """An old IAHConfig dict (format ``deephash-iah/1``): options go to ``method_options``, ``backbone`` is
+        ``model``."""
+        options = set(IAHOptions.__dataclass_fields__)
+        out = {"method": "iah", "method_options": {k: v for k, v in saved.items() if k in options}}
+        out.update({LEGACY_KEYS.get(k, k): v for k, v in saved.items() if k not in options})
+        return out
+
     def prepare(self, data, progress: bool) -> None:
         from ..proposals import pad_proposals
 
@@ -115,7 +126,7 @@ class IAH(Method):
         return feature_maps(model, images_u8, self.cfg.mirror, progress)
 
     def forward(self, model, x, idx, flipped, stored: bool):
-        from ..train.augment import flip_boxes
+        from ..data.augment import flip_boxes
 
         b = self.boxes[idx].clone()
         if flipped.any():
@@ -152,7 +163,7 @@ class IAH(Method):
         ``rows``); with ``features`` also the whole image's spatially averaged feature map (the conv pass all
         codes share)."""
         from ..proposals import pad_proposals
-        from ..train.augment import to_float
+        from ..data.augment import to_float
 
         lo, hi = rows or (0, len(dataset))
         if hi <= lo:
@@ -171,13 +182,3 @@ class IAH(Method):
                        np.concatenate([p["boxes"] for p in parts]) / scale, model.bits,
                        np.concatenate([p["features"] for p in parts]) if features else None)
 
-
-LEGACY_KEYS = {"backbone": "model"}  # IAHConfig (checkpoint format deephash-iah/1) → TrainConfig
-
-
-def config_from_legacy(d: dict) -> dict:
-    """A TrainConfig dict from an old IAHConfig dict: options go to ``method_options``."""
-    options = set(IAHOptions.__dataclass_fields__)
-    out = {"method": "iah", "method_options": {k: v for k, v in d.items() if k in options}}
-    out.update({LEGACY_KEYS.get(k, k): v for k, v in d.items() if k not in options})
-    return out

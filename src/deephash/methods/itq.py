@@ -18,8 +18,8 @@ import numpy as np
 import torch
 
 from ..errors import InvalidInputError
-from .base import register_method
-from .dsh import DSH
+from ..runs.method import register_method
+from .pooled import PooledMethod
 
 
 @dataclass
@@ -76,7 +76,7 @@ def fit_itq(features: np.ndarray, bits: int, iterations: int = 50, seed: int = 0
 
 
 @register_method
-class ITQ(DSH):
+class ITQ(PooledMethod):
     name = "itq"
     Options = ITQOptions
     defaults = dict(bits=48, model="efficientnet_lite0", image_size=160, epochs=1,
@@ -99,13 +99,11 @@ class ITQ(DSH):
 
         return dataset if isinstance(dataset, ArrayDataset) else dataset.as_arrays(progress=progress)
 
-    def build_model(self, num_classes: int):
-        from ..models import create_model
-
-        cfg = self.cfg
-        model = create_model(cfg.model, cfg.bits, cfg.image_size, weights=cfg.weights, **cfg.model_kwargs)
+    def freeze(self, model) -> None:
         model.freeze_backbone()  # ITQ never changes the backbone, whatever frozen_backbone says
-        return self.inference_settings(model)
+
+    def make_loss(self, model, num_classes: int):
+        return None  # no gradient steps: ``fit_features`` fits the hash layer
 
     def setup(self, model, data) -> None:
         """No dataset normalisation: the backbone's own (its pretrained weights expect it)."""

@@ -12,26 +12,26 @@ import numpy as np
 from ..codes import CodesFile
 from ..data import DecodedImages, HashDataset, load_image
 from ..errors import DeephashError, InvalidInputError, MissingFileError
-from ..methods import Encoded
+from ..runs import Encoded
 
 CHUNK = 64  # images decoded ahead of the model: one batch, so decoding the next overlaps running this one
 #            (the size is chosen in docs/ingest.md)
 
 
 class Encoder:
-    """Loads a checkpoint of any method once (``deephash.methods.load_trained``) and encodes datasets, image
-    files or pixel arrays with it.
+    """A trained run of any method (a ``deephash.runs.Run``, or its checkpoint opened once with
+    ``deephash.runs.load_trained``) that encodes datasets, image files or pixel arrays.
 
     Image files are decoded by a pool of ``decode_threads`` threads (default: one per core; Pillow releases
     the GIL while decoding and resizing) a batch ahead of the model, so decoding overlaps inference. With
     ``fast`` (the default) a pooled model runs in ONNX Runtime when it is installed (codes equal to PyTorch's up
     to rounding: at least 99.9% of bits, mAP within 0.002; several times faster on CPU: ``deephash.models.runtime``)."""
 
-    def __init__(self, checkpoint: str | Path, batch_size: int | None = None, workers: int = 0,
+    def __init__(self, checkpoint: "str | Path | Run", batch_size: int | None = None, workers: int = 0,
                  decode_threads: int | None = None, fast: bool = True):
-        from ..methods import load_trained
+        from ..runs import Run, load_trained
 
-        self.trained = load_trained(checkpoint)
+        self.trained = checkpoint if isinstance(checkpoint, Run) else load_trained(checkpoint)
         self.checkpoint = str(self.trained.checkpoint)
         self.method, self.model, self.config = self.trained.method, self.trained.model, self.trained.config
         self.class_names = list(self.trained.class_names)
@@ -45,10 +45,9 @@ class Encoder:
 
             if isinstance(self.model, HashingModel) and self.model.runtime is None:
                 self.model.use_runtime(onnx_runner(self.model))
-                from ..methods import get_method
-                from ..methods.dsh import DSH
+                from ..runs import get_method
 
-                if self.model.runtime is not None and get_method(self.method).encode is DSH.encode:
+                if self.model.runtime is not None and get_method(self.method).plain_encoder:
                     from .query_graph import remember  # later queries run this graph without torch
 
                     remember(self.checkpoint, self.model.runtime, self.model)
@@ -113,7 +112,7 @@ class Encoder:
         if shard is None:
             return self.encode_dataset(ds, progress), meta
         from ..distributed import shard_range
-        from ..methods import encode, get_method
+        from ..runs import encode, get_method
 
         index, count = shard
         batch = self.batch_size or get_method(self.method).encode_batch_size
@@ -126,7 +125,7 @@ class Encoder:
                 "bits": self.bits, **extra}
 
     def _stored_size(self) -> int:
-        from ..train.config import TrainConfig
+        from ..runs import TrainConfig
 
         return TrainConfig.stored_size(self.config)
 
@@ -139,7 +138,7 @@ class Encoder:
 
     def encode_dataset(self, dataset: HashDataset, progress: bool = False, features: bool = False) -> Encoded:
         """Codes of a dataset; ``features``: also each image's feature vector (same forward pass)."""
-        from ..methods import encode
+        from ..runs import encode
 
         return encode(self.trained, dataset, self.batch_size, progress, self.workers, features=features)
 

@@ -363,7 +363,7 @@ class _Fitted:
 
     def encode(self, rows: list[int], features: bool = False):
         """``Encoded`` codes (and float16 features, for an index that keeps them) of these rows, by the head alone."""
-        from ..methods import Encoded
+        from ..runs import Encoded
 
         codes, feats = self.model.encode_stored(self.features[rows], features=features)
         return Encoded(codes, np.arange(len(rows)), [], bits=self.model.bits, features=feats)
@@ -411,7 +411,7 @@ def _conflicts(index: ImageIndex, asked: _Asked) -> list[str]:
     """Each setting asked for that differs from the index's model, as '--option value, but ...'."""
     out = []
     if asked.model is not None and index.checkpoint:
-        from ..methods import checkpoint_file  # (imports torch: only when a model is named)
+        from ..runs import checkpoint_file  # (imports torch: only when a model is named)
 
         if checkpoint_file(asked.model).resolve() != checkpoint_file(index._checkpoint_path()).resolve():
             out.append(f"--model {asked.model}, but it was made with the model {index.checkpoint}")
@@ -419,7 +419,7 @@ def _conflicts(index: ImageIndex, asked: _Asked) -> list[str]:
         out.append(f"--bits {asked.bits}, but its codes have {index.bits} bits")
     if asked.image_size is None and asked.backbone is None and not asked.supervised:
         return out
-    from ..train.checkpoint import load_checkpoint
+    from ..runs import load_checkpoint
 
     cfg = load_checkpoint(index._checkpoint_path()).get("config", {})  # the model's own settings
     if asked.image_size is not None and asked.image_size != cfg.get("image_size"):
@@ -502,7 +502,7 @@ def _fit_plan(index_dir, root, asked: _Asked, sample, backbone, weights, config,
     """(config, photos, labels, class names) of the model to fit, every setting checked before anything is
     written (an ITQ fit on fewer photos than bits, bad bits or image size, missing class sub-folders)."""
     from ..models.runtime import available
-    from ..train.config import TrainConfig
+    from ..runs import TrainConfig
 
     bits = asked.bits or DEFAULT_BITS
     image_size = asked.image_size or DEFAULT_IMAGE_SIZE

@@ -1,8 +1,7 @@
-"""Training: ``TrainConfig`` + ``train(cfg, dataset)`` for every method; checkpoints that resume exactly."""
+"""Training: ``train(cfg, dataset)`` for every method; checkpoints that resume exactly. The config
+(``TrainConfig``) and the checkpoint file live below this engine, in ``deephash.runs``."""
 
-from .checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
-from .config import TrainConfig
+from ..runs import TrainConfig
 from .trainer import Trainer, TrainResult, train
 
-__all__ = ["TrainConfig", "TrainResult", "Trainer", "load_checkpoint", "model_from_checkpoint", "save_checkpoint",
-           "train"]
+__all__ = ["TrainConfig", "TrainResult", "Trainer", "train"]

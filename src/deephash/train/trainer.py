@@ -1,4 +1,5 @@
-"""The one training engine for every method (``deephash.methods``): batches sliced from an in-memory
+"""The one training engine for every method (plug-ins of ``deephash.methods``, found through ``deephash.runs``,
+which also holds the config, the checkpoint file and the LR schedule): batches sliced from an in-memory
 uint8 array, batched augmentation, an iteration-based LR schedule, an optional frozen-backbone feature
 store, and an atomic checkpoint every epoch that resumes exactly (weights, optimiser, RNG, history).
 
@@ -28,12 +29,10 @@ from ..utils.progress import tqdm
 from .. import distributed
 from ..data import HashDataset
 from ..data.samplers import balanced_batches, epoch_batches
-from ..errors import CorruptFileError, IncompatibleError, InvalidInputError
-from ..methods import CKPT_FORMAT, LEGACY_FORMATS, get_method
+from ..data.augment import mirror_mask, random_crop, to_float
+from ..errors import CorruptFileError, InvalidInputError
 from ..models import load_matching
-from .augment import mirror_mask, random_crop, to_float
-from .checkpoint import TRAINING_KEYS, load_checkpoint, save_checkpoint
-from .config import TrainConfig
+from ..runs import CKPT_FORMAT, Run, TrainConfig, get_method, load_checkpoint, save_checkpoint
 
 
 log = logging.getLogger("deephash.train")
@@ -45,15 +44,6 @@ def set_threads(n: int) -> None:
 
 
 rank = distributed.rank  # only rank 0 writes files
-
-
-def check_world_size(ckpt: dict, path) -> None:
-    """A run resumes with the world size it was trained with: each rank restores its own RNG stream."""
-    saved, now = ckpt.get("world_size", 1), distributed.world_size()
-    if saved != now:
-        raise IncompatibleError(f"{path} was trained by {saved} process(es) (torchrun world size {saved}) but this "
-                                f"run has {now}; resume it with the same number of processes "
-                                f"(torchrun --nnodes ... --nproc-per-node ... giving {saved} in all)")
 
 
 class _MethodForward(nn.Module):
@@ -80,20 +70,6 @@ def make_optimizer(groups: list[dict], cfg: TrainConfig) -> torch.optim.Optimize
     if cfg.optimizer == "adam":
         return torch.optim.Adam(groups, lr=cfg.lr)
     return torch.optim.AdamW(groups, lr=cfg.lr)
-
-
-def lr_factor(cfg: TrainConfig, step: int, total: int) -> float:
-    """Multiplier of the base LR at a given iteration (milestones are fractions of the run)."""
-    if cfg.warmup_steps and step < cfg.warmup_steps:
-        return (step + 1) / cfg.warmup_steps
-    t = step / max(1, total)
-    if cfg.schedule == "step":
-        return cfg.gamma ** sum(t >= m for m in cfg.milestones)
-    if cfg.schedule == "cosine":
-        return 0.5 * (1 + math.cos(math.pi * t))
-    if cfg.schedule == "onecycle":
-        return min(1.0, t / 0.15) if t < 0.15 else 0.5 * (1 + math.cos(math.pi * (t - 0.15) / 0.85))
-    return 1.0
 
 
 @dataclass
@@ -192,26 +168,16 @@ class Trainer:
             payload["cuda_rng"] = torch.cuda.get_rng_state(self.device)
         return payload
 
-    def resume(self, path: str | Path) -> None:
-        ckpt = load_checkpoint(path)
-        fmt = ckpt.get("format")
-        if fmt == "deephash-iah/1":
-            raise IncompatibleError(f"{path}: an IAH checkpoint from before runs could resume (no optimiser state); "
-                                "train again")
-        if fmt not in (CKPT_FORMAT, "deephash-dsh/1"):
-            raise CorruptFileError(f"{path}: not a training checkpoint (unknown format {fmt!r})")
-        if missing := [k for k in TRAINING_KEYS if k not in ckpt]:
-            raise CorruptFileError(f"{path}: not a training checkpoint (no {', '.join(missing)})")
-        check_world_size(ckpt, path)
-        method = ckpt.get("method", LEGACY_FORMATS.get(fmt))
-        if method != self.cfg.method:
-            raise IncompatibleError(f"{path} was trained with method {method!r}, this run is {self.cfg.method!r}")
-        if ckpt["bits"] != self.cfg.bits:
-            raise IncompatibleError(f"{path} holds a {ckpt['bits']}-bit model but this run is configured for "
-                                f"{self.cfg.bits} bits")
-        conflicts = self.cfg.resume_conflicts(ckpt["config"])
-        if conflicts:
-            raise IncompatibleError(f"cannot resume {path} exactly with changed settings: " + "; ".join(conflicts))
+    def resume(self, run: Run | str | Path) -> None:
+        """Continue ``run`` (a ``Run``, or a checkpoint or run folder opened as one) exactly: refused unless it can
+        (``Run.check_resume``), then ``restore``d."""
+        run = run if isinstance(run, Run) else Run.open(run)
+        run.check_resume(self.cfg)
+        self.restore(run)
+
+    def restore(self, run: Run) -> None:
+        """Weights, optimiser, step, history and RNG state from a run already checked for this config."""
+        ckpt = run.payload
         try:
             self.model.load_state_dict(ckpt["model"])
             self.optimizer.load_state_dict(ckpt["optimizer"])
@@ -222,7 +188,7 @@ class Trainer:
             self.method.load_state(ckpt.get("method_state", {}))
         except (TypeError, ValueError, KeyError, IndexError, RuntimeError) as e:
             reason = " ".join(str(e).split())[:300]
-            raise CorruptFileError(f"{path}: its training state does not fit this run: {reason}") from None
+            raise CorruptFileError(f"{run.checkpoint}: its training state does not fit this run: {reason}") from None
 
     @contextlib.contextmanager
     def _input_size_check(self):
@@ -361,9 +327,9 @@ class Trainer:
                            len(self.data) / max(seconds, 1e-9), feature_seconds)
 
 
-def train(cfg: TrainConfig, train_set: HashDataset, resume: str | Path | None = None,
+def train(cfg: TrainConfig, train_set: HashDataset, resume: Run | str | Path | None = None,
           progress: bool = True) -> TrainResult:
-    """Train ``cfg.method`` on ``train_set`` (optionally continuing a checkpoint exactly)."""
+    """Train ``cfg.method`` on ``train_set`` (optionally continuing a run exactly: ``Trainer.resume``)."""
     trainer = Trainer(cfg, train_set, progress=progress)
     if resume:
         trainer.resume(resume)

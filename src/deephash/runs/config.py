@@ -1,8 +1,8 @@
 """Training configuration: one dataclass for every method, settable from a YAML file and/or CLI flags.
 
-``method`` picks the plug-in (``deephash.methods``); fields left at None take that method's defaults
-(``Method.defaults``), and ``method_options`` holds the method's own settings, checked against its
-options dataclass (unknown keys are refused) and stored complete."""
+``method`` picks the plug-in (``deephash.methods``, resolved through ``deephash.runs.method``); fields left at
+None take that method's defaults (``Method.defaults``), and ``method_options`` holds the method's own settings,
+checked against its options dataclass (unknown keys are refused) and stored complete."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from ..errors import CorruptFileError, IncompatibleError, InvalidInputError, MissingFileError
+from ..errors import CorruptFileError, InvalidInputError, MissingFileError
 
 
 @dataclass
@@ -72,7 +72,7 @@ class TrainConfig:
         self.method_options = method.resolve_options(self.method_options)
 
     def method_class(self):
-        from ..methods import get_method
+        from .method import get_method
 
         return get_method(self.method)
 
@@ -183,31 +183,21 @@ class TrainConfig:
 
     @classmethod
     def assemble(cls, config: str | Path | None = None, flags: dict | None = None,
-                 resume: str | Path | None = None) -> "TrainConfig":
-        """A run's config from its layers, later ones winning: the checkpoint's own settings when resuming (with
-        ``out`` = its folder), a YAML file, then explicit settings (``flags``; ``method_options`` and
-        ``model_kwargs`` are merged key by key). Validated."""
+                 resume: "Run | None" = None) -> "TrainConfig":
+        """A run's config from its layers, later ones winning: the checkpoint's own settings when resuming
+        (``resume``, a ``deephash.runs.Run``; ``out`` = its folder), a YAML file, then explicit settings
+        (``flags``; ``method_options`` and ``model_kwargs`` are merged key by key). Validated; whether the run
+        can continue exactly with it is ``Run.check_resume``'s question."""
         base: dict = {}
         if resume is not None:
-            from ..methods import checkpoint_file, config_of
-            from .checkpoint import load_checkpoint
-
-            saved = config_of(load_checkpoint(resume), checkpoint_file(resume)).to_dict()
-            base = {**saved, "out": str(checkpoint_file(resume).parent)}
+            base = {**resume.config.to_dict(), "out": str(resume.checkpoint.parent)}
         if config:
             base.update(cls.read_yaml(config))
         flags = dict(flags or {})
         for key in ("method_options", "model_kwargs"):
             if key in flags:
                 flags[key] = {**(base.get(key) or {}), **flags[key]}
-        cfg = cls.from_dict({**base, **flags}).validate()
-        if resume is not None:  # refused before any data is loaded (Trainer.resume checks the same for API callers)
-            if saved["bits"] != cfg.bits:
-                raise IncompatibleError(f"{resume} holds a {saved['bits']}-bit model but this run is configured for "
-                                        f"{cfg.bits} bits")
-            if conflicts := cfg.resume_conflicts(saved):
-                raise IncompatibleError(f"cannot resume {resume} exactly with changed settings: " + "; ".join(conflicts))
-        return cfg
+        return cls.from_dict({**base, **flags}).validate()
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -239,3 +229,4 @@ class TrainConfig:
         d = cls.read_yaml(path)
         d.update({k: v for k, v in overrides.items() if v is not None})
         return cls.from_dict(d)
+

@@ -28,6 +28,9 @@ import torch
 from ..errors import CorruptFileError, DeephashError, MissingFileError
 from ..utils.io import atomic_write
 
+CKPT_FORMAT = "deephash-train/2"  # what every run writes
+LEGACY_FORMATS = {"deephash-dsh/1": "dsh", "deephash-iah/1": "iah"}  # older payloads, by the method they hold
+
 MAGIC = b"DEEPHASH-CKPT/1\n"
 HEADER = len(MAGIC) + 65  # magic, 64 hex digits, newline
 
@@ -41,7 +44,7 @@ _NUMPY_SCALARS = [(_scalar, "numpy._core.multiarray.scalar"), (_scalar, "numpy.c
 _COMMON = {"format": str, "config": dict, "bits": int, "class_names": (list, tuple), "model": dict}
 _TRAINING = {"optimizer": dict, "epoch": int, "step": int, "history": list, "torch_rng": torch.Tensor}
 SCHEMAS = {
-    "deephash-train/2": {**_COMMON, **_TRAINING, "method": str, "method_state": dict},
+    CKPT_FORMAT: {**_COMMON, **_TRAINING, "method": str, "method_state": dict},
     "deephash-dsh/1": _COMMON,
     "deephash-iah/1": _COMMON,
 }
@@ -121,10 +124,15 @@ def check_payload(payload, path) -> dict:
     return payload
 
 
-def load_checkpoint(path: str | os.PathLike) -> dict:
+def checkpoint_file(path: str | os.PathLike) -> Path:
+    """The checkpoint a path names: a run folder means its ``last.ckpt``."""
     path = Path(path)
-    if path.is_dir():
-        path = path / "last.ckpt"
+    return path / "last.ckpt" if path.is_dir() else path
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict:
+    """The verified payload of a checkpoint file (or run folder); see the module docstring."""
+    path = checkpoint_file(path)
     if not path.is_file():
         raise MissingFileError(f"checkpoint not found: {path}")
     try:
@@ -149,10 +157,3 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
         raise CorruptFileError(f"cannot read checkpoint {path}: {_reason(e)}") from None
     return plain(check_payload(payload, path))
 
-
-def model_from_checkpoint(ckpt: dict | str | os.PathLike) -> torch.nn.Module:
-    """Rebuild the model (any method) from the architecture recorded in the checkpoint, in eval mode."""
-    from ..methods import model_of
-
-    return model_of(ckpt if isinstance(ckpt, dict) else load_checkpoint(ckpt), None if isinstance(ckpt, dict)
-                    else ckpt)[0]

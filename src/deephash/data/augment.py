@@ -5,8 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..data import ArrayDataset
-from ..data.base import resize_batch
+from .base import ArrayDataset, resize_batch
 
 
 def to_float(batch_u8: torch.Tensor) -> torch.Tensor:
@@ -55,7 +54,7 @@ def resize_arrays(data: ArrayDataset, size: int) -> ArrayDataset:
     x = resize_batch(to_float(torch.from_numpy(data.images)), (size, size))
     images = (x.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).numpy()
     if hasattr(data, "boxes"):
-        from ..data import BoxArrayDataset
+        from .detection import BoxArrayDataset
 
         return BoxArrayDataset(images, data.labels, data.class_names, data.boxes, data.paths, data.name)
     return ArrayDataset(images, data.labels, data.class_names, data.paths, data.name)

@@ -1,10 +1,20 @@
-"""The method plug-in base, the registry, and what loading and encoding return."""
+"""The method plug-in contract (``Method``), its registry, and what encoding returns (``Encoded``).
+
+Plug-ins are the modules of the ``deephash.methods`` package: the registry imports every one of them the first
+time a method is looked up (``pkgutil`` over the package; a module whose name starts with ``_`` is skipped), and
+each registers its classes with ``@register_method``. Nothing lists them by hand, and nothing here imports a
+method, so methods and the training engine both build on this module without importing each other.
+
+What a method can do is said by its class flags alone (``closed_form``, ``needs_labels``, ``trains_tail``,
+``fast_store``, ``mirror_average``, ``gives_features``, ``plain_encoder``); ``TrainConfig.validate`` and the
+encoders read them."""
 
 from __future__ import annotations
 
 import dataclasses
+import importlib
+import pkgutil
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -13,9 +23,8 @@ from torch import nn
 
 from ..errors import InvalidInputError
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # (TrainConfig, in .config, resolves methods through this module: named, not imported)
     from ..data import ArrayDataset, HashDataset
-    from ..train.config import TrainConfig
 
 
 @dataclass
@@ -35,17 +44,8 @@ class Encoded:
     features: np.ndarray | None = None   # (n, D) float16 pooled backbone features (when asked for)
 
 
-@dataclass
-class Trained:
-    method: str
-    model: nn.Module                     # in eval mode
-    config: "TrainConfig"
-    class_names: list
-    checkpoint: Path
-
-
 class Method:
-    """One hashing method for the shared training engine (see the package docstring)."""
+    """One hashing method for the shared training engine (the contract: ``deephash.methods``'s docstring)."""
 
     name: ClassVar[str] = ""
     Options: ClassVar[type] = NoOptions
@@ -59,6 +59,10 @@ class Method:
     trains_tail: ClassVar[bool] = False
     fast_store: ClassVar[bool] = False
     mirror_average: ClassVar[bool] = False  # its model can encode with test-time mirroring (mirror_average)
+    gives_features: ClassVar[bool] = False  # ``encode(..., features=True)`` returns a float vector per image
+    # codes are the model's outputs alone (no per-image extras such as proposals), so its exported graph can
+    # answer image queries without torch (``retrieval/query_graph.py``)
+    plain_encoder: ClassVar[bool] = False
 
     def __init__(self, cfg: "TrainConfig"):
         self.cfg = cfg
@@ -76,6 +80,11 @@ class Method:
         return dataclasses.asdict(cls.Options(**given))
 
     @classmethod
+    def legacy_config(cls, saved: dict) -> dict:
+        """A TrainConfig dict from the config of this method's own older checkpoint format (``LEGACY_FORMATS``)."""
+        return saved
+
+    @classmethod
     def validate_config(cls, cfg: "TrainConfig") -> None:
         """Refuse settings this method cannot honour (DeephashError)."""
 
@@ -83,7 +92,7 @@ class Method:
     def arrays(self, dataset: "HashDataset", progress: bool) -> "ArrayDataset":
         """The training set in memory as uint8 arrays at the size training reads them."""
         from ..data import ArrayDataset
-        from ..train.augment import resize_arrays
+        from ..data.augment import resize_arrays
 
         data = dataset if isinstance(dataset, ArrayDataset) else dataset.as_arrays(progress=progress)
         size = self.cfg.image_size
@@ -129,7 +138,8 @@ class Method:
         raise NotImplementedError
 
     def lr_factor(self, step: int, total: int) -> float:
-        from ..train.trainer import lr_factor
+        """The base LR's multiplier at ``step`` of ``total``: the config's schedule unless the method keeps its own."""
+        from .schedule import lr_factor
 
         return lr_factor(self.cfg, step, total)
 
@@ -146,11 +156,13 @@ class Method:
         """Codes of ``dataset``, or of its ``rows`` [lo, hi) only (one shard of a sharded encode; ``indices`` stay
         dataset positions; batches start at ``lo``, so a shard's codes are those of a whole-set encode). With
         ``features`` also ``Encoded.features``, a float vector per image from the same forward pass (for
-        re-ranking). A method that cannot give them omits the keyword."""
+        re-ranking); a method without them (``gives_features`` False) is never asked."""
         raise NotImplementedError
 
 
+PLUGINS = "deephash.methods"  # the package whose modules are the method plug-ins
 _METHODS: dict[str, type[Method]] = {}
+_discovered = False
 
 
 def register_method(cls: type[Method]) -> type[Method]:
@@ -163,11 +175,25 @@ def register_method(cls: type[Method]) -> type[Method]:
     return cls
 
 
+def discover() -> None:
+    """Import every plug-in module of ``PLUGINS`` once (importing one registers its methods)."""
+    global _discovered
+    if _discovered:
+        return
+    _discovered = True
+    package = importlib.import_module(PLUGINS)
+    for info in pkgutil.iter_modules(package.__path__):
+        if not info.name.startswith("_"):
+            importlib.import_module(f"{PLUGINS}.{info.name}")
+
+
 def get_method(name: str) -> type[Method]:
+    discover()
     if name not in _METHODS:
         raise InvalidInputError(f"unknown method {name!r}; available: {', '.join(list_methods())}")
     return _METHODS[name]
 
 
 def list_methods() -> list[str]:
+    discover()
     return sorted(_METHODS)
