@@ -26,7 +26,7 @@ def test_hamming_index_keeps_features_aligned_with_ids_through_add_remove_save(t
     feats = rng.normal(size=(6, 4)).astype(np.float32)
     ids = idx.add(codes, features=feats)
     idx.remove([ids[1], ids[4]])
-    more = idx.add(codes[:2], ids=[40, 41], features=feats[:2] * 2)
+    idx.add(codes[:2], ids=[40, 41], features=feats[:2] * 2)
     idx.save(tmp_path / "i")
     back = HammingIndex.load(tmp_path / "i")
     assert back.feature_dim == 4 and len(back) == 6

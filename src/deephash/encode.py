@@ -9,7 +9,6 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from .codes import encode_outputs
 from .data import ArrayDataset, FileDataset, HashDataset
 from .data.base import DecodedImages, resize_batch
 from .errors import DeephashError, InvalidInputError

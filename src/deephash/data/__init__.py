@@ -10,9 +10,14 @@ protocol to get train / query / database sets.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import InvalidInputError, MissingFileError
 from .images import decode_image, display_path, list_images, load_image, max_pixels
+
+if TYPE_CHECKING:  # annotations only: the loaders import lazily
+    from .base import HashDataset
+    from .protocols import Split
 
 # The datasets are torch Datasets: their modules are imported on first use of one of their names, so decoding
 # an image (a one-photo search, a contact sheet) does not pay for importing torch.

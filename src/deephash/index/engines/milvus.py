@@ -22,7 +22,6 @@ and needs a server (Milvus Lite only runs ``BIN_FLAT``).
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import re
