@@ -326,6 +326,29 @@ def test_http_and_cli_refuse_bad_search_arguments_in_the_same_words(served_index
             assert r.output.strip() == f"error: {detail}", (flags, r.output)
 
 
+def test_an_endpoint_is_one_new_file_in_routes(served_indexes, tmp_path, monkeypatch):
+    """docs/architecture.md's example endpoint, dropped into the routes package, is served with nothing
+    registered: ``routes.routers()`` finds it."""
+    import re
+    import sys
+
+    from deephash.service import routes
+
+    doc = (Path(__file__).parents[1] / "docs" / "architecture.md").read_text()
+    source = re.search(r"`service/routes/neighbours.py`:\n\n```python\n(.*?)```", doc, re.S).group(1)
+    (tmp_path / "neighbours.py").write_text(source)
+    monkeypatch.setattr(routes, "__path__", [*routes.__path__, str(tmp_path)])
+    monkeypatch.delitem(sys.modules, "deephash.service.routes.neighbours", raising=False)
+    with client(served_indexes["dsh"], warm_up=False) as c:
+        me = int(open_index(served_indexes["dsh"]).ids[4])
+        r = c.get(f"/v1/items/{me}/neighbours", params={"k": 3})
+        assert r.status_code == 200 and len(r.json()["results"]) == 3 and r.json()["results"][0]["distance"] == 0
+        assert_error(c.get(f"/v1/items/{me}/neighbours", params={"k": 0}), 422, "k must be 1 to")
+        assert_error(c.get("/v1/items/99999/neighbours"), 404, "99999")
+        assert "/v1/items/{item_id}/neighbours" in c.get("/openapi.json").json()["paths"]
+    monkeypatch.delitem(sys.modules, "deephash.service.routes.neighbours")
+
+
 def test_serve_command_refuses_bad_settings(served_indexes, tmp_path):
     run = CliRunner().invoke
     r = run(cli, ["serve", str(served_indexes["dsh"]), "--workers", "0"])
