@@ -51,12 +51,12 @@ def variant(ckpt: str, runner, first: bool = False):
     semantic = HammingIndex(-(-enc.bits // 8) * 8)
     semantic.code_bits = enc.bits
     index = ImageIndex(semantic, checkpoint=ckpt)
-    index._encoder = enc
+    index.use_encoder(enc)
 
     def add(paths):
         HashingModel.encode, encoder_module.CHUNK = (first_encode, 32) if first else (TODAY, CHUNK)
         try:
-            return index.semantic.get_codes(index.add(paths).ids)
+            return index.get_codes(index.add(paths).ids)
         finally:
             HashingModel.encode, encoder_module.CHUNK = TODAY, CHUNK
 
