@@ -19,8 +19,8 @@ import tempfile
 import time
 
 from deephash import distributed
-from deephash.runs import encode, get_method
 from deephash.retrieval import Encoder
+from deephash.runs import encode, get_method
 from deephash.train import TrainConfig, Trainer
 
 
@@ -54,7 +54,7 @@ def main() -> None:
     t = time.perf_counter()
     batch = get_method(encoder.method).encode_batch_size
     enc = encode(encoder.trained, ds, batch, progress=False, rows=distributed.shard_range(len(ds), rank, world, batch))
-    parts = distributed.gather_objects(enc.codes, dst=0)
+    distributed.gather_objects(enc.codes, dst=0)  # a collective: the timing includes merging on rank 0
     encode_seconds = time.perf_counter() - t
     if rank == 0:
         print(json.dumps({"world": world, "threads": args.threads, "config": args.config or "paper net",

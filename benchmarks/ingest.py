@@ -33,9 +33,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from deephash.data import ArrayDataset, list_images, load_image  # noqa: E402
 from deephash.index import HammingIndex  # noqa: E402
-from deephash.runs import encode, load_trained  # noqa: E402
 from deephash.models.runtime import RUNNERS, RUNTIME_ENV  # noqa: E402
 from deephash.retrieval import Encoder, ImageIndex  # noqa: E402
+from deephash.runs import encode, load_trained  # noqa: E402
 
 DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 

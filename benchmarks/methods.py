@@ -41,8 +41,8 @@ from deephash.codes import encode_outputs  # noqa: E402
 from deephash.data import ArrayDataset  # noqa: E402
 from deephash.data.protocols import _per_class, split_indices  # noqa: E402
 from deephash.evaluation import evaluate  # noqa: E402
-from deephash.train import TrainConfig, Trainer  # noqa: E402
 from deephash.runs import load_checkpoint, model_from_checkpoint  # noqa: E402
+from deephash.train import TrainConfig, Trainer  # noqa: E402
 
 METHODS = ("dsh", "dpsh", "hashnet", "greedyhash", "csq")
 RESULTS = ROOT / "benchmarks" / "results"

@@ -148,7 +148,8 @@ def main() -> int:
 
     ckpt = a.checkpoint
     if ckpt is None:
-        from deephash.train import TrainConfig, train as fit
+        from deephash.train import TrainConfig
+        from deephash.train import train as fit
 
         recipe = {k: v for k, v in TrainConfig.read_yaml(ROOT / "configs/cifar10_best.yaml").items()}
         cfg = TrainConfig(**{**recipe, "data": a.data, "bits": a.bits, "epochs": a.epochs, "seed": a.seed,

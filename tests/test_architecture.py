@@ -54,9 +54,22 @@ def test_nothing_outside_retrieval_reaches_into_an_image_index():
     assert _image_index_leaks(SRC) == []
 
 
+def _runtime_nodes(tree: ast.AST):
+    """Every node but those under ``if TYPE_CHECKING:``: such imports never run (they name types for readers and
+    type checkers), so they cannot make an import cycle."""
+    todo = [tree]
+    while todo:
+        node = todo.pop()
+        yield node
+        if isinstance(node, ast.If) and getattr(node.test, "id", getattr(node.test, "attr", "")) == "TYPE_CHECKING":
+            todo.extend(node.orelse)
+            continue
+        todo.extend(ast.iter_child_nodes(node))
+
+
 def _import_cycles(src: Path) -> list[list[str]]:
     """The import cycles (strongly connected components of more than one module) among deephash's modules,
-    counting every import statement (also inside functions and ``if TYPE_CHECKING``) and that importing
+    counting every import statement that can run (also inside functions) and that importing
     ``a.b.c`` first runs the package ``a.b``."""
     modules = {}
     for path in src.rglob("*.py"):
@@ -66,7 +79,7 @@ def _import_cycles(src: Path) -> list[list[str]]:
     for name, path in modules.items():
         package = name if path.name == "__init__.py" else name.rpartition(".")[0]
         targets = set()
-        for node in ast.walk(ast.parse(path.read_text())):
+        for node in _runtime_nodes(ast.parse(path.read_text())):
             if isinstance(node, ast.Import):
                 targets.update(a.name for a in node.names)
             elif isinstance(node, ast.ImportFrom):

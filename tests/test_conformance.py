@@ -20,7 +20,6 @@ checked for exactness only when its test settings make it exhaustive (``EXHAUSTI
 from __future__ import annotations
 
 import math
-import time
 from itertools import count
 
 import numpy as np

@@ -23,8 +23,8 @@ from deephash.data import generate_multiobject, load_source, make_split
 from deephash.distributed import batch_counts, shard_range
 from deephash.evaluation import mean_average_precision
 from deephash.retrieval import Encoder
-from deephash.train import TrainConfig, Trainer, train
 from deephash.runs.checkpoint import load_checkpoint
+from deephash.train import TrainConfig, Trainer, train
 from deephash.train.trainer import epoch_generator
 
 WORLD = 2
@@ -133,7 +133,6 @@ def test_two_rank_step_equals_one_process(runs, case):
 
 def test_two_rank_run_reaches_the_single_process_map(runs):
     single, ranks, out = runs
-    split = digits_split()
     maps = []
     for ckpt in (single["checkpoint"], ranks[0]["checkpoint"]):
         enc = Encoder(ckpt)

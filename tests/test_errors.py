@@ -6,8 +6,14 @@ from typer.testing import CliRunner
 
 from deephash.cli import app
 from deephash.codes import CodesFile
-from deephash.errors import (CorruptFileError, DeephashError, IncompatibleError, InvalidInputError,
-                             MissingFileError, NotFoundError)
+from deephash.errors import (
+    CorruptFileError,
+    DeephashError,
+    IncompatibleError,
+    InvalidInputError,
+    MissingFileError,
+    NotFoundError,
+)
 from deephash.index import HammingIndex
 from deephash.retrieval import ImageIndex
 from deephash.runs.checkpoint import load_checkpoint, save_checkpoint

@@ -10,7 +10,6 @@ from deephash.codes import encode_outputs
 from deephash.models import create_model
 from deephash.models import runtime as rt
 
-
 # What docs/ingest.md promises of the fast path ("Codes equal up to rounding"): at least this share of bits
 # equal to PyTorch's codes, and mAP within this of PyTorch's. Measured 100% and 0 on 6,000 CIFAR-10 images
 # (benchmarks/runtime_agreement.py); the margin covers other CPUs' kernels (AVX2 or AVX-512), whose rounding

@@ -11,8 +11,7 @@ from deephash.data import load_source
 from deephash.encode import encode_dataset
 from deephash.features import backbone_features
 from deephash.models import create_model
-from deephash.runs import model_from_checkpoint
-from deephash.runs import TrainConfig
+from deephash.runs import TrainConfig, model_from_checkpoint
 from deephash.train.trainer import train
 
 

@@ -10,7 +10,7 @@ import torch
 
 from deephash import DeephashError
 from deephash.losses import CSQLoss, DPSHLoss, GreedyHashLoss, HashNetLoss, hash_centers
-from deephash.miners import AllPairsMiner, ItemsMiner
+from deephash.miners import ItemsMiner
 from deephash.runs import load_trained
 from deephash.train import TrainConfig, Trainer
 

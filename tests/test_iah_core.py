@@ -252,10 +252,10 @@ def test_triplet_loss_direct():
 
 def test_frozen_backbone_trains_heads_on_stored_feature_maps(tmp_path):
     from deephash.data import generate_multiobject, load_source
-    from deephash.models import create_model
-    from deephash.features import feature_maps
-    from deephash.train import TrainConfig, train
     from deephash.data.augment import flip_boxes
+    from deephash.features import feature_maps
+    from deephash.models import create_model
+    from deephash.train import TrainConfig, train
 
     src = load_source("digits")["all"].subset(np.arange(300)).as_arrays()
     data = generate_multiobject(src, 40, canvas=48, max_objects=2, seed=0, progress=False)

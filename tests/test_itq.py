@@ -7,8 +7,8 @@ import pytest
 from deephash import DeephashError
 from deephash.codes import pack_bits
 from deephash.data import load_source
-from deephash.runs import encode, list_methods, load_trained
 from deephash.methods.itq import fit_itq, itq_rotation, pca
+from deephash.runs import encode, list_methods, load_trained
 from deephash.train import TrainConfig, train
 
 

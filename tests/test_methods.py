@@ -9,9 +9,19 @@ import torch
 
 from deephash import DeephashError
 from deephash.data import generate_multiobject, load_source, make_split
-from deephash.runs import Encoded, Method, encode, get_method, list_methods, load_trained, register_method
+from deephash.runs import (
+    Encoded,
+    Method,
+    encode,
+    get_method,
+    list_methods,
+    load_checkpoint,
+    load_trained,
+    model_from_checkpoint,
+    register_method,
+    save_checkpoint,
+)
 from deephash.train import TrainConfig, Trainer, train
-from deephash.runs import load_checkpoint, model_from_checkpoint, save_checkpoint
 
 
 def state_hash(model) -> str:
@@ -80,9 +90,9 @@ def test_dsh_engine_equals_a_textbook_loop(tmp_path):
     Adam steps and DSH loss give the same weights and per-epoch losses, up to float rounding."""
     import math
 
+    from deephash.data.augment import mirror_mask, to_float
     from deephash.data.samplers import epoch_batches
     from deephash.losses import DSHLoss
-    from deephash.data.augment import mirror_mask, to_float
     from deephash.train.trainer import epoch_generator
 
     split = make_split(load_source("digits"), "holdout", 0)

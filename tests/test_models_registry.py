@@ -9,8 +9,18 @@ import torch
 
 from deephash import DeephashError
 from deephash.codes import binarize, encode_outputs
-from deephash.models import (HashingModel, IAHNet, create_activation, create_iah_model, create_model,
-                             list_activations, list_backbones, list_models, register_activation, registry)
+from deephash.models import (
+    HashingModel,
+    IAHNet,
+    create_activation,
+    create_iah_model,
+    create_model,
+    list_activations,
+    list_backbones,
+    list_models,
+    register_activation,
+    registry,
+)
 from deephash.models import activations as activations_module
 
 MODELS = Path(__file__).resolve().parents[1] / "src/deephash/models"
@@ -179,8 +189,7 @@ def test_scaled_tanh_beta_is_settable_and_travels_in_the_state_dict():
 
 def test_train_config_activation_is_rebuilt_from_the_checkpoint(tmp_path):
     from deephash.data import load_source
-    from deephash.runs import model_from_checkpoint
-    from deephash.runs import TrainConfig
+    from deephash.runs import TrainConfig, model_from_checkpoint
     from deephash.train.trainer import train
 
     data = load_source("digits")["all"].subset(np.arange(80))

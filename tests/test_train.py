@@ -3,9 +3,8 @@ import pytest
 import torch
 
 from deephash import DeephashError
-from deephash.data import load_source, make_split
-from deephash.runs import load_checkpoint, model_from_checkpoint, save_checkpoint
-from deephash.runs import TrainConfig
+from deephash.data import load_source
+from deephash.runs import TrainConfig, load_checkpoint, model_from_checkpoint, save_checkpoint
 from deephash.runs.schedule import lr_factor
 from deephash.train.trainer import Trainer, train
 

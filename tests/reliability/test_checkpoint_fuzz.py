@@ -9,8 +9,8 @@ import pytest
 
 from deephash.data import load_source
 from deephash.errors import CorruptFileError
-from deephash.runs.checkpoint import HEADER, MAGIC, load_checkpoint
 from deephash.runs import TrainConfig
+from deephash.runs.checkpoint import HEADER, MAGIC, load_checkpoint
 from deephash.train.trainer import train
 
 N = 1000

@@ -14,10 +14,10 @@ from typer.testing import CliRunner
 from deephash.cli import app
 from deephash.data import load_source
 from deephash.errors import CorruptFileError, DeephashError
-from deephash.runs import load_trained
+from deephash.runs import TrainConfig, load_trained
 from deephash.runs.checkpoint import MAGIC, load_checkpoint, save_checkpoint
-from deephash.runs import TrainConfig
 from deephash.train.trainer import Trainer, train
+
 from corpus import assert_refused
 
 

@@ -16,6 +16,7 @@ from deephash.data import load_source
 from deephash.errors import DeephashError
 from deephash.runs import TrainConfig
 from deephash.train.trainer import Trainer
+
 from corpus import assert_refused
 
 

@@ -17,6 +17,7 @@ import pytest
 from PIL import Image
 
 from deephash.runs.checkpoint import load_checkpoint
+
 from forkserver import ForkServer
 
 EPOCHS = 6

@@ -16,12 +16,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 import torch.nn.functional as F
-from ..utils.progress import tqdm
 
 from ..errors import InvalidInputError
 from ..losses import TripletRankingLoss
 from ..miners import CategoryTripletMiner, TripletMiner
 from ..runs.method import Encoded, Method, register_method
+from ..utils.progress import tqdm
 
 PROPOSALS = ("grid", "selective", "gt")
 LEGACY_KEYS = {"backbone": "model"}  # IAHConfig (checkpoint format deephash-iah/1) → TrainConfig
@@ -162,8 +162,8 @@ class IAH(Method):
         """Semantic and category-aware codes, probabilities and per-category boxes of every image (or of
         ``rows``); with ``features`` also the whole image's spatially averaged feature map (the conv pass all
         codes share)."""
-        from ..proposals import pad_proposals
         from ..data.augment import to_float
+        from ..proposals import pad_proposals
 
         lo, hi = rows or (0, len(dataset))
         if hi <= lo:

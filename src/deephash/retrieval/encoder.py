@@ -6,6 +6,7 @@ import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -13,6 +14,9 @@ from ..codes import CodesFile
 from ..data import DecodedImages, HashDataset, load_image
 from ..errors import DeephashError, InvalidInputError, MissingFileError
 from ..runs import Encoded
+
+if TYPE_CHECKING:
+    from ..runs import Run
 
 CHUNK = 64  # images decoded ahead of the model: one batch, so decoding the next overlaps running this one
 #            (the size is chosen in docs/ingest.md)

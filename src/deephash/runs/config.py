@@ -10,10 +10,14 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 
 from ..errors import CorruptFileError, InvalidInputError, MissingFileError
+
+if TYPE_CHECKING:
+    from .run import Run
 
 
 @dataclass

@@ -23,8 +23,9 @@ from torch import nn
 
 from ..errors import InvalidInputError
 
-if TYPE_CHECKING:  # (TrainConfig, in .config, resolves methods through this module: named, not imported)
+if TYPE_CHECKING:
     from ..data import ArrayDataset, HashDataset
+    from .config import TrainConfig
 
 
 @dataclass

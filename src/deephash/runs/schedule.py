@@ -4,6 +4,10 @@ replace it: ``Method.lr_factor``)."""
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .config import TrainConfig
 
 
 def lr_factor(cfg: TrainConfig, step: int, total: int) -> float:

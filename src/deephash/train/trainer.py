@@ -23,17 +23,16 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-from ..utils.cpu import bf16_unavailable_reason
-from ..utils.progress import tqdm
 
 from .. import distributed
 from ..data import HashDataset
-from ..data.samplers import balanced_batches, epoch_batches
 from ..data.augment import mirror_mask, random_crop, to_float
+from ..data.samplers import balanced_batches, epoch_batches
 from ..errors import CorruptFileError, InvalidInputError
 from ..models import load_matching
 from ..runs import CKPT_FORMAT, Run, TrainConfig, get_method, load_checkpoint, save_checkpoint
-
+from ..utils.cpu import bf16_unavailable_reason
+from ..utils.progress import tqdm
 
 log = logging.getLogger("deephash.train")
 

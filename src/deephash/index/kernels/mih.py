@@ -7,7 +7,17 @@ import numpy as np
 from numba import njit
 
 from .cache import CACHE
-from .flat import EMPTY_KEY, POS_BITS, POS_MASK, TILE, compact, grow_array, group_by_query, popcount, tile_distances
+from .flat import (
+    EMPTY_KEY,
+    POS_BITS,
+    POS_MASK,
+    TILE,
+    compact,
+    group_by_query,
+    grow_array,
+    popcount,
+    tile_distances,
+)
 
 
 @njit(nogil=True, cache=CACHE)
