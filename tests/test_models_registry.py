@@ -13,7 +13,6 @@ from deephash.models import (
     HashingModel,
     IAHNet,
     create_activation,
-    create_iah_model,
     create_model,
     list_activations,
     list_backbones,
@@ -64,17 +63,6 @@ def test_duplicate_names_are_refused(monkeypatch):
 
     model = create_model("tiny", bits=8, image_size=4, activation="tanh")
     assert model.hash.in_features == 48 and model(torch.rand(2, 3, 4, 4)).shape == (2, 8)
-
-
-def test_create_iah_model_is_a_deprecated_alias():
-    torch.manual_seed(0)
-    with pytest.warns(DeprecationWarning, match="create_model"):
-        old = create_iah_model("dsh", 16, 4, 48, levels=(1, 2, 3))
-    torch.manual_seed(0)
-    new = create_model("iah", 16, 48, num_classes=4, backbone="dsh", levels=(1, 2, 3))
-    assert old.state_dict().keys() == new.state_dict().keys()
-    for k, v in new.state_dict().items():
-        torch.testing.assert_close(old.state_dict()[k], v, rtol=0, atol=0, msg=k)
 
 
 def test_weights_loading_has_no_import_cycle():

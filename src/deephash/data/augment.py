@@ -24,11 +24,6 @@ def mirror_mask(x: torch.Tensor, gen: torch.Generator, total: int | None = None,
     return flip
 
 
-def random_mirror(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    mirror_mask(x, gen)
-    return x
-
-
 def flip_boxes(b: torch.Tensor, width: int) -> torch.Tensor:
     """Pixel boxes (..., 4) x1, y1, x2, y2 of a horizontally mirrored image of the given width."""
     return torch.stack([width - b[..., 2], b[..., 1], width - b[..., 0], b[..., 3]], -1)

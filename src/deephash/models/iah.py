@@ -10,7 +10,6 @@ call as a (K, 5) tensor with its image index; no Python loop per image or propos
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from torchvision.ops import roi_align, roi_pool
 from ..codes import encode_outputs
 from ..errors import InvalidInputError
 from .freezing import FreezableBackbone
-from .registry import MAP, build_backbone, create_model, image_size_pair, register_model
+from .registry import MAP, build_backbone, image_size_pair, register_model
 
 NEG = -1e4  # logit given to padded proposals: never the max, zero softmax weight
 
@@ -176,12 +175,3 @@ def _iah(bits: int, num_classes: int, backbone: str = "dsh", image_size: int | t
     features, channels, stride, norm = build_backbone(backbone, MAP, weights, **(backbone_kwargs or {}))
     return IAHNet(features, channels, stride, norm, bits, num_classes, image_size_pair(image_size), levels=levels,
                   hidden=hidden, pooling=pooling, temperature=temperature)
-
-
-def create_iah_model(backbone: str = "dsh", bits: int = 32, num_classes: int = 10,
-                     image_size: int | tuple[int, int] = 64, weights: str | Path | None = None, **kwargs) -> IAHNet:
-    """Deprecated: use ``create_model("iah", bits=..., num_classes=..., backbone=...)``."""
-    warnings.warn('create_iah_model is deprecated; use create_model("iah", bits=..., backbone=...)',
-                  DeprecationWarning, stacklevel=2)
-    return create_model("iah", bits, num_classes=num_classes, backbone=backbone, image_size=image_size,
-                        weights=weights, **kwargs)
