@@ -413,10 +413,69 @@ def test_a_fit_that_fails_midway_is_undone(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         sync_folder(root, index_dir=mine, bits=8, image_size=64, progress=False)
     assert not (tmp_path / "a").exists()
-    mine.mkdir(parents=True)  # an empty folder that was there stays, empty
+    mine.mkdir(parents=True)  # an empty folder that was there stays, with only its lock (a waiting writer's)
     with pytest.raises(KeyboardInterrupt):
         sync_folder(root, index_dir=mine, bits=8, image_size=64, progress=False)
-    assert mine.is_dir() and os.listdir(mine) == []
+    assert mine.is_dir() and os.listdir(mine) == [".lock"]
+
+
+def test_undoing_a_failed_first_run_removes_only_what_it_wrote(tmp_path, monkeypatch):
+    from deephash.retrieval import ingest
+
+    root = tmp_path / "photos"
+    colour_folder(root, 12)
+    other = tmp_path / "new" / "b" / "index.txt"
+
+    def interrupted(cfg, *args):  # meanwhile, something else writes beside the folders this run made
+        other.parent.mkdir(parents=True)
+        other.write_text("another writer's")
+        (Path(cfg.out).parent.parent / "notes.txt").write_text("a file in the index folder's parent")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ingest, "_fit", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        sync_folder(root, index_dir=tmp_path / "new" / "a", bits=8, image_size=64, progress=False)
+    assert not (tmp_path / "new" / "a").exists()  # what it made goes; the parent it made stays while in use
+    assert other.read_text() == "another writer's" and (tmp_path / "new" / "notes.txt").is_file()
+    held = tmp_path / "held"  # a folder that holds something else is refused before anything is written
+    held.mkdir()
+    (held / "photo.jpg").write_bytes(b"not ours")
+    with pytest.raises(DeephashError, match="not empty and holds no deephash index"):
+        sync_folder(root, index_dir=held, bits=8, image_size=64, progress=False)
+    assert sorted(os.listdir(held)) == ["photo.jpg"]
+
+
+def test_building_an_index_again_keeps_its_former_model_until_the_new_one_is_in(tmp_path, monkeypatch):
+    from deephash.retrieval import ingest
+
+    root = tmp_path / "tiny"
+    colour_folder(root, 20)
+    index_dir = sync_folder(root, bits=8, image_size=64, progress=False).index_dir
+    held = tmp_path / "held"
+    held.mkdir()
+    for p in root.glob("*.jpg"):
+        p.rename(held / p.name)
+    assert sync_folder(root, progress=False).total == 0  # no photos left: the next run may build it again
+    model = index_dir / ingest.MODEL_CHECKPOINT
+    former = model.read_bytes()
+    kept = model.with_name("best.ckpt")  # a model of the user's, kept in the folder a rebuild replaces
+    shutil.copy(model, kept)
+    with pytest.raises(DeephashError, match="inside the index's own model folder"):
+        sync_folder(root, model=kept, progress=False)
+    assert model.read_bytes() == former and kept.read_bytes() == former
+    for p in held.iterdir():
+        p.rename(root / p.name)
+
+    def interrupted(cfg, *args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ingest, "_fit", interrupted)
+    with pytest.raises(KeyboardInterrupt):  # other settings, and the rebuild fails: the former model is kept
+        sync_folder(root, bits=16, image_size=64, progress=False)
+    assert (index_dir / ingest.PREVIOUS_MODEL_DIR / "last.ckpt").read_bytes() == former
+    monkeypatch.undo()
+    assert sync_folder(root, bits=16, image_size=64, progress=False).fitted  # a rebuild that succeeds drops it
+    assert not (index_dir / ingest.PREVIOUS_MODEL_DIR).exists() and open_index(index_dir).bits == 16
 
 
 def test_an_index_without_photos_is_built_again_with_the_new_settings(tmp_path):

@@ -44,13 +44,16 @@ import numpy as np
 from ..data.images import IMAGE_EXTENSIONS
 from ..errors import DeephashError, IncompatibleError, InvalidInputError, MissingFileError
 from ..index import HammingIndex
-from ..index.storage import MANIFEST, index_lock
+from ..index.storage import MANIFEST, check_target, index_lock
+from ..index.storage.locking import LOCK_NAME
+from ..index.storage.manifest import _OWN_FILE
 from .image_index import ImageIndex, open_index
 
 DEFAULT_DIR = ".deephash"
 # a new model's settings when the caller gives none (None in ``sync_folder``: "the index's own, or these")
 DEFAULT_BITS, DEFAULT_IMAGE_SIZE, DEFAULT_SAMPLE, DEFAULT_BACKBONE = 48, 160, 2000, "efficientnet_lite0"
 MODEL_DIR = "model"
+PREVIOUS_MODEL_DIR = ".model.previous"  # an index built again keeps its former model here until the new one is in
 MODEL_CHECKPOINT = f"{MODEL_DIR}/last.ckpt"
 BATCH = 256  # images encoded per call: several of the encoder's chunks, so decoding overlaps the model
 # Test hook: seconds to sleep after each commit (lets a test kill a sync that has committed part of its work).
@@ -147,8 +150,10 @@ def sync_folder(photos: str | Path, index_dir: str | Path | None = None, model: 
     supervised = supervised or labelled is not None
     report = SyncReport(index_dir)
     asked = _Asked(model, bits, image_size, backbone, supervised)
-    was = _was_there(index_dir)  # what a new index that fails leaves (the lock file included)
+    check_target(index_dir)  # a folder that holds something else is refused before anything is written to it
+    made = _made_by_us(index_dir)
     with index_lock(index_dir):  # one writer for the whole sync: a second sync or a service write waits
+        was = (made, _names(index_dir))  # what a new index that fails goes back to, seen under the lock
         index, fitted = _open(index_dir, asked, sample, say), None
         if index is None:
             settings = (root, asked, sample, backbone, weights, config, seed, files, progress, say, report, labelled)
@@ -369,15 +374,23 @@ class _Fitted:
         return Encoded(codes, np.arange(len(rows)), [], bits=self.model.bits, features=feats)
 
 
-def _was_there(index_dir: Path) -> tuple[Path | None, set | None]:
-    """(the outermost folder of ``index_dir`` that does not exist yet, None if it does; the names ``index_dir``
-    holds, None if it does not exist): what undoing a new index goes back to."""
-    if index_dir.exists():  # (a file there is refused by the lock before anything is written)
-        return None, set(os.listdir(index_dir)) if index_dir.is_dir() else set()
+def _made_by_us(index_dir: Path) -> Path | None:
+    """The outermost folder of ``index_dir`` that does not exist yet (this sync creates it), None if it exists."""
+    if index_dir.exists():
+        return None
     top = index_dir
     while not top.parent.exists():
         top = top.parent
-    return top, None
+    return top
+
+
+def _names(index_dir: Path) -> set:
+    return set(os.listdir(index_dir)) if index_dir.is_dir() else set()
+
+
+def _ours(name: str) -> bool:
+    """A name a new index's own writes use (its data files and manifest, its model folder), not its lock."""
+    return (bool(_OWN_FILE.match(name)) or name in (MANIFEST, MODEL_DIR)) and name != LOCK_NAME
 
 
 def _open(index_dir: Path, asked: _Asked, sample, say) -> ImageIndex | None:
@@ -433,31 +446,52 @@ def _conflicts(index: ImageIndex, asked: _Asked) -> list[str]:
 
 def _create_or_undo(index_dir: Path, was: tuple, settings: tuple):
     """``_create``, undone when it fails or is interrupted before the index is complete (so a first run that
-    fails leaves nothing to trip the next one): folders this sync created are removed, one that held no index
-    gets back what it held, and an index being built again is left with no photos and no model (the next sync
-    builds it with its own settings). The lock file goes too, while held (a writer already waiting for it still
-    gets it next; only a third one starting meanwhile could run beside that one)."""
+    fails leaves nothing to trip the next one). Only what an index writes is removed: ``index_dir`` itself when
+    this sync created it (and the parents it created, while empty); in a folder that was there, only the index's
+    own new files, never its lock (a writer waiting on it must keep it). An index being built again is left with
+    no photos and no new model (the next sync builds it with its own settings); its former model stays in
+    ``PREVIOUS_MODEL_DIR`` until a rebuild succeeds."""
     made, before = was
+    set_aside = MANIFEST in before and MODEL_DIR in before
+    if set_aside:  # an index without photos built again: its former model waits aside until the new one is in
+        given = settings[1].model
+        if given is not None and (index_dir / MODEL_DIR).resolve() in Path(given).resolve().parents:
+            raise InvalidInputError(f"--model {given} lies inside the index's own model folder, which building "
+                                    "the index again replaces: copy it elsewhere first")
+        shutil.rmtree(index_dir / PREVIOUS_MODEL_DIR, ignore_errors=True)
+        (index_dir / MODEL_DIR).rename(index_dir / PREVIOUS_MODEL_DIR)
     try:
-        return _create(index_dir, *settings)
+        created = _create(index_dir, *settings)
     except BaseException:
-        if made is not None:
-            shutil.rmtree(made, ignore_errors=True)
-        elif MANIFEST not in before:
-            for p in index_dir.iterdir():
-                if p.name not in before:
-                    shutil.rmtree(p, ignore_errors=True) if p.is_dir() and not p.is_symlink() else p.unlink()
-        else:
-            shutil.rmtree(index_dir / MODEL_DIR, ignore_errors=True)
+        try:
+            if made is not None:
+                shutil.rmtree(index_dir, ignore_errors=True)
+                for parent in index_dir.parents:  # the folders made on the way, while empty
+                    if parent == made.parent:
+                        break
+                    try:
+                        parent.rmdir()
+                    except OSError:
+                        break
+            elif MANIFEST in before:  # only a model folder this run wrote
+                shutil.rmtree(index_dir / MODEL_DIR, ignore_errors=True)
+            else:
+                for name in _names(index_dir) - before:
+                    p = index_dir / name
+                    if _ours(name):
+                        shutil.rmtree(p, ignore_errors=True) if p.is_dir() and not p.is_symlink() else p.unlink(
+                            missing_ok=True)
+        except OSError:
+            pass  # the failure that brought us here is the one to report
         raise
+    shutil.rmtree(index_dir / PREVIOUS_MODEL_DIR, ignore_errors=True)
+    return created
 
 
 def _create(index_dir, root, asked: _Asked, sample, backbone, weights, config, seed, files, progress, say, report,
             labelled):
     """A new index (none was there, or one without photos is built again) and its model: the one given, or one
     fitted on the photos. Returns (index, the fit's features as ``_Fitted`` or None)."""
-    if (index_dir / MANIFEST).is_file():  # an index without photos built again: its old model goes first
-        shutil.rmtree(index_dir / MODEL_DIR, ignore_errors=True)
     if asked.model is not None:
         from .encoder import Encoder
 
