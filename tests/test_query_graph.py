@@ -70,6 +70,11 @@ def test_the_recorded_graph_gives_the_encoders_codes_and_features(run, tmp_path)
     codes, feats = graph.encode([str(p) for p in paths], features=True)
     assert np.array_equal(codes, want.codes) and np.array_equal(feats, want.features)
     assert query_graph.CHUNK == encoder.CHUNK  # a batch of queries runs in the encoder's batches
+    record = query_graph._record_path(run)
+    written = record.read_text()
+    record.write_text(json.dumps({**json.loads(written), "software": "deephash 0.0.9"}))
+    assert QueryGraph.find(run) is None  # written by another version: the model is loaded instead
+    record.write_text(written)
     os.environ["DEEPHASH_RUNTIME"] = "torch"  # another runtime chosen: not this graph
     try:
         assert QueryGraph.find(run) is None

@@ -36,6 +36,13 @@ def checkpoint_digest(path: str | Path) -> str:
     return h.hexdigest()
 
 
+def _software() -> str:
+    """The version that wrote a record: after an upgrade, queries load the model once and record it again."""
+    from .. import __version__
+
+    return f"deephash {__version__}"
+
+
 def _record_path(checkpoint: str | Path) -> Path:
     from ..data.cache import cache_dir
 
@@ -51,7 +58,7 @@ def remember(checkpoint: str | Path, runner, model) -> None:
     graph = getattr(runner, "graph", None)
     if graph is None or not hasattr(runner, "session"):
         return
-    record = {"format": RECORD_FORMAT, "graph": Path(graph).name, "bits": int(model.bits),
+    record = {"format": RECORD_FORMAT, "software": _software(), "graph": Path(graph).name, "bits": int(model.bits),
               "image_size": [int(v) for v in model.image_size], "mirror_average": bool(model.mirror_average)}
     from ..utils.io import atomic_open
 
@@ -84,8 +91,8 @@ class QueryGraph:
         try:
             path = _record_path(checkpoint)
             record = json.loads(path.read_text())
-            if record.get("format") != RECORD_FORMAT:
-                return None
+            if record.get("format") != RECORD_FORMAT or record.get("software") != _software():
+                return None  # another deephash may build or pre-process the model otherwise: load it instead
             graph = (path.parent / record["graph"]).read_bytes()
             from ..utils.onnx import onnx_session
 
