@@ -84,7 +84,8 @@ def test_method_defaults_and_options(tmp_path):
             TrainConfig(method="iah", **bad).validate()
 
 
-def test_dsh_engine_equals_a_textbook_loop(tmp_path):
+@pytest.mark.parametrize("optimizer,schedule", [("adam", "cosine"), ("sgd", "step")])
+def test_dsh_engine_equals_a_textbook_loop(tmp_path, optimizer, schedule):
     """The engine trains DSH exactly as the plain loop in the paper's terms does, both run here and now (pins of
     one CPU's float bits would fail on another CPU): the same initial weights, batches, mirror draws, cosine LR,
     Adam steps and DSH loss give the same weights and per-epoch losses, up to float rounding."""
@@ -96,8 +97,8 @@ def test_dsh_engine_equals_a_textbook_loop(tmp_path):
     from deephash.train.trainer import epoch_generator
 
     split = make_split(load_source("digits"), "holdout", 0)
-    cfg = TrainConfig(bits=12, epochs=2, batch_size=100, optimizer="adam", schedule="cosine", threads=1,
-                      out=str(tmp_path / "dsh"))
+    cfg = TrainConfig(bits=12, epochs=2, batch_size=100, optimizer=optimizer, schedule=schedule, threads=1,
+                      milestones=[0.5], lr=1e-3 if optimizer == "adam" else 1e-2, out=str(tmp_path / "dsh"))
     res = train(cfg, split.train, progress=False)
 
     method = get_method("dsh")(cfg)
@@ -107,7 +108,8 @@ def test_dsh_engine_equals_a_textbook_loop(tmp_path):
     method.setup(model, data)
     model.train()
     groups = model.parameter_groups(cfg.lr, cfg.weight_decay, cfg.bias_lr_mult, cfg.hash_lr_mult)
-    opt = torch.optim.Adam(groups, lr=cfg.lr)
+    opt = (torch.optim.Adam(groups, lr=cfg.lr) if optimizer == "adam"
+           else torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum))  # SGD sees a loss scaled by mistake
     base = [g["lr"] for g in opt.param_groups]
     loss_fn = DSHLoss(cfg.bits, cfg.margin, cfg.alpha)
     images, labels = torch.from_numpy(data.images), torch.from_numpy(data.labels.astype(np.float32))
@@ -117,7 +119,9 @@ def test_dsh_engine_equals_a_textbook_loop(tmp_path):
         gen, epoch_losses = epoch_generator(cfg.seed, epoch), []
         for idx in batches[epoch]:
             for g, lr in zip(opt.param_groups, base):
-                g["lr"] = lr * 0.5 * (1 + math.cos(math.pi * step / total))
+                t = step / total
+                g["lr"] = lr * (0.5 * (1 + math.cos(math.pi * t)) if schedule == "cosine"
+                                else cfg.gamma ** sum(t >= m for m in cfg.milestones))
             x = to_float(images[torch.from_numpy(idx)])
             mirror_mask(x, gen, len(idx), 0)  # flips the drawn half in place
             loss = loss_fn(model(x), labels[torch.from_numpy(idx)])
